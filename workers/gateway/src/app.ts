@@ -1,0 +1,26 @@
+// The gateway's HTTP surface. Every API path also lives under /v1 (and chat under /beta);
+// the request pipeline of each endpoint is spelled out in its route file.
+import { Hono } from "hono";
+import type { AppEnv } from "./env";
+import { notFound, onError } from "./errors/error-handler";
+import { traceId } from "./middleware/trace-id";
+import { balanceRoute } from "./routes/balance";
+import { modelsRoute } from "./routes/models";
+
+export function buildApiRoutes(): Hono<AppEnv> {
+  const api = new Hono<AppEnv>();
+  api.route("/models", modelsRoute);
+  api.route("/user/balance", balanceRoute);
+  return api;
+}
+
+export function buildApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.use("*", traceId);
+  app.onError(onError);
+  app.notFound(notFound);
+
+  const api = buildApiRoutes();
+  for (const base of ["/", "/v1"]) app.route(base, api);
+  return app;
+}

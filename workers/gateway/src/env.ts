@@ -1,0 +1,28 @@
+// Bindings of the gateway worker (wrangler.toml) and per-request context variables.
+import type { AccountLedger } from "./billing/account-ledger";
+import type { RateLimiter } from "./limits/rate-limiter";
+
+export interface Env {
+  DB: D1Database;
+  LEDGER: DurableObjectNamespace<AccountLedger>;
+  LIMITER: DurableObjectNamespace<RateLimiter>;
+  ASSETS?: Fetcher;
+  ENVIRONMENT?: string;
+  // HMAC secret of the payment provider's webhook (dashboard top-ups).
+  PAYMENT_WEBHOOK_SECRET?: string;
+}
+
+export interface AuthenticatedKey {
+  keyId: string;
+  accountId: string;
+  cacheNamespace: string;
+  limits: { rpm: number | null; tpm: number | null; concurrency: number | null };
+  keyLimits: { rpm: number | null; tpm: number | null; concurrency: number | null };
+}
+
+export interface Variables {
+  traceId: string;
+  auth: AuthenticatedKey;
+}
+
+export type AppEnv = { Bindings: Env; Variables: Variables };

@@ -1,0 +1,7 @@
+// Worker entry: the Hono app plus the Durable Object classes wrangler.toml declares.
+import { buildApp } from "./app";
+
+export { AccountLedger } from "./billing/account-ledger";
+export { RateLimiter } from "./limits/rate-limiter";
+
+export default buildApp();
