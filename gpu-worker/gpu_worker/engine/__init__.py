@@ -1,0 +1,1 @@
+"""Inference engine: sequences, paged latent cache with prefix reuse, scheduling, sampling."""

@@ -1,0 +1,121 @@
+"""Runs the engine on a background thread; the HTTP server talks to it from asyncio.
+
+Requests and cancellations are handed over through a locked inbox and applied between steps,
+so the engine's own structures are only ever touched by its thread. Each request's tokens go
+back to the caller's event loop on an asyncio.Queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from .engine import LLMEngine, StepOutput
+from .sequence import SamplingParams, Sequence
+
+log = logging.getLogger("gpu_worker.engine")
+
+
+@dataclass
+class RequestHandle:
+    request_id: str
+    queue: asyncio.Queue
+    loop: asyncio.AbstractEventLoop
+    seq: Sequence | None = None
+    error: BaseException | None = None
+    done: bool = False
+    prompt_ids: list[int] = field(default_factory=list)
+
+    def deliver(self, item) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+class AsyncEngine:
+    def __init__(self, engine: LLMEngine):
+        self.engine = engine
+        self._cv = threading.Condition()
+        self._adds: list[tuple[RequestHandle, list[int], SamplingParams, str]] = []
+        self._aborts: list[tuple[str, str]] = []
+        self._handles: dict[str, RequestHandle] = {}
+        self._stop = False
+        self.num_pending = 0
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    # ---- called from the event loop ------------------------------------------------------------
+    def submit(self, request_id: str, prompt_ids: list[int], params: SamplingParams, namespace: str) -> RequestHandle:
+        self.engine.check_fits(len(prompt_ids), params.max_tokens)
+        handle = RequestHandle(request_id, asyncio.Queue(), asyncio.get_running_loop(), prompt_ids=prompt_ids)
+        with self._cv:
+            self._adds.append((handle, prompt_ids, params, namespace))
+            self.num_pending += 1
+            self._cv.notify()
+        return handle
+
+    def abort(self, request_id: str, reason: str = "abort") -> None:
+        with self._cv:
+            self._aborts.append((request_id, reason))
+            self._cv.notify()
+
+    def stats(self) -> dict:
+        stats = self.engine.stats()
+        stats["waiting"] += self.num_pending
+        return stats
+
+    @property
+    def num_requests(self) -> int:
+        return len(self._handles) + self.num_pending
+
+    def shutdown(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+        self.engine.shutdown()
+
+    # ---- the engine thread ------------------------------------------------------------------
+    def _apply_inbox(self) -> None:
+        with self._cv:
+            while not (self._adds or self._aborts or self.engine.has_work() or self._stop):
+                self._cv.wait()
+            adds, self._adds = self._adds, []
+            aborts, self._aborts = self._aborts, []
+            self.num_pending -= len(adds)
+        for handle, prompt_ids, params, namespace in adds:
+            try:
+                handle.seq = self.engine.add_request(handle.request_id, prompt_ids, params, namespace)
+                self._handles[handle.request_id] = handle
+            except Exception as exc:  # duplicate id, too long: the caller reports it
+                handle.error = exc
+                handle.deliver(None)
+        for request_id, reason in aborts:
+            seq = self.engine.abort(request_id, reason)
+            handle = self._handles.pop(request_id, None)
+            if handle is not None and seq is not None:
+                handle.deliver(StepOutput(seq, [], [], True))
+
+    def _loop(self) -> None:
+        while True:
+            self._apply_inbox()
+            if self._stop:
+                return
+            try:
+                outputs = self.engine.step()
+            except BaseException as exc:  # the model failed: end every request with an error
+                log.exception("engine step failed")
+                self.failed = exc
+                for request_id, handle in list(self._handles.items()):
+                    self.engine.abort(request_id, "insufficient_system_resource")
+                    handle.error = exc
+                    handle.deliver(None)
+                self._handles.clear()
+                continue
+            for out in outputs:
+                handle = self._handles.get(out.seq.request_id)
+                if handle is None:
+                    continue
+                if out.finished:
+                    self._handles.pop(out.seq.request_id, None)
+                handle.deliver(out)

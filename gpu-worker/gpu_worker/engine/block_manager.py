@@ -1,0 +1,206 @@
+"""Paged latent cache bookkeeping: which 64-token block holds what, and prefix reuse.
+
+A block is free (no owner, no key), in use (ref_count > 0) or cached (ref_count == 0 but its
+key still maps to it, so a later request with the same prefix can take it back). Cached blocks
+are evicted least recently used first; with a disk tier they are written there on eviction and
+read back on a later hit.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .disk_cache import DiskCache
+from .prefix_hash import chain_seed, extend_chain
+from .sequence import Sequence
+
+
+@dataclass
+class Block:
+    block_id: int
+    ref_count: int = 0
+    key: bytes | None = None
+    token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class CacheStats:
+    lookups: int = 0
+    hit_tokens: int = 0
+    queried_tokens: int = 0
+    disk_hit_blocks: int = 0
+    evicted_blocks: int = 0
+    spilled_blocks: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PrefixMatch:
+    device_blocks: list[int]  # blocks already holding this prefix on the device
+    disk_keys: list[bytes]    # following blocks found on disk
+
+
+class BlockManager:
+    def __init__(self, num_blocks: int, block_size: int = 64, salt: str = "",
+                 disk: DiskCache | None = None,
+                 read_block: Callable[[int], torch.Tensor] | None = None,
+                 write_block: Callable[[int, torch.Tensor], None] | None = None):
+        self.block_size = block_size
+        self.salt = salt
+        self.blocks = [Block(i) for i in range(num_blocks)]
+        self.free_ids: deque[int] = deque(range(num_blocks))
+        self.cached_ids: OrderedDict[int, None] = OrderedDict()  # ref 0 with key; oldest first
+        self.key_to_block: dict[bytes, int] = {}
+        self.disk = disk
+        self.read_block = read_block
+        self.write_block = write_block
+        self.stats = CacheStats()
+
+    # ---- capacity -------------------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self.free_ids) + len(self.cached_ids)
+
+    def _take_block(self) -> int:
+        if self.free_ids:
+            block_id = self.free_ids.popleft()
+        else:
+            block_id, _ = self.cached_ids.popitem(last=False)
+            self._evict(self.blocks[block_id])
+        block = self.blocks[block_id]
+        block.ref_count = 1
+        return block_id
+
+    def _evict(self, block: Block) -> None:
+        self.stats.evicted_blocks += 1
+        if self.disk is not None and self.read_block is not None and block.key not in self.disk:
+            self.disk.save(block.key, self.read_block(block.block_id), list(block.token_ids))
+            self.stats.spilled_blocks += 1
+        del self.key_to_block[block.key]
+        block.key, block.token_ids = None, ()
+
+    # ---- prefix reuse -----------------------------------------------------------------------
+    def hashes(self, seq: Sequence) -> list[bytes]:
+        chain = getattr(seq, "block_keys", None)
+        if chain is None:
+            chain = seq.block_keys = []
+        return extend_chain(chain, chain_seed(seq.namespace, self.salt), seq.token_ids, self.block_size)
+
+    def match_prefix(self, seq: Sequence) -> PrefixMatch:
+        """Longest run of full blocks from token 0 that need no compute.
+
+        Only blocks that end before the last token count: that token must run through the model
+        to give the logits for the first sampled token.
+        """
+        keys = self.hashes(seq)[: (len(seq) - 1) // self.block_size]
+        device, disk = [], []
+        for i, key in enumerate(keys):
+            tokens = tuple(seq.token_ids[i * self.block_size:(i + 1) * self.block_size])
+            block_id = self.key_to_block.get(key)
+            if not disk and block_id is not None and self.blocks[block_id].token_ids == tokens:
+                device.append(block_id)
+            elif self.disk is not None and key in self.disk:
+                disk.append(key)
+            else:
+                break
+        return PrefixMatch(device, disk)
+
+    def can_allocate(self, match: PrefixMatch, num_new_blocks: int) -> bool:
+        revived = sum(1 for b in match.device_blocks if self.blocks[b].ref_count == 0)
+        return self.num_free_blocks - revived >= len(match.disk_keys) + num_new_blocks
+
+    def allocate_prefix(self, seq: Sequence, match: PrefixMatch) -> int:
+        """Attach the matched blocks to seq (loading disk ones); returns reused token count."""
+        assert not seq.block_table
+        for block_id in match.device_blocks:
+            block = self.blocks[block_id]
+            if block.ref_count == 0:
+                del self.cached_ids[block_id]
+            block.ref_count += 1
+            seq.block_table.append(block_id)
+        keys = self.hashes(seq)
+        for i in range(len(match.device_blocks), len(match.device_blocks) + len(match.disk_keys)):
+            tokens = seq.token_ids[i * self.block_size:(i + 1) * self.block_size]
+            latents = self.disk.load(keys[i], tokens)
+            if latents is None:  # vanished or unreadable: compute from here on
+                break
+            block_id = self._take_block()
+            self.write_block(block_id, latents)
+            self._register(self.blocks[block_id], keys[i], tokens)
+            seq.block_table.append(block_id)
+            self.stats.disk_hit_blocks += 1
+        reused = len(seq.block_table) * self.block_size
+        seq.num_computed_tokens = reused
+        self.stats.lookups += 1
+        self.stats.queried_tokens += len(seq)
+        self.stats.hit_tokens += reused
+        return reused
+
+    def _register(self, block: Block, key: bytes, tokens) -> None:
+        if key in self.key_to_block:
+            return  # an identical block exists already; this one stays private
+        block.key, block.token_ids = key, tuple(tokens)
+        self.key_to_block[key] = block.block_id
+
+    def register_full_blocks(self, seq: Sequence) -> None:
+        """Give keys to seq's blocks that became full of computed tokens."""
+        keys = self.hashes(seq)
+        num_full = min(seq.num_computed_tokens // self.block_size, len(keys))
+        for i in range(num_full):
+            block = self.blocks[seq.block_table[i]]
+            if block.key is None:
+                self._register(block, keys[i], seq.token_ids[i * self.block_size:(i + 1) * self.block_size])
+
+    # ---- growth and release ----------------------------------------------------------------
+    def blocks_needed(self, seq: Sequence, num_tokens: int) -> int:
+        return max(0, seq.num_blocks_for(num_tokens) - len(seq.block_table))
+
+    def ensure_capacity(self, seq: Sequence, num_tokens: int) -> bool:
+        need = self.blocks_needed(seq, num_tokens)
+        if need > self.num_free_blocks:
+            return False
+        for _ in range(need):
+            seq.block_table.append(self._take_block())
+        return True
+
+    def free(self, seq: Sequence) -> None:
+        # Reverse order: a sequence's last blocks cover the longest, least shared prefixes,
+        # so they should be the first to be evicted.
+        for block_id in reversed(seq.block_table):
+            block = self.blocks[block_id]
+            block.ref_count -= 1
+            if block.ref_count == 0:
+                if block.key is not None:
+                    self.cached_ids[block_id] = None
+                else:
+                    self.free_ids.append(block_id)
+        seq.block_table = []
+        seq.num_computed_tokens = 0
+
+    def spill_all(self) -> int:
+        """Write every keyed block to the disk tier (before shutdown); returns blocks written."""
+        if self.disk is None or self.read_block is None:
+            return 0
+        written = 0
+        for block in self.blocks:
+            if block.key is not None and block.key not in self.disk:
+                self.disk.save(block.key, self.read_block(block.block_id), list(block.token_ids))
+                written += 1
+        self.stats.spilled_blocks += written
+        return written
+
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached (unused) block on the device; disk entries stay."""
+        while self.cached_ids:
+            block_id, _ = self.cached_ids.popitem(last=False)
+            block = self.blocks[block_id]
+            del self.key_to_block[block.key]
+            block.key, block.token_ids = None, ()
+            self.free_ids.append(block_id)

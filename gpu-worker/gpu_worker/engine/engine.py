@@ -1,0 +1,168 @@
+"""The engine loop: admit requests, schedule a step, run the model, sample, finish."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .block_manager import BlockManager
+from .config import EngineConfig
+from .disk_cache import DiskCache
+from .model_runner import ModelRunner
+from .sampler import Sampler
+from .scheduler import Scheduler
+from .sequence import SamplingParams, Sequence, SequenceStatus, TokenLogprob
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+@dataclass
+class StepOutput:
+    seq: Sequence
+    new_token_ids: list[int]
+    new_logprobs: list[TokenLogprob]
+    finished: bool
+
+
+def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype) -> int:
+    if config.num_cache_blocks:
+        return config.num_cache_blocks
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_block = ModelRunner.block_bytes(model.config, config.block_size, dtype)
+        return max(16, int(free * config.memory_fraction) // per_block)
+    return config.cpu_default_blocks
+
+
+class LLMEngine:
+    def __init__(self, model, config: EngineConfig | None = None, eos_token_ids: tuple[int, ...] = (1,),
+                 device: str | torch.device = "cpu"):
+        self.config = config = config or EngineConfig()
+        self.model = model
+        self.device = torch.device(device)
+        dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
+        num_blocks = _num_blocks(model, config, self.device, dtype)
+        self.runner = ModelRunner(model, num_blocks, config.block_size, self.device)
+        self.disk = DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes) if config.disk_cache_dir else None
+        self.block_manager = BlockManager(num_blocks, config.block_size, salt=config.cache_salt, disk=self.disk,
+                                          read_block=self.runner.read_block, write_block=self.runner.write_block)
+        self.scheduler = Scheduler(self.block_manager, config.max_batch_tokens, config.max_num_seqs)
+        self.sampler = Sampler()
+        self.eos_token_ids = set(eos_token_ids)
+        model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+        self.max_model_len = min(config.max_model_len or model_len, model_len)
+        self.sequences: dict[str, Sequence] = {}
+
+    # ---- requests ---------------------------------------------------------------------------
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                    namespace: str = "") -> Sequence:
+        self.check_fits(len(prompt_ids), params.max_tokens)
+        if request_id in self.sequences:
+            raise ValueError(f"duplicate request id {request_id}")
+        seq = Sequence(request_id, prompt_ids, params, namespace, self.config.block_size)
+        if params.seed is not None:
+            seq.generator = torch.Generator(device=self.device)
+            seq.generator.manual_seed(params.seed)
+        self.sequences[request_id] = seq
+        self.scheduler.add(seq)
+        return seq
+
+    def check_fits(self, num_prompt_tokens: int, max_tokens: int) -> None:
+        total = num_prompt_tokens + max_tokens
+        if total > self.max_model_len:
+            raise PromptTooLong(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                f"{total} tokens ({num_prompt_tokens} in the messages, {max_tokens} in the completion). "
+                "Please reduce the length of the messages or completion.")
+        capacity = self.block_manager.num_blocks * self.config.block_size
+        if total > capacity:
+            raise PromptTooLong(f"This request needs {total} tokens of cache but this worker holds {capacity}.")
+
+    def abort(self, request_id: str, reason: str = "abort") -> Sequence | None:
+        """Finish a request now and release its cache blocks (full ones stay cached)."""
+        seq = self.sequences.pop(request_id, None)
+        if seq is None:
+            return None
+        self.scheduler.remove(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = seq.finish_reason or reason
+        return seq
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    # ---- one step ----------------------------------------------------------------------------
+    def step(self) -> list[StepOutput]:
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        logits = self.runner.run(batch)
+        sampling = [s for s in batch if s.samples]
+        outputs = []
+        if sampling:
+            seqs = [s.seq for s in sampling]
+            tokens, logprobs = self.sampler(logits, [s.params for s in seqs], [s.output_ids for s in seqs],
+                                            [s.generator for s in seqs])
+        for s in batch:
+            s.seq.num_computed_tokens += s.num_new_tokens
+        for i, s in enumerate(sampling):
+            seq = s.seq
+            seq.append_token(tokens[i], logprobs[i])
+            self._check_finished(seq)
+            outputs.append(StepOutput(seq, [tokens[i]], [logprobs[i]] if logprobs[i] else [], seq.is_finished))
+        for s in batch:
+            if s.seq.is_finished:
+                self.sequences.pop(s.seq.request_id, None)
+                self.block_manager.register_full_blocks(s.seq)
+                self.scheduler.remove(s.seq)
+            else:
+                self.block_manager.register_full_blocks(s.seq)
+        return outputs
+
+    def _check_finished(self, seq: Sequence) -> None:
+        p, last = seq.params, seq.token_ids[-1]
+        if not p.ignore_eos and (last in self.eos_token_ids or last in p.stop_token_ids):
+            seq.finish_reason = "stop"
+        elif seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
+            seq.finish_reason = "length"
+        else:
+            return
+        seq.status = SequenceStatus.FINISHED
+
+    # ---- convenience for tests and benchmarks --------------------------------------------------
+    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
+                 namespace: str = "") -> list[Sequence]:
+        params = params if isinstance(params, list) else [params] * len(prompts)
+        base = len(self.sequences) + id(prompts)
+        seqs = [self.add_request(f"gen-{base}-{i}", p, sp, namespace) for i, (p, sp) in enumerate(zip(prompts, params))]
+        while any(not s.is_finished for s in seqs):
+            self.step()
+        return seqs
+
+    def shutdown(self) -> None:
+        """Keep the prefix cache for the next worker: spill cached blocks to the disk tier."""
+        self.block_manager.spill_all()
+
+    def stats(self) -> dict:
+        bm = self.block_manager
+        st = bm.stats
+        return {
+            "running": len(self.scheduler.running),
+            "waiting": len(self.scheduler.waiting),
+            "free_cache_blocks": bm.num_free_blocks,
+            "total_cache_blocks": bm.num_blocks,
+            "cache": {
+                "block_size": bm.block_size,
+                "cached_blocks": len(bm.key_to_block),
+                "lookups": st.lookups,
+                "queried_tokens": st.queried_tokens,
+                "hit_tokens": st.hit_tokens,
+                "disk_hit_blocks": st.disk_hit_blocks,
+                "evicted_blocks": st.evicted_blocks,
+                "spilled_blocks": st.spilled_blocks,
+                "disk_blocks": len(self.disk) if self.disk else 0,
+                "disk_bytes": self.disk.total_bytes if self.disk else 0,
+            },
+        }

@@ -1,0 +1,99 @@
+"""Continuous batching: every step packs one token for each decoding sequence, then prefill
+chunks (of running sequences first, then of newly admitted ones) up to a token budget.
+
+New requests join as soon as there are cache blocks for their first chunk; a long prompt is
+prefilled over several steps. When a running sequence cannot grow, the most recently admitted
+running sequence is preempted: its blocks are released (full ones stay in the prefix cache, so
+it usually resumes from there) and it goes back to the front of the queue.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .block_manager import BlockManager
+from .sequence import Sequence, SequenceStatus
+
+
+@dataclass
+class ScheduledSeq:
+    seq: Sequence
+    num_new_tokens: int
+
+    @property
+    def samples(self) -> bool:
+        """Whether this step reaches the sequence's last token, so it yields logits."""
+        return self.seq.num_computed_tokens + self.num_new_tokens == len(self.seq)
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, max_batch_tokens: int = 2048, max_num_seqs: int = 256):
+        self.block_manager = block_manager
+        self.max_batch_tokens = max_batch_tokens
+        self.max_num_seqs = max_num_seqs
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def remove(self, seq: Sequence) -> None:
+        """Take seq out of the queues and release its blocks at once."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        self.block_manager.free(seq)
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def schedule(self) -> list[ScheduledSeq]:
+        budget = self.max_batch_tokens
+        batch: list[ScheduledSeq] = []
+        preempted = False
+        for seq in list(self.running):
+            if seq not in self.running:  # preempted below to make room for an earlier one
+                continue
+            num_new = min(seq.num_uncomputed_tokens, budget)
+            if num_new <= 0:
+                continue
+            while not self.block_manager.ensure_capacity(seq, seq.num_computed_tokens + num_new):
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim is seq:
+                    break
+            if seq in self.running:
+                batch.append(ScheduledSeq(seq, num_new))
+                budget -= num_new
+
+        while self.waiting and not preempted and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            match = self.block_manager.match_prefix(seq)
+            num_hit = (len(match.device_blocks) + len(match.disk_keys)) * self.block_manager.block_size
+            num_new = min(len(seq) - num_hit, budget)
+            num_new_blocks = seq.num_blocks_for(num_hit + num_new) - num_hit // self.block_manager.block_size
+            if not self.block_manager.can_allocate(match, num_new_blocks):
+                break
+            self.waiting.popleft()
+            reused = self.block_manager.allocate_prefix(seq, match)
+            if seq.num_cached_prompt_tokens is None:
+                seq.num_cached_prompt_tokens = reused
+            num_new = min(len(seq) - reused, budget)  # a disk block may have gone missing
+            if not self.block_manager.ensure_capacity(seq, reused + num_new):
+                self.block_manager.free(seq)
+                self.waiting.appendleft(seq)
+                break
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            batch.append(ScheduledSeq(seq, num_new))
+            budget -= num_new
+        return batch
