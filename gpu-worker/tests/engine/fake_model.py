@@ -6,24 +6,12 @@ logits, which is what these tests need to see.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
 
 
-@dataclass
-class FakeMetadata:
-    cu_query_lens: torch.Tensor
-    context_lens: torch.Tensor
-    block_tables: torch.Tensor
-    slot_mapping: torch.Tensor
-    block_size: int = 64
-
-
 class FakeModel(torch.nn.Module):
-    attention_metadata_cls = FakeMetadata
-
     def __init__(self, vocab_size: int = 512, dim: int = 16, layers: int = 2, seed: int = 0, max_len: int = 4096):
         super().__init__()
         g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,87 @@
+"""One request's output path: token ids -> text -> stop strings -> reasoning / tool calls."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .detokenizer import IncrementalDetokenizer
+from .parsers import ReasoningParser, ToolCallParser
+from .stop_strings import StopStringMatcher
+
+
+@dataclass
+class OutputDelta:
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # tokens consumed in this delta
+
+    def is_empty(self) -> bool:
+        return not (self.content or self.reasoning or self.tool_calls)
+
+
+class OutputProcessor:
+    def __init__(self, tokenizer, stop: list[str] | None = None, reasoning: bool = False, tools: bool = False,
+                 hidden_token_ids: set[int] | frozenset = frozenset()):
+        self.detok = IncrementalDetokenizer(tokenizer)
+        self.stop = StopStringMatcher(stop or [])
+        self.reasoning = ReasoningParser() if reasoning else None
+        self.tools = ToolCallParser() if tools else None
+        self.hidden_token_ids = hidden_token_ids  # end-of-sequence tokens: counted, never shown
+        self.completion_tokens = 0
+        self.reasoning_tokens = 0
+        self.finished = False
+
+    @property
+    def stopped_by_string(self) -> bool:
+        return self.stop.stopped
+
+    def _route(self, text: str, delta: OutputDelta) -> None:
+        if self.reasoning is not None:
+            reasoning, text = self.reasoning.push(text)
+            delta.reasoning += reasoning
+        if self.tools is not None:
+            td = self.tools.push(text)
+            delta.content += td.content
+            delta.tool_calls += td.calls
+        else:
+            delta.content += text
+
+    def push(self, token_ids: list[int]) -> OutputDelta:
+        delta = OutputDelta()
+        for token_id in token_ids:
+            if self.finished or self.stop.stopped:
+                break  # generated after a stop string, before the engine heard of it
+            self.completion_tokens += 1
+            if self.reasoning is not None and self.reasoning.in_reasoning:
+                self.reasoning_tokens += 1
+            delta.token_ids.append(token_id)
+            if token_id in self.hidden_token_ids:
+                continue
+            self._route(self.stop.push(self.detok.push(token_id)), delta)
+        return delta
+
+    def finish(self) -> OutputDelta:
+        """Release whatever was held back, at the end of the output."""
+        delta = OutputDelta()
+        if self.finished:
+            return delta
+        self.finished = True
+        if not self.stop.stopped:
+            self._route(self.stop.push(self.detok.flush()), delta)
+            self._route(self.stop.flush(), delta)
+        if self.reasoning is not None:
+            reasoning, content = self.reasoning.flush()
+            delta.reasoning += reasoning
+            if self.tools is not None:
+                td = self.tools.push(content)
+                delta.content += td.content
+                delta.tool_calls += td.calls
+            else:
+                delta.content += content
+        if self.tools is not None:
+            delta.content += self.tools.flush().content
+        return delta
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return bool(self.tools and self.tools.calls)
