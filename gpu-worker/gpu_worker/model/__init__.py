@@ -1,0 +1,1 @@
+"""DeepSeek-V3 architecture: config, MLA, DeepSeekMoE, checkpoint loading. See README.md here."""

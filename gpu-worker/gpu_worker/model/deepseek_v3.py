@@ -1,0 +1,116 @@
+"""DeepSeek-V3 causal LM: embedding, decoder layers (MLA + dense MLP or DeepSeekMoE), final norm, head.
+
+`forward` runs a packed variable-length batch against the paged latent cache (the serving path);
+`forward_dense` runs padded-free [B, S] batches with no cache (reference path for tests).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention_metadata import AttentionMetadata
+from .config import ModelConfig
+from .layers import RMSNorm, SwiGLU, empty_param
+from .mla import MLAttention
+from .moe import MoE
+from .rope import RotaryTable
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, index: int, dtype: torch.dtype, device=None):
+        super().__init__()
+        eps = config.rms_norm_eps
+        self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
+        self.self_attn = MLAttention(config, dtype, device)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
+        if config.is_moe_layer(index):
+            self.mlp = MoE(config, dtype, device)
+        else:
+            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device)
+
+    def forward(self, h, cos, sin, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, meta, cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+    def forward_dense(self, h, cos, sin) -> torch.Tensor:
+        h = h + self.self_attn.forward_dense(self.input_layernorm(h), cos, sin)
+        batch, seq, dim = h.shape
+        return h + self.mlp(self.post_attention_layernorm(h).view(-1, dim)).view(batch, seq, dim)
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+        return {
+            f"{prefix}.input_layernorm.weight": (self.input_layernorm.weight, ()),
+            f"{prefix}.post_attention_layernorm.weight": (self.post_attention_layernorm.weight, ()),
+            **self.self_attn.checkpoint_layout(f"{prefix}.self_attn"),
+            **self.mlp.checkpoint_layout(f"{prefix}.mlp"),
+        }
+
+
+class DeepseekV3ForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        self.config = config
+        self.dtype = dtype
+        self.embed_tokens = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
+        self.lm_head = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        self.rotary = RotaryTable(config, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.device
+
+    def checkpoint_layout(self) -> dict[str, tuple[torch.Tensor, tuple]]:
+        """Hugging Face tensor name -> (our parameter, index of the slice it fills)."""
+        layout = {
+            "model.embed_tokens.weight": (self.embed_tokens, ()),
+            "model.norm.weight": (self.norm.weight, ()),
+            "lm_head.weight": (self.lm_head, ()),
+        }
+        for i, layer in enumerate(self.layers):
+            layout.update(layer.checkpoint_layout(f"model.layers.{i}"))
+        return layout
+
+    def allocate_kv_cache(self, num_blocks: int, block_size: int = 64) -> torch.Tensor:
+        """[layers, num_blocks, block_size, kv_lora_rank + qk_rope_head_dim]: per token the normalised
+        latent then the rotated rope key."""
+        c = self.config
+        return torch.zeros(
+            c.num_hidden_layers, num_blocks, block_size, c.kv_cache_dim, dtype=self.dtype, device=self.device
+        )
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        meta: AttentionMetadata,
+        kv_cache: torch.Tensor,
+    ) -> torch.Tensor:
+        """Packed new tokens [T] at positions [T] -> final hidden states [T, hidden] (before the final
+        norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
+        if kv_cache.shape[2] != meta.block_size:
+            raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
+        cos, sin = self.rotary.lookup(positions)
+        h = F.embedding(input_ids, self.embed_tokens)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, cos, sin, meta, kv_cache[i])
+        return h
+
+    @torch.inference_mode()
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, hidden] from forward -> float32 logits [N, vocab]."""
+        return F.linear(self.norm(hidden), self.lm_head).float()
+
+    @torch.inference_mode()
+    def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, S] token ids (positions 0..S-1, no cache) -> float32 logits [B, S, vocab]."""
+        seq = input_ids.shape[1]
+        cos, sin = self.rotary.lookup(torch.arange(seq, device=input_ids.device))
+        h = F.embedding(input_ids, self.embed_tokens)
+        for layer in self.layers:
+            h = layer.forward_dense(h, cos, sin)
+        return self.compute_logits(h)

@@ -1,0 +1,38 @@
+"""FP8 (e4m3) block quantization as in DeepSeek-V3 checkpoints: one float32 `weight_scale_inv` per
+block (128x128), weight = fp8_block * scale_inv. Ragged edge blocks simply cover fewer elements."""
+
+from __future__ import annotations
+
+import torch
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+
+def _expand_blocks(scale: torch.Tensor, shape: torch.Size, block: tuple[int, int]) -> torch.Tensor:
+    rows, cols = shape
+    return scale.repeat_interleave(block[0], dim=0)[:rows].repeat_interleave(block[1], dim=1)[:, :cols]
+
+
+def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int] = (128, 128),
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """weight [out, in] float8_e4m3fn, scale_inv [ceil(out/b0), ceil(in/b1)] -> dequantized [out, in]."""
+    expected = (-(-weight.shape[0] // block[0]), -(-weight.shape[1] // block[1]))
+    if tuple(scale_inv.shape) != expected:
+        raise ValueError(f"scale shape {tuple(scale_inv.shape)} does not match weight {tuple(weight.shape)} "
+                         f"in {block[0]}x{block[1]} blocks (expected {expected})")
+    full = weight.to(torch.float32) * _expand_blocks(scale_inv.to(torch.float32), weight.shape, block)
+    return full.to(dtype)
+
+
+def quantize(weight: torch.Tensor, block: tuple[int, int] = (128, 128)) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [out, in] -> (float8_e4m3fn weight, float32 scale_inv per block) such that dequantize() ~ weight."""
+    rows, cols = weight.shape
+    w = weight.to(torch.float32)
+    pad_r, pad_c = -rows % block[0], -cols % block[1]
+    padded = torch.nn.functional.pad(w, (0, pad_c, 0, pad_r))
+    blocks = padded.view(padded.shape[0] // block[0], block[0], padded.shape[1] // block[1], block[1])
+    amax = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12)
+    scale_inv = amax / FP8_MAX
+    q = (w / _expand_blocks(scale_inv, w.shape, block)).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scale_inv

@@ -1,0 +1,46 @@
+"""Small building blocks: parameters without initialisation, RMSNorm, the SwiGLU MLP."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
+    """Weights are always filled by the loader, so skip the (slow, pointless) random init."""
+    return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
+
+
+class RMSNorm(nn.Module):
+    """Normalise in float32, cast back, then scale (Hugging Face order)."""
+
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)), with gate and up stored as one [2*inter, dim] matrix."""
+
+    def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.inter = inter
+        self.gate_up_proj = empty_param(2 * inter, dim, dtype=dtype, device=device)
+        self.down_proj = empty_param(dim, inter, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(x, self.gate_up_proj).split(self.inter, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down_proj)
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+        return {
+            f"{prefix}.gate_proj.weight": (self.gate_up_proj, (slice(0, self.inter),)),
+            f"{prefix}.up_proj.weight": (self.gate_up_proj, (slice(self.inter, 2 * self.inter),)),
+            f"{prefix}.down_proj.weight": (self.down_proj, ()),
+        }

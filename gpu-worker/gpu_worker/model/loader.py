@@ -1,0 +1,121 @@
+"""Load a Hugging Face DeepSeek-V3 checkpoint directory into DeepseekV3ForCausalLM.
+
+Reads config.json and model.safetensors or sharded model-*.safetensors with their index. Tensors are
+memory-mapped (safetensors) and each is read once, straight into its slice of our parameters (experts are
+stacked, q_a/kv_a and gate/up projections fused). FP8 weights with a `weight_scale_inv` sibling are
+dequantized at load. Layers at or beyond num_hidden_layers (the MTP module) are skipped. Every name and
+shape is checked before any data is read; problems are reported together, by tensor name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from . import fp8
+from .config import ModelConfig
+from .deepseek_v3 import DeepseekV3ForCausalLM
+
+SCALE_SUFFIX = "_scale_inv"  # "x.weight_scale_inv" scales "x.weight"
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+class CheckpointError(ValueError):
+    def __init__(self, missing=(), unexpected=(), misshaped=(), other=()):
+        self.missing, self.unexpected, self.misshaped = sorted(missing), sorted(unexpected), sorted(misshaped)
+        parts = []
+        if self.missing:
+            parts.append(f"missing tensors: {', '.join(self.missing)}")
+        if self.unexpected:
+            parts.append(f"unexpected tensors: {', '.join(self.unexpected)}")
+        if self.misshaped:
+            parts.append(f"misshaped tensors: {', '.join(self.misshaped)}")
+        parts.extend(other)
+        super().__init__("; ".join(parts))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+               ) -> DeepseekV3ForCausalLM:
+    path = Path(path)
+    config = ModelConfig.from_dir(path)
+    model = DeepseekV3ForCausalLM(config, dtype=dtype, device=device)
+    load_weights(model, path)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def checkpoint_files(path: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {name: path / file for name, file in weight_map.items()}
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {path}")
+    names = {}
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            names.update({name: file for name in f.keys()})
+    return names
+
+
+def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
+    path = Path(path)
+    config = model.config
+    layout = model.checkpoint_layout()
+    located = {name: file for name, file in checkpoint_files(path).items() if not _is_extra_layer(name, config)}
+    block = config.fp8_block_size or (128, 128)
+
+    with ExitStack() as stack:
+        handles: dict[Path, object] = {}
+
+        def handle(file: Path):
+            if file not in handles:
+                handles[file] = stack.enter_context(safe_open(file, framework="pt", device=str(model.device)))
+            return handles[file]
+
+        # 1. names and shapes, from metadata only
+        missing = [name for name in layout if name not in located]
+        unexpected, misshaped, other = [], [], []
+        for name, file in located.items():
+            if name.endswith(SCALE_SUFFIX):
+                if name[: -len(SCALE_SUFFIX)] not in layout:
+                    unexpected.append(name)
+                continue
+            if name not in layout:
+                unexpected.append(name)
+                continue
+            param, index = layout[name]
+            want = tuple(param[index].shape)
+            got = tuple(handle(file).get_slice(name).get_shape())
+            if got != want:
+                misshaped.append(f"{name} (expected {list(want)}, got {list(got)})")
+            if _dtype_of(handle(file), name) == "F8_E4M3" and name + SCALE_SUFFIX not in located:
+                other.append(f"FP8 tensor {name} has no {name + SCALE_SUFFIX}")
+        if missing or unexpected or misshaped or other:
+            raise CheckpointError(missing, unexpected, misshaped, other)
+
+        # 2. data: each tensor read once, into its slice
+        with torch.no_grad():
+            for name, (param, index) in layout.items():
+                tensor = handle(located[name]).get_tensor(name)
+                if tensor.dtype == fp8.FP8_DTYPE:
+                    scale = handle(located[name + SCALE_SUFFIX]).get_tensor(name + SCALE_SUFFIX)
+                    tensor = fp8.dequantize(tensor, scale, block, dtype=torch.float32)
+                param[index].copy_(tensor)
+
+
+def _is_extra_layer(name: str, config: ModelConfig) -> bool:
+    match = _LAYER.match(name)
+    return match is not None and int(match.group(1)) >= config.num_hidden_layers
+
+
+def _dtype_of(handle, name: str) -> str:
+    return handle.get_slice(name).get_dtype()

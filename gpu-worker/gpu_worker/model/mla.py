@@ -1,0 +1,139 @@
+"""Multi-head latent attention over a paged latent cache.
+
+Per token the cache holds the normalised latent c (kv_lora_rank) and the rotated rope key k_pe
+(qk_rope_head_dim), shared by all heads. kv_b_proj, viewed per head as [W_UK (nope rows); W_UV (v rows)],
+expands c into keys and values.
+
+- expanded form (prefill, any step with a sequence of more than one new token): k_nope = W_UK c,
+  v = W_UV c for every context token, then ordinary attention with 192-dim queries/keys.
+- absorbed form (decode, one new token per sequence): q_lat = W_UK^T q_nope, attend in latent space
+  (score = q_lat . c + q_pe . k_pe), then o = W_UV (sum_t p_t c_t). K and V are never materialised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention_metadata import AttentionMetadata
+from .config import ModelConfig
+from .layers import RMSNorm, empty_param
+from .rope import apply_rope
+
+
+class MLAttention(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.heads = config.num_attention_heads
+        self.q_lora_rank = config.q_lora_rank
+        self.kv_lora_rank = config.kv_lora_rank
+        self.nope_dim = config.qk_nope_head_dim
+        self.rope_dim = config.qk_rope_head_dim
+        self.v_dim = config.v_head_dim
+        self.qk_dim = config.qk_head_dim
+        self.scale = config.softmax_scale
+        dim = config.hidden_size
+
+        # q_a_proj (or q_proj without query compression) and kv_a_proj_with_mqa read the same input:
+        # one [q_out + kv_lora_rank + rope_dim, dim] matmul.
+        self.q_out = self.q_lora_rank if self.q_lora_rank is not None else self.heads * self.qk_dim
+        self.qkv_a_proj = empty_param(self.q_out + self.kv_lora_rank + self.rope_dim, dim, dtype=dtype, device=device)
+        if self.q_lora_rank is not None:
+            self.q_a_layernorm = RMSNorm(self.q_lora_rank, config.rms_norm_eps, dtype, device)
+            self.q_b_proj = empty_param(self.heads * self.qk_dim, self.q_lora_rank, dtype=dtype, device=device)
+        self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, config.rms_norm_eps, dtype, device)
+        self.kv_b_proj = empty_param(self.heads * (self.nope_dim + self.v_dim), self.kv_lora_rank, dtype=dtype, device=device)
+        self.o_proj = empty_param(dim, self.heads * self.v_dim, dtype=dtype, device=device)
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+        kv_rows = slice(self.q_out, self.q_out + self.kv_lora_rank + self.rope_dim)
+        layout = {
+            f"{prefix}.kv_a_proj_with_mqa.weight": (self.qkv_a_proj, (kv_rows,)),
+            f"{prefix}.kv_a_layernorm.weight": (self.kv_a_layernorm.weight, ()),
+            f"{prefix}.kv_b_proj.weight": (self.kv_b_proj, ()),
+            f"{prefix}.o_proj.weight": (self.o_proj, ()),
+        }
+        if self.q_lora_rank is None:
+            layout[f"{prefix}.q_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),))
+        else:
+            layout[f"{prefix}.q_a_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),))
+            layout[f"{prefix}.q_a_layernorm.weight"] = (self.q_a_layernorm.weight, ())
+            layout[f"{prefix}.q_b_proj.weight"] = (self.q_b_proj, ())
+        return layout
+
+    # ---- shared prologue ---------------------------------------------------------------------
+    def _project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x [..., dim] -> q_nope [..., H, nope], q_pe [..., H, rope] (rotated), latent entry [..., R + rope]."""
+        q, latent, k_pe = F.linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
+        if self.q_lora_rank is not None:
+            q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
+        q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
+        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        q_pe = apply_rope(q_pe, cos.unsqueeze(-2), sin.unsqueeze(-2))
+        entry = torch.cat((self.kv_a_layernorm(latent), apply_rope(k_pe, cos, sin)), dim=-1)
+        return q_nope, q_pe, entry
+
+    def _expand(self, entries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """entries [..., L, R + rope] -> keys [..., H, L, qk_dim], values [..., H, L, v_dim]."""
+        latent, k_pe = entries.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        kv = F.linear(latent, self.kv_b_proj).view(*latent.shape[:-1], self.heads, self.nope_dim + self.v_dim)
+        k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
+        k = torch.cat((k_nope, k_pe.unsqueeze(-2).expand(*k_nope.shape[:-1], self.rope_dim)), dim=-1)
+        return k.transpose(-3, -2), v.transpose(-3, -2)
+
+    # ---- paged forward -----------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        meta: AttentionMetadata,
+        cache: torch.Tensor,
+    ) -> torch.Tensor:
+        """x [T, dim] packed new tokens; cache [num_blocks, block_size, R + rope] of this layer."""
+        q_nope, q_pe, entry = self._project(x, cos, sin)
+        flat_cache = cache.view(-1, cache.shape[-1])
+        flat_cache.index_copy_(0, meta.slot_mapping, entry.to(cache.dtype))
+        slots, valid = meta.context_slots()
+        context = flat_cache[slots]  # [B, L, R + rope]
+        if meta.is_decode:
+            out = self.absorbed(q_nope, q_pe, context, valid)
+        else:
+            out = self._expanded_paged(q_nope, q_pe, context, meta)
+        return F.linear(out.flatten(-2), self.o_proj)
+
+    def absorbed(self, q_nope, q_pe, context, valid) -> torch.Tensor:
+        """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope], context [B, L, R + rope],
+        valid [B, L] -> [B, H, v_dim]."""
+        w_kv = self.kv_b_proj.view(self.heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        w_uk, w_uv = w_kv.split([self.nope_dim, self.v_dim], dim=1)  # [H, nope, R], [H, v, R]
+        context = context.to(q_nope.dtype)
+        q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
+        query = torch.cat((q_latent, q_pe), dim=-1)  # [B, H, R + rope]
+        scores = torch.bmm(query, context.transpose(1, 2)).float() * self.scale  # [B, H, L]
+        scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
+        probs = scores.softmax(dim=-1).to(q_nope.dtype)
+        out_latent = torch.bmm(probs, context[..., : self.kv_lora_rank])  # [B, H, R]
+        return torch.bmm(out_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1)  # [B, H, v]
+
+    def _expanded_paged(self, q_nope, q_pe, context, meta: AttentionMetadata) -> torch.Tensor:
+        padded_index, mask, q_max = meta.prefill_layout()
+        batch = meta.num_seqs
+        query = torch.cat((q_nope, q_pe), dim=-1)  # [T, H, qk]
+        padded = query.new_zeros(batch * q_max, self.heads, self.qk_dim)
+        padded[padded_index] = query
+        padded = padded.view(batch, q_max, self.heads, self.qk_dim).transpose(1, 2)  # [B, H, Q, qk]
+        k, v = self._expand(context.to(query.dtype))  # [B, H, L, *]
+        out = F.scaled_dot_product_attention(padded, k, v, attn_mask=mask, scale=self.scale)  # [B, H, Q, v]
+        out = out.transpose(1, 2).reshape(batch * q_max, self.heads, self.v_dim)
+        return out[padded_index]
+
+    # ---- cacheless reference -----------------------------------------------------------------
+    def forward_dense(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x [B, S, dim], causal over S, no cache (expanded form)."""
+        q_nope, q_pe, entry = self._project(x, cos, sin)
+        query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
+        k, v = self._expand(entry)
+        out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)
+        return F.linear(out.transpose(1, 2).flatten(-2), self.o_proj)

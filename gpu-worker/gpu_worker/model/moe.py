@@ -1,0 +1,149 @@
+"""DeepSeekMoE: sigmoid router with group-limited top-k, routed experts dispatched by expert, shared experts."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .layers import SwiGLU, empty_param
+
+
+class Router(nn.Module):
+    """Chooses num_experts_per_tok experts per token and their weights.
+
+    The correction bias only steers *selection*; the weights are the unbiased sigmoid scores of the
+    chosen experts, normalised and multiplied by routed_scaling_factor. Groups outside the best
+    topk_group (a group scores the sum of its two best biased scores) are masked with -inf, as in
+    DeepSeek's reference and transformers 5.x. Computed in float32 so expert choice does not depend on
+    the activation dtype.
+    """
+
+    def __init__(self, config: ModelConfig, device=None):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.n_group = config.n_group
+        self.topk_group = config.topk_group
+        self.normalise = config.norm_topk_prob
+        self.scale = config.routed_scaling_factor
+        self.weight = empty_param(config.n_routed_experts, config.hidden_size, dtype=torch.float32, device=device)
+        self.e_score_correction_bias = empty_param(config.n_routed_experts, dtype=torch.float32, device=device)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [T, dim] -> (weights [T, k] float32, expert ids [T, k])."""
+        scores = F.linear(x.float(), self.weight).sigmoid()  # [T, E]
+        choice = scores + self.e_score_correction_bias
+        if self.n_group > 1 and self.topk_group < self.n_group:
+            tokens = choice.shape[0]
+            grouped = choice.view(tokens, self.n_group, -1)
+            group_score = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
+            kept = group_score.topk(self.topk_group, dim=-1).indices
+            keep = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, kept, True)
+            choice = grouped.masked_fill(~keep[:, :, None], float("-inf")).view(tokens, -1)
+        ids = choice.topk(self.top_k, dim=-1, sorted=False).indices
+        weights = scores.gather(1, ids)
+        if self.normalise:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        return weights * self.scale, ids
+
+
+class RoutedExperts(nn.Module):
+    """All routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter]."""
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.num_experts = config.n_routed_experts
+        self.inter = config.moe_intermediate_size
+        dim = config.hidden_size
+        self.gate_up_proj = empty_param(self.num_experts, 2 * self.inter, dim, dtype=dtype, device=device)
+        self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim].
+
+        Token copies are sorted by expert so each expert runs one matrix product over its tokens."""
+        tokens, top_k = ids.shape
+        flat_ids = ids.flatten()
+        order = flat_ids.argsort(stable=True)
+        counts = torch.bincount(flat_ids, minlength=self.num_experts)
+        rows = x[order // top_k]  # [T*k, dim], grouped by expert
+        hidden = grouped_linear(rows, self.gate_up_proj, counts)
+        gate, up = hidden.split(self.inter, dim=-1)
+        out = grouped_linear(F.silu(gate) * up, self.down_proj, counts)
+        unsorted = torch.empty_like(out)
+        unsorted[order] = out
+        weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
+        return weighted.sum(dim=1).to(x.dtype)
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+        layout = {}
+        gate, up = slice(0, self.inter), slice(self.inter, 2 * self.inter)
+        for e in range(self.num_experts):
+            layout[f"{prefix}.{e}.gate_proj.weight"] = (self.gate_up_proj, (e, gate))
+            layout[f"{prefix}.{e}.up_proj.weight"] = (self.gate_up_proj, (e, up))
+            layout[f"{prefix}.{e}.down_proj.weight"] = (self.down_proj, (e,))
+        return layout
+
+
+def grouped_linear(rows: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """rows [N, in] sorted by group, weight [G, out, in], counts [G] -> [N, out]; row block g uses weight[g]."""
+    if _grouped_mm_supported(rows, weight):
+        offsets = counts.cumsum(0).to(torch.int32)
+        return F.grouped_mm(rows, weight.transpose(-2, -1), offs=offsets)
+    return grouped_linear_reference(rows, weight, counts)
+
+
+def grouped_linear_reference(rows: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """One matmul per non-empty group (needs the counts on the host)."""
+    out = rows.new_empty(rows.shape[0], weight.shape[1])
+    start = 0
+    for group, count in enumerate(counts.tolist()):
+        if count:
+            out[start : start + count] = F.linear(rows[start : start + count], weight[group])
+            start += count
+    return out
+
+
+def _grouped_mm_supported(rows: torch.Tensor, weight: torch.Tensor) -> bool:
+    if not hasattr(F, "grouped_mm"):
+        return False
+    if rows.device.type == "cpu":
+        return rows.dtype in (torch.float32, torch.bfloat16)
+    # CUDA grouped GEMM: bf16 with 16-byte aligned rows.
+    return (
+        rows.device.type == "cuda"
+        and rows.dtype == torch.bfloat16
+        and weight.shape[-1] % 8 == 0
+        and weight.shape[-2] % 8 == 0
+        and torch.cuda.get_device_capability(rows.device) >= (8, 0)
+    )
+
+
+class MoE(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.gate = Router(config, device=device)
+        self.experts = RoutedExperts(config, dtype=dtype, device=device)
+        self.shared_experts = (
+            SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts, dtype, device)
+            if config.n_shared_experts
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, ids = self.gate(x)
+        out = self.experts(x, weights, ids)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+        layout = {
+            f"{prefix}.gate.weight": (self.gate.weight, ()),
+            f"{prefix}.gate.e_score_correction_bias": (self.gate.e_score_correction_bias, ()),
+            **self.experts.checkpoint_layout(f"{prefix}.experts"),
+        }
+        if self.shared_experts is not None:
+            layout.update(self.shared_experts.checkpoint_layout(f"{prefix}.shared_experts"))
+        return layout

@@ -1,0 +1,68 @@
+"""Rotary position embedding of the qk_rope_head_dim slice, with YaRN frequency blending.
+
+Frequencies follow Hugging Face's `rope_scaling`/YaRN semantics (also DeepSeek's `precompute_freqs_cis`
+when max_seq_len > original_seq_len). The cos/sin table is computed once for every position up to
+max_position_embeddings and indexed per step.
+
+Layout: checkpoint rope weights produce *interleaved* pairs (x0, x1), (x2, x3), ... each rotated by one
+frequency. We rotate the pairs and emit them de-interleaved ([rotated evens | rotated odds]), as
+transformers does. q_pe and k_pe get the same permutation, so their dot product is unchanged; the cache
+holds k_pe in this de-interleaved layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import ModelConfig, RopeConfig
+
+
+def inverse_frequencies(rope: RopeConfig, dim: int) -> torch.Tensor:
+    """[dim/2] float32 inverse frequencies, YaRN-blended when configured."""
+    base = rope.theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    extrapolation = 1.0 / base
+    if not rope.yarn:
+        return extrapolation
+    interpolation = 1.0 / (rope.factor * base)
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(rope.original_max_position_embeddings / (rotations * 2 * math.pi)) / (
+            2 * math.log(rope.theta)
+        )
+
+    low, high = correction_dim(rope.beta_fast), correction_dim(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    keep = 1 - ramp  # 1: keep the original (high-frequency) rotation, 0: fully interpolated
+    return interpolation * (1 - keep) + extrapolation * keep
+
+
+class RotaryTable(torch.nn.Module):
+    """cos/sin for every position, [max_positions, dim/2] float32, scaled by YaRN's attention factor."""
+
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None):
+        super().__init__()
+        dim = config.qk_rope_head_dim
+        inv_freq = inverse_frequencies(config.rope, dim)
+        positions = torch.arange(config.max_position_embeddings, dtype=torch.float32)
+        angles = positions[:, None] * inv_freq[None, :]  # same fp32 product as the references
+        factor = config.rope.attention_factor
+        self.register_buffer("cos", (angles.cos() * factor).to(device), persistent=False)
+        self.register_buffer("sin", (angles.sin() * factor).to(device), persistent=False)
+
+    def lookup(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[positions], self.sin[positions]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x [..., dim]; cos/sin broadcast to [..., dim/2]. Output de-interleaved."""
+    dtype = x.dtype
+    x = x.float()
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.cat((even * cos - odd * sin, odd * cos + even * sin), dim=-1).to(dtype)

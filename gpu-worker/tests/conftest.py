@@ -1,0 +1,23 @@
+"""Fixtures shared by every test package of the GPU worker."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, make_checkpoint
+
+
+@pytest.fixture(scope="session")
+def embedded_checkpoint_dir(tmp_path_factory):
+    """The embedded default model (bf16, real vocab), with DeepSeek-V3's tokenizer files when
+    node_modules is installed. Built once per test session into a temporary directory."""
+    out = tmp_path_factory.mktemp("embedded_checkpoint")
+    return make_checkpoint(out, seed=0, tokenizer_dir=DEFAULT_TOKENIZER_DIR, require_tokenizer=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    # Tiny matrices: thread fan-out costs more than it saves on the 2-core CI machine.
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    yield

@@ -1,0 +1,93 @@
+"""Tiny DeepSeek-V3 configurations for the tests (small vocab, float32 checkpoints)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
+from gpu_worker.model.config import ModelConfig
+
+YARN = {
+    "type": "yarn",
+    "factor": 40,
+    "original_max_position_embeddings": 16,  # small, so the test positions exercise interpolated frequencies
+    "beta_fast": 32,
+    "beta_slow": 1,
+    "mscale": 1.0,
+    "mscale_all_dim": 1.0,
+}
+
+BASE = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "vocab_size": 101,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "moe_intermediate_size": 16,
+    "num_hidden_layers": 3,
+    "first_k_dense_replace": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "n_routed_experts": 8,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 3,
+    "n_group": 4,
+    "topk_group": 2,
+    "topk_method": "noaux_tc",
+    "scoring_func": "sigmoid",
+    "norm_topk_prob": True,
+    "routed_scaling_factor": 2.5,
+    "q_lora_rank": 24,
+    "kv_lora_rank": 16,
+    "qk_nope_head_dim": 8,
+    "qk_rope_head_dim": 4,
+    "v_head_dim": 8,
+    "hidden_act": "silu",
+    "rope_theta": 10000.0,
+    "rope_scaling": YARN,
+    "max_position_embeddings": 640,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+    "num_nextn_predict_layers": 0,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+}
+
+# name -> overrides of BASE. Each covers a feature the issue asks to be checked against transformers.
+CONFIGS = {
+    "qlora_yarn_4groups_1dense": {},
+    "no_qlora_plain_rope_2dense": {"q_lora_rank": None, "rope_scaling": None, "first_k_dense_replace": 2},
+    "qlora_yarn_8groups_all_moe": {
+        "n_routed_experts": 16, "n_group": 8, "topk_group": 3, "num_experts_per_tok": 4,
+        "first_k_dense_replace": 0, "n_shared_experts": 2, "num_hidden_layers": 2,
+        "rope_scaling": {**YARN, "mscale": 0.707, "mscale_all_dim": 0.707},
+    },
+    "no_qlora_yarn_1group_unnormalised": {
+        "q_lora_rank": None, "n_group": 1, "topk_group": 1, "norm_topk_prob": False,
+        "routed_scaling_factor": 1.0, "num_hidden_layers": 2,
+        # no mscale fields: transformers then scales cos/sin by yarn_mscale(factor) instead of the softmax
+        "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8},
+    },
+}
+
+
+def hf_config(name: str = "qlora_yarn_4groups_1dense", **overrides) -> dict:
+    d = copy.deepcopy(BASE)
+    d.update(copy.deepcopy(CONFIGS[name]))
+    d.update(overrides)
+    return d
+
+
+def write_tiny(out_dir: Path, name: str = "qlora_yarn_4groups_1dense", seed: int = 0,
+               dtype: torch.dtype = torch.float32, **kwargs) -> Path:
+    d = hf_config(name)
+    write_checkpoint(out_dir, d, random_weights(ModelConfig.from_hf_dict(d), seed), dtype=dtype, **kwargs)
+    return out_dir
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
