@@ -108,14 +108,15 @@ def grouped_linear_reference(rows: torch.Tensor, weight: torch.Tensor, counts: t
 def _grouped_mm_supported(rows: torch.Tensor, weight: torch.Tensor) -> bool:
     if not hasattr(F, "grouped_mm"):
         return False
+    # grouped GEMM needs 16-byte aligned rows on every device
+    size = rows.element_size()
+    if (weight.shape[-1] * size) % 16 or (weight.shape[-2] * size) % 16:
+        return False
     if rows.device.type == "cpu":
         return rows.dtype in (torch.float32, torch.bfloat16)
-    # CUDA grouped GEMM: bf16 with 16-byte aligned rows.
     return (
         rows.device.type == "cuda"
         and rows.dtype == torch.bfloat16
-        and weight.shape[-1] % 8 == 0
-        and weight.shape[-2] % 8 == 0
         and torch.cuda.get_device_capability(rows.device) >= (8, 0)
     )
 

@@ -1,0 +1,67 @@
+"""Router semantics and expert dispatch, on hand-made inputs."""
+
+import torch
+
+from gpu_worker.model.config import ModelConfig
+from gpu_worker.model.moe import RoutedExperts, Router, grouped_linear, grouped_linear_reference
+
+from tiny import hf_config
+
+
+def make_router(**overrides) -> Router:
+    router = Router(ModelConfig.from_hf_dict(hf_config(**overrides)))
+    router.weight.zero_()
+    router.e_score_correction_bias.zero_()
+    return router
+
+
+def test_bias_steers_selection_but_not_weights():
+    # 8 experts in 4 groups of 2; keep 2 groups; pick 3 experts
+    router = make_router()
+    logits = torch.tensor([[2.0, 1.0, -1.0, -2.0, 0.5, 0.4, -3.0, -3.0]])
+    router.weight.copy_(torch.eye(8, 32))
+    x = torch.nn.functional.pad(logits, (0, 24))
+    weights, ids = router(x)
+    assert sorted(ids[0].tolist()) == [0, 1, 4]  # groups 0 and 2 win (sums 3.0 and 0.9 before sigmoid)
+
+    router.e_score_correction_bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 5.0, 0.1]))
+    weights, ids = router(x)
+    chosen = ids[0].tolist()
+    assert sorted(chosen) == [0, 1, 6]  # the bias lifts group 3 and expert 6 into the selection ...
+    scores = torch.sigmoid(logits[0, chosen])
+    assert torch.allclose(weights[0], scores / scores.sum() * 2.5)  # ... but the weights use raw scores
+
+
+def test_experts_outside_kept_groups_are_never_chosen():
+    router = make_router(n_routed_experts=16, n_group=4, topk_group=1, num_experts_per_tok=4)
+    router.weight.normal_(generator=torch.Generator().manual_seed(0))
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(1))
+    _, ids = router(x)
+    assert (ids // 4 == ids[:, :1] // 4).all()  # all four from a single group of four
+
+
+def test_grouped_matmul_equals_one_matmul_per_expert():
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 6, 7, generator=g)
+    counts = torch.tensor([3, 0, 4, 1, 0])
+    rows = torch.randn(8, 7, generator=g)
+    expected = torch.cat([rows[:3] @ weight[0].T, rows[3:7] @ weight[2].T, rows[7:] @ weight[3].T])
+    assert torch.allclose(grouped_linear(rows, weight, counts), expected, atol=1e-6)
+    assert torch.allclose(grouped_linear_reference(rows, weight, counts), expected, atol=1e-6)
+
+
+def test_dispatch_equals_per_token_sum():
+    config = ModelConfig.from_hf_dict(hf_config())
+    experts = RoutedExperts(config, dtype=torch.float32)
+    g = torch.Generator().manual_seed(2)
+    experts.gate_up_proj.copy_(torch.randn(experts.gate_up_proj.shape, generator=g))
+    experts.down_proj.copy_(torch.randn(experts.down_proj.shape, generator=g))
+    x = torch.randn(10, 32, generator=g)
+    ids = torch.stack([torch.randperm(8, generator=g)[:3] for _ in range(10)])
+    weights = torch.rand(10, 3, generator=g)
+    expected = torch.zeros(10, 32)
+    for t in range(10):
+        for k in range(3):
+            gate, up = (experts.gate_up_proj[ids[t, k]] @ x[t]).split(16)
+            expected[t] += weights[t, k] * (experts.down_proj[ids[t, k]] @ (torch.nn.functional.silu(gate) * up))
+    assert torch.allclose(experts(x, weights, ids), expected, atol=1e-4)
