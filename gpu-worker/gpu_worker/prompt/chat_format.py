@@ -1,0 +1,145 @@
+"""DeepSeek-V3's chat template, written out as code, plus our rules for what it leaves open.
+
+The rules are defined once in workers/gateway/src/tokenizer/README.md; the gateway's
+workers/gateway/src/tokenizer/chat-format.ts implements the same, and the fixture vectors in
+test/fixtures/tokenizer/vectors.json hold both to the jinja template in tokenizer_config.json.
+The template's quirks are kept on purpose (the model saw them in training): tool-call and
+tool-output state is never reset between messages, and assistant text after tool outputs has
+no <｜Assistant｜> marker.
+"""
+
+from .tool_prompt import js_json_dumps, render_tools_prompt
+
+BOS = "<｜begin▁of▁sentence｜>"
+EOS = "<｜end▁of▁sentence｜>"
+USER = "<｜User｜>"
+ASSISTANT = "<｜Assistant｜>"
+TOOL_CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
+TOOL_CALLS_END = "<｜tool▁calls▁end｜>"
+TOOL_CALL_BEGIN = "<｜tool▁call▁begin｜>"
+TOOL_CALL_END = "<｜tool▁call▁end｜>"
+TOOL_SEP = "<｜tool▁sep｜>"
+TOOL_OUTPUTS_BEGIN = "<｜tool▁outputs▁begin｜>"
+TOOL_OUTPUTS_END = "<｜tool▁outputs▁end｜>"
+TOOL_OUTPUT_BEGIN = "<｜tool▁output▁begin｜>"
+TOOL_OUTPUT_END = "<｜tool▁output▁end｜>"
+FIM_BEGIN = "<｜fim▁begin｜>"
+FIM_HOLE = "<｜fim▁hole｜>"
+FIM_END = "<｜fim▁end｜>"
+THINK_BEGIN = "<think>"
+THINK_END = "</think>"
+
+REASONER_MODEL = "deepseek-reasoner"
+
+
+def normalize_messages(messages: list) -> list[dict]:
+    """Request messages -> the plain dicts the template reads (content strings; None only for tool-call turns)."""
+    return [_normalize(m) for m in messages]
+
+
+def _normalize(message: dict) -> dict:
+    role = message.get("role")
+    content = text_content(message.get("content"))
+    out = {"role": role, "content": content}
+    if role == "assistant":
+        tool_calls = message.get("tool_calls") or []
+        out["tool_calls"] = [_normalize_tool_call(c) for c in tool_calls]
+        # Clients send "" (or nothing) beside tool calls; the template renders calls only for None.
+        if tool_calls and not content:
+            out["content"] = None
+        elif content is None and not tool_calls:
+            out["content"] = ""
+    elif content is None:
+        out["content"] = ""
+    return out
+
+
+def text_content(content):
+    """A string, or the texts of an array of {type: "text", text} parts joined with nothing."""
+    if content is None or isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type") == "text")
+
+
+def _normalize_tool_call(call: dict) -> dict:
+    function = call.get("function") or {}
+    arguments = function.get("arguments")
+    if arguments is None:
+        arguments = ""
+    elif not isinstance(arguments, str):
+        arguments = js_json_dumps(arguments)
+    return {"type": call.get("type") or "function", "function": {"name": function.get("name") or "", "arguments": arguments}}
+
+
+def render_template(messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """The chat_template of DeepSeek-V3's tokenizer_config.json, for normalized messages."""
+    system_prompt = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    out = [BOS, system_prompt]
+    is_first = False  # a tool call was rendered (never reset, as in the template)
+    is_tool = False  # inside a run of tool outputs
+    is_output_first = True  # no tool output rendered yet (never reset, as in the template)
+    for m in messages:
+        role, content = m["role"], m["content"]
+        if role == "user":
+            is_tool = False
+            out.append(USER + content)
+        elif role == "assistant" and content is None:
+            is_tool = False
+            for call in m["tool_calls"]:
+                rendered = (
+                    TOOL_CALL_BEGIN + call["type"] + TOOL_SEP + call["function"]["name"]
+                    + "\n```json\n" + call["function"]["arguments"] + "\n```" + TOOL_CALL_END
+                )
+                if not is_first:
+                    out.append(ASSISTANT + TOOL_CALLS_BEGIN + rendered)
+                    is_first = True
+                else:
+                    out.append("\n" + rendered + TOOL_CALLS_END + EOS)
+        elif role == "assistant":
+            if is_tool:
+                out.append(TOOL_OUTPUTS_END + content + EOS)
+                is_tool = False
+            else:
+                out.append(ASSISTANT + content + EOS)
+        elif role == "tool":
+            is_tool = True
+            if is_output_first:
+                out.append(TOOL_OUTPUTS_BEGIN + TOOL_OUTPUT_BEGIN + content + TOOL_OUTPUT_END)
+                is_output_first = False
+            else:
+                out.append("\n" + TOOL_OUTPUT_BEGIN + content + TOOL_OUTPUT_END)
+    if is_tool:
+        out.append(TOOL_OUTPUTS_END)
+    if add_generation_prompt and not is_tool:
+        out.append(ASSISTANT)
+    return "".join(out)
+
+
+def with_tools(messages: list[dict], tools: list | None) -> list[dict]:
+    """Tool definitions become the last part of the system prompt."""
+    if not tools:
+        return messages
+    return messages + [{"role": "system", "content": render_tools_prompt(tools)}]
+
+
+def render_chat(messages: list, tools: list | None = None, model: str = "deepseek-chat") -> str:
+    """The full prompt text for a chat request (chat prefix completion included)."""
+    reasoner = model == REASONER_MODEL
+    normalized = normalize_messages(messages)
+    prefix = None
+    if messages and messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):
+        prefix = messages[-1]
+        normalized = normalized[:-1]
+    text = render_template(with_tools(normalized, tools), add_generation_prompt=True)
+    if reasoner:
+        text += THINK_BEGIN + "\n"
+    if prefix is not None:
+        content = text_content(prefix.get("content")) or ""
+        if reasoner:
+            text += (prefix.get("reasoning_content") or "") + "\n" + THINK_END + "\n\n"
+        text += content
+    return text
+
+
+def render_fim(prompt: str, suffix: str | None = None) -> str:
+    return BOS + FIM_BEGIN + (prompt or "") + FIM_HOLE + (suffix or "") + FIM_END

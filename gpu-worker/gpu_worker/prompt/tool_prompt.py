@@ -1,0 +1,88 @@
+"""Tool definitions as system-prompt text, byte-identical to the gateway's rendering.
+
+DeepSeek-V3's chat template renders tool calls and tool outputs but not tool definitions, so
+we define one rendering and use it on both sides (workers/gateway/src/tokenizer/README.md).
+The definitions are serialized the way JavaScript's JSON.stringify writes the parsed request
+body, because the gateway counts tokens from exactly that text.
+"""
+
+import json
+import math
+import re
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+TOOLS_HEADER = (
+    "## Tools\n"
+    "You can call the following functions. Each function is described by one JSON object per line."
+)
+
+
+def render_tools_prompt(tools: list) -> str:
+    return TOOLS_HEADER + "\n" + "\n".join(js_json_dumps(tool) for tool in tools)
+
+
+def js_json_dumps(value) -> str:
+    """json.dumps with JSON.stringify's output: compact, keys in order, non-ASCII raw, JS numbers."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), json.dumps(value, ensure_ascii=False))
+    if isinstance(value, (int, float)):
+        return js_number(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(js_json_dumps(str(k)) + ":" + js_json_dumps(value[k]) for k in _js_key_order(value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(js_json_dumps(v) for v in value) + "]"
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def _js_key_order(obj: dict) -> list:
+    """JS objects list array-index keys ("0".."4294967294") first, ascending, then the rest in order."""
+    index_keys = [k for k in obj if _is_array_index(k)]
+    return sorted(index_keys, key=int) + [k for k in obj if not _is_array_index(k)]
+
+
+def _is_array_index(key) -> bool:
+    return isinstance(key, str) and key.isascii() and key.isdigit() and (key == "0" or key[0] != "0") and int(key) < 2**32 - 1
+
+
+def js_number(value) -> str:
+    """Number.prototype.toString for a JSON number (a parsed JSON number is a double in JS)."""
+    x = float(value)
+    if math.isnan(x) or math.isinf(x):
+        return "null"
+    if x == 0:
+        return "0"
+    if x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    digits, exponent = _shortest_digits(abs(x))
+    sign = "-" if x < 0 else ""
+    k = len(digits)
+    n = exponent + k  # position of the decimal point relative to the digits
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return sign + mantissa + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+
+
+def _shortest_digits(x: float) -> tuple[str, int]:
+    """The shortest round-tripping decimal digits of x and their exponent (x = digits * 10**exp)."""
+    mantissa, _, exp = repr(x).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    if frac_part == "0":
+        frac_part = ""
+    digits = (int_part + frac_part).lstrip("0")
+    exponent = (int(exp) if exp else 0) - len(frac_part)
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    return stripped or "0", exponent
