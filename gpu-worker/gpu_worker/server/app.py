@@ -92,16 +92,21 @@ class Generation:
                 self.usage.cached_tokens = out.seq.num_cached_prompt_tokens or 0
                 self.usage.completion_tokens = proc.completion_tokens
                 self.usage.reasoning_tokens = proc.reasoning_tokens
-                if not (out.finished or proc.stopped_by_string):
+                if not (out.finished or proc.ended_early):
                     yield Event(delta, logprobs, None, self.usage)
                     continue
-                if proc.stopped_by_string and not out.finished:
+                if proc.ended_early and not out.finished:
                     self.state.engine.abort(self.engine_id, "stop")
                 tail = proc.finish()
                 delta.content += tail.content
                 delta.reasoning += tail.reasoning
                 delta.tool_calls += tail.tool_calls
-                reason = "stop" if proc.stopped_by_string else (out.seq.finish_reason or "stop")
+                if proc.stopped_by_string:
+                    reason = "stop"
+                elif proc.answer_limit_reached:
+                    reason = "length"
+                else:
+                    reason = out.seq.finish_reason or "stop"
                 if reason == "abort":
                     reason = "stop"
                 if reason == "stop" and proc.has_tool_calls:
@@ -209,18 +214,26 @@ def build_app(state: WorkerState) -> Starlette:
         top_logprobs = -1 if reasoner else chat_top_logprobs(body)
         params = sampling_params(body, reasoner=reasoner, default_max_tokens=state.default_max_tokens,
                                  max_max_tokens=state.max_max_tokens, top_logprobs=top_logprobs)
-        if reasoner:  # the chain of thought does not count against max_tokens
-            params.max_tokens += state.max_reasoning_tokens
         try:
             prompt_ids = state.renderer.chat_ids(messages, tools=tools, model=model)
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(400, f"invalid messages: {exc}", param="messages") from None
+        max_answer_tokens = params.max_tokens
+        if reasoner:  # the chain of thought has its own budget on top of max_tokens, within the context
+            try:
+                state.engine.engine.check_fits(len(prompt_ids), params.max_tokens)
+            except PromptTooLong as exc:
+                raise RequestError(400, str(exc)) from None
+            room = state.engine.engine.max_model_len - len(prompt_ids)
+            params.max_tokens = min(params.max_tokens + state.max_reasoning_tokens, room)
         last = messages[-1] if isinstance(messages[-1], dict) else {}
         continues_answer = last.get("role") == "assistant" and last.get("prefix") and bool(last.get("content"))
         processor = OutputProcessor(state.tokenizer, stop=stop_list(body), reasoning=reasoner, tools=parse_tools,
                                     hidden_token_ids=state.eos_ids)
-        if reasoner and continues_answer:
-            processor.reasoning.in_reasoning = False
+        if reasoner:
+            processor.max_answer_tokens = max_answer_tokens
+            if continues_answer:
+                processor.reasoning.in_reasoning = False
         gen = Generation(state, prompt_ids, params, request.headers.get("x-cache-namespace", ""), processor,
                          "chat", model)
         rid, created = response_id(request, "chatcmpl"), now()

@@ -30,10 +30,18 @@ class OutputProcessor:
         self.completion_tokens = 0
         self.reasoning_tokens = 0
         self.finished = False
+        # deepseek-reasoner: max_tokens bounds the answer; the chain of thought has its own budget.
+        self.max_answer_tokens: int | None = None
+        self.answer_limit_reached = False
 
     @property
     def stopped_by_string(self) -> bool:
         return self.stop.stopped
+
+    @property
+    def ended_early(self) -> bool:
+        """The output is complete although the engine may still be generating."""
+        return self.stop.stopped or self.answer_limit_reached
 
     def _route(self, text: str, delta: OutputDelta) -> None:
         if self.reasoning is not None:
@@ -49,7 +57,7 @@ class OutputProcessor:
     def push(self, token_ids: list[int]) -> OutputDelta:
         delta = OutputDelta()
         for token_id in token_ids:
-            if self.finished or self.stop.stopped:
+            if self.finished or self.ended_early:
                 break  # generated after a stop string, before the engine heard of it
             self.completion_tokens += 1
             if self.reasoning is not None and self.reasoning.in_reasoning:
@@ -58,6 +66,9 @@ class OutputProcessor:
             if token_id in self.hidden_token_ids:
                 continue
             self._route(self.stop.push(self.detok.push(token_id)), delta)
+            if (self.max_answer_tokens is not None
+                    and self.completion_tokens - self.reasoning_tokens >= self.max_answer_tokens):
+                self.answer_limit_reached = True
         return delta
 
     def finish(self) -> OutputDelta:

@@ -1,0 +1,64 @@
+"""python -m gpu_worker.server --checkpoint DIR --port N ...
+
+SIGTERM (or Ctrl-C) drains: the listener closes, /health says "draining", new requests get 503,
+running ones finish, the prefix cache is spilled to the disk tier, then the process exits.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import torch
+import uvicorn
+
+from .app import build_app
+from .config import DTYPES, engine_config, parse_args
+from .worker import build_state
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state):
+        super().__init__(config)
+        self.worker_state = state
+
+    def handle_exit(self, sig, frame) -> None:
+        self.worker_state.draining = True
+        super().handle_exit(sig, frame)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("gpu_worker.server")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.secret:
+        log.warning("no --secret / GPU_WORKER_SECRET: requests are not authenticated")
+    state = build_state(args.checkpoint, engine_config(args, ""), args.served_models, args.secret,
+                        device=args.device, dtype=DTYPES[args.dtype])
+    stats = state.engine.stats()
+    log.info("engine ready: %d cache blocks of 64 tokens, models %s", stats["total_cache_blocks"], args.served_models)
+    app = build_app(state)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off",
+                            timeout_graceful_shutdown=None)
+    server = DrainingServer(config, state)
+
+    original_startup = server.startup
+
+    async def startup(sockets=None):
+        await original_startup(sockets)
+        if server.started:
+            print(f"gpu-worker listening on http://{args.host}:{args.port} "
+                  f"(models: {', '.join(args.served_models)}; device: {args.device})", flush=True)
+    server.startup = startup
+    try:
+        server.run()
+    finally:
+        state.draining = True
+        state.engine.shutdown()  # after uvicorn waited for running requests: spill the cache to disk
+        log.info("worker stopped")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Assemble a worker from a checkpoint directory: model, engine, prompt renderer, app state."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from gpu_worker.engine.async_engine import AsyncEngine
+from gpu_worker.engine.config import EngineConfig
+from gpu_worker.engine.engine import LLMEngine
+from gpu_worker.model.loader import load_model
+from gpu_worker.prompt import PromptRenderer
+
+from .app import EOS_TOKEN, WorkerState
+
+
+def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
+    """Disk-cache entries are only valid for the exact weights and cache dtype that wrote them."""
+    path = Path(checkpoint)
+    h = hashlib.sha256(str(dtype).encode())
+    h.update((path / "config.json").read_bytes())
+    for f in sorted(path.glob("*.safetensors")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}".encode())
+        with open(f, "rb") as fh:  # the header holds every tensor's name, dtype, shape and offsets
+            h.update(fh.read(1 << 16))
+    return h.hexdigest()[:32]
+
+
+def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_models: list[str],
+                secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32) -> WorkerState:
+    model = load_model(checkpoint, device=device, dtype=dtype)
+    renderer = PromptRenderer(checkpoint)
+    if not engine_config.cache_salt:
+        engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
+    eos = renderer.tokenizer.token_to_id(EOS_TOKEN)
+    engine = LLMEngine(model, engine_config, eos_token_ids=(eos,), device=device)
+    return WorkerState(engine=AsyncEngine(engine), renderer=renderer, served_models=served_models, secret=secret)

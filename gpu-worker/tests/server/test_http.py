@@ -1,0 +1,237 @@
+"""The worker's HTTP surface, served by uvicorn on a real socket over the embedded model."""
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from gpu_worker.engine.config import EngineConfig
+from gpu_worker.server.app import build_app
+from gpu_worker.server.worker import build_state
+
+SECRET = "test-secret"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+TOTAL_BLOCKS = 64
+
+
+@pytest.fixture(scope="module")
+def server(embedded_checkpoint_dir, tmp_path_factory):
+    cfg = EngineConfig(num_cache_blocks=TOTAL_BLOCKS, max_batch_tokens=256, max_model_len=1024,
+                       disk_cache_dir=str(tmp_path_factory.mktemp("disk")))
+    state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
+    config = uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", state
+    srv.should_exit = True
+    thread.join(10)
+    state.engine.shutdown()
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server[0], headers=AUTH, timeout=60) as c:
+        yield c
+
+
+def chat(content="Hello there, how are you?", **kw):
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": content}],
+            "temperature": 0, "max_tokens": 8}
+    body.update(kw)
+    return body
+
+
+def sse_events(response):
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            data = line[len("data: "):]
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+def check_usage(u):
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    assert u["prompt_cache_hit_tokens"] + u["prompt_cache_miss_tokens"] == u["prompt_tokens"]
+    assert u["prompt_cache_hit_tokens"] % 64 == 0
+    assert "reasoning_tokens" in u["completion_tokens_details"]
+
+
+def wait_idle(client):
+    for _ in range(200):
+        h = client.get("/health").json()
+        if h["running"] == 0 and h["waiting"] == 0:
+            return h
+        time.sleep(0.05)
+    raise AssertionError(h)
+
+
+def test_requests_without_the_secret_get_401(server):
+    r = httpx.post(server[0] + "/v1/chat/completions", json=chat())
+    assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    r = httpx.post(server[0] + "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+
+
+def test_non_stream_chat_completion(client):
+    r = client.post("/v1/chat/completions", json=chat(), headers={"x-request-id": "req-123"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == "req-123" and body["object"] == "chat.completion"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
+    assert choice["finish_reason"] in ("stop", "length")
+    check_usage(body["usage"])
+    assert body["usage"]["completion_tokens"] <= 8
+
+
+def test_stream_with_continuous_usage_matches_non_stream(client):
+    body = chat(max_tokens=6)
+    plain = client.post("/v1/chat/completions", json=body).json()
+    with client.stream("POST", "/v1/chat/completions", json=dict(body, stream=True, stream_options={
+            "include_usage": True, "continuous_usage_stats": True}), headers={"x-request-id": "s-1"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(c["id"] == "s-1" and c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["created"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["usage"] is not None for c in chunks)
+    completions = [c["usage"]["completion_tokens"] for c in chunks]
+    assert completions == sorted(completions)
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == plain["choices"][0]["message"]["content"]
+    check_usage(last["usage"])
+    assert last["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+def test_stream_usage_only_on_last_chunk_without_continuous_stats(client):
+    with client.stream("POST", "/v1/chat/completions",
+                       json=chat(stream=True, stream_options={"include_usage": True})) as r:
+        chunks = sse_events(r)[:-1]
+    assert all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_prefix_cache_hits_within_a_namespace_only(client):
+    long_text = " ".join(f"word{i}" for i in range(200))
+    first = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-1"}).json()
+    second = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-1"}).json()
+    other = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-2"}).json()
+    assert first["usage"]["prompt_cache_hit_tokens"] == 0
+    p = second["usage"]["prompt_tokens"]
+    assert second["usage"]["prompt_cache_hit_tokens"] == (p - 1) // 64 * 64 > 0
+    assert other["usage"]["prompt_cache_hit_tokens"] == 0
+    assert second["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+
+
+def test_stop_string_and_length(client):
+    full = client.post("/v1/chat/completions", json=chat(max_tokens=12)).json()
+    text = full["choices"][0]["message"]["content"]
+    assert full["choices"][0]["finish_reason"] == "length" and full["usage"]["completion_tokens"] == 12
+    stop = text[len(text) // 2: len(text) // 2 + 3]
+    assert stop.strip(), text
+    cut = client.post("/v1/chat/completions", json=chat(max_tokens=12, stop=[stop])).json()
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["choices"][0]["message"]["content"] == text[: text.index(stop)]
+    assert cut["usage"]["completion_tokens"] <= 12
+    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=12, stop=stop, stream=True)) as r:
+        chunks = sse_events(r)[:-1]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == text[: text.index(stop)]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_client_disconnect_cancels_and_frees_blocks(client, server):
+    state = server[1]
+    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=900, stream=True)) as r:
+        for i, line in enumerate(r.iter_lines()):
+            if i > 4:
+                break
+        assert client.get("/health").json()["running"] == 1
+    health = wait_idle(client)
+    assert health["free_cache_blocks"] == health["total_cache_blocks"] == TOTAL_BLOCKS
+    assert all(b.ref_count == 0 for b in state.engine.engine.block_manager.blocks)
+
+
+def test_too_long_prompt_is_a_context_error(client):
+    r = client.post("/v1/chat/completions", json=chat("hi " * 600, max_tokens=600))
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["message"].startswith("This model's maximum context length is 1024 tokens. However, you requested ")
+    assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_unknown_model_is_400(client):
+    r = client.post("/v1/chat/completions", json=chat(model="gpt-4"))
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Model Not Exist"
+
+
+def test_logprobs_in_chat(client):
+    body = client.post("/v1/chat/completions", json=chat(logprobs=True, top_logprobs=3, max_tokens=4)).json()
+    content = body["choices"][0]["logprobs"]["content"]
+    assert len(content) == body["usage"]["completion_tokens"]
+    first = content[0]
+    assert set(first) == {"token", "logprob", "bytes", "top_logprobs"} and len(first["top_logprobs"]) == 3
+    assert first["logprob"] == pytest.approx(first["top_logprobs"][0]["logprob"])  # greedy picks the top one
+
+
+def test_reasoner_reports_reasoning(client):
+    body = client.post("/v1/chat/completions", json=chat(model="deepseek-reasoner", max_tokens=5, seed=7)).json()
+    msg = body["choices"][0]["message"]
+    assert "reasoning_content" in msg
+    usage = body["usage"]
+    assert 0 < usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"]
+
+
+def test_seed_makes_sampling_reproducible(client):
+    a = client.post("/v1/chat/completions", json=chat(temperature=1.0, seed=42, max_tokens=6)).json()
+    b = client.post("/v1/chat/completions", json=chat(temperature=1.0, seed=42, max_tokens=6)).json()
+    assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+
+
+def test_fim_completions_stream_and_not(client):
+    body = {"model": "deepseek-chat", "prompt": "def add(a, b):\n", "suffix": "\n    return c\n",
+            "max_tokens": 5, "temperature": 0, "logprobs": 2}
+    r = client.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "text_completion" and isinstance(out["choices"][0]["text"], str)
+    lp = out["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["text_offset"]) == out["usage"]["completion_tokens"]
+    check_usage(out["usage"])
+    with client.stream("POST", "/v1/completions", json=dict(body, stream=True, stream_options={
+            "include_usage": True, "continuous_usage_stats": True})) as r:
+        chunks = sse_events(r)[:-1]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == out["choices"][0]["text"]
+    assert chunks[-1]["usage"] == out["usage"] | {"prompt_cache_hit_tokens": chunks[-1]["usage"]["prompt_cache_hit_tokens"],
+                                                  "prompt_cache_miss_tokens": chunks[-1]["usage"]["prompt_cache_miss_tokens"]}
+
+
+def test_health_and_metrics(client):
+    h = client.get("/health").json()
+    assert h["models"] == ["deepseek-chat", "deepseek-reasoner"] and h["total_cache_blocks"] == TOTAL_BLOCKS
+    assert {"running", "waiting", "free_cache_blocks", "cache"} <= set(h)
+    m = client.get("/metrics")
+    assert m.status_code == 200 and "gpu_worker_requests_total" in m.text and "gpu_worker_free_cache_blocks" in m.text
+
+
+def test_openai_sdk_talks_to_the_worker(server):
+    from openai import OpenAI
+    sdk = OpenAI(base_url=server[0] + "/v1", api_key=SECRET)
+    out = sdk.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
+                                      max_tokens=3, temperature=0)
+    assert out.usage.completion_tokens == len(out.choices[0].message.content) * 0 + out.usage.completion_tokens
+    stream = sdk.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
+                                         max_tokens=3, temperature=0, stream=True)
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == out.choices[0].message.content
