@@ -1,6 +1,7 @@
 // The gateway's HTTP surface. Every API path also lives under /v1 (and chat under /beta);
 // the request pipeline of each endpoint is spelled out in its route file.
 import { Hono } from "hono";
+import { dashboardApp } from "./dashboard";
 import type { AppEnv } from "./env";
 import { notFound, onError } from "./errors/error-handler";
 import { traceId } from "./middleware/trace-id";
@@ -19,6 +20,8 @@ export function buildApp(): Hono<AppEnv> {
   app.use("*", traceId);
   app.onError(onError);
   app.notFound(notFound);
+  app.route("/dashboard", dashboardApp); // the dashboard SPA and its API under /dashboard/api
+  app.get("/", (c) => c.redirect("/dashboard/"));
 
   const api = buildApiRoutes();
   for (const base of ["/", "/v1"]) app.route(base, api);

@@ -2,6 +2,7 @@
 import { buildApp } from "./app";
 
 export { AccountLedger } from "./billing/account-ledger";
+export { SignInThrottle } from "./dashboard/sign-in-throttle";
 export { RateLimiter } from "./limits/rate-limiter";
 
 export default buildApp();

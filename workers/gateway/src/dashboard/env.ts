@@ -1,0 +1,24 @@
+// Bindings and per-request variables of the dashboard API. The dashboard's own bindings are
+// declared here so the gateway's Env stays about the API-key surface.
+import type { Env, Variables } from "../env";
+import type { SignInThrottle } from "./sign-in-throttle";
+
+export interface DashboardEnv extends Env {
+  // Starting credit for new sign-ups, integer micro-USD ("0" or unset in production).
+  SIGNUP_GRANT_MICROS?: string;
+  SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle>;
+}
+
+export interface DashboardSession {
+  sessionHash: string;
+  userId: string;
+  email: string;
+  role: "user" | "admin";
+  accountId: string;
+  csrfToken: string;
+}
+
+export type DashboardAppEnv = {
+  Bindings: DashboardEnv;
+  Variables: Variables & { session: DashboardSession };
+};
