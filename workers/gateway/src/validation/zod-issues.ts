@@ -64,14 +64,27 @@ function describeExpected(expected: string): string {
   }
 }
 
-const isRootTypeMismatch = (branch: readonly Issue[]) =>
-  branch.length > 0 && branch.every((i) => i.path.length === 0 && (i.code === "invalid_type" || i.code === "invalid_value"));
+/** A branch failed only because the value has another JSON type than the branch accepts. */
+function isRootTypeMismatch(branch: readonly Issue[], value: unknown): boolean {
+  return (
+    branch.length > 0 &&
+    branch.every(
+      (i) => i.path.length === 0 && (i.code === "invalid_type" || (i.code === "invalid_value" && !i.values.some((v) => typeof v === typeof value))),
+    )
+  );
+}
+
+function expectedOf(issue: Issue): string {
+  if (issue.code === "invalid_type") return describeExpected(issue.expected);
+  if (issue.code === "invalid_value") return issue.values.map((v) => JSON.stringify(v)).join(" or ");
+  return "";
+}
 
 /**
  * Resolves union issues to the branch the value was meant for: a branch that failed only
  * because the value has another JSON type is not the one the client meant.
  */
-function flatten(issues: readonly Issue[], prefix: readonly PathKey[] = []): Issue[] {
+function flatten(issues: readonly Issue[], body: unknown, prefix: readonly PathKey[] = []): Issue[] {
   const out: Issue[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];
@@ -79,15 +92,14 @@ function flatten(issues: readonly Issue[], prefix: readonly PathKey[] = []): Iss
       out.push({ ...issue, path } as Issue);
       continue;
     }
-    const meant = issue.errors.find((branch) => !isRootTypeMismatch(branch));
+    const value = valueAt(body, path);
+    const meant = issue.errors.find((branch) => !isRootTypeMismatch(branch, value));
     if (meant) {
-      out.push(...flatten(meant, path));
+      out.push(...flatten(meant, body, path));
       continue;
     }
-    const expected = issue.errors.flatMap((branch) =>
-      branch.map((i) => (i.code === "invalid_type" ? describeExpected(i.expected) : i.code === "invalid_value" ? i.values.map((v) => JSON.stringify(v)).join(" or ") : "")),
-    );
-    out.push({ code: "invalid_type", expected: [...new Set(expected)].filter(Boolean).join(" or "), path, message: "", input: undefined } as unknown as Issue);
+    const expected = [...new Set(issue.errors.flatMap((branch) => branch.map(expectedOf)))].filter(Boolean).join(" or ");
+    out.push({ code: "invalid_type", expected, path, message: "" } as unknown as Issue);
   }
   return out;
 }
@@ -135,7 +147,7 @@ function shapeMessage(issue: Issue, body: unknown): string {
 
 /** The first shape problem (400) if any, else the first range problem (422); null when valid. */
 export function toApiError(issues: readonly Issue[], body: unknown): ApiError {
-  const flat = flatten(issues);
+  const flat = flatten(issues, body);
   const shape = flat.find((i) => !isRangeIssue(i));
   if (shape) return badRequest(shapeMessage(shape, body), formatPath(shape.path) || null);
   const range = flat[0]!;
