@@ -1,4 +1,4 @@
-import { env } from "cloudflare:test";
+import { gatewayEnv as env } from "./ledger-helpers";
 import { describe, expect, it } from "vitest";
 import { findModel } from "../../../workers/gateway/src/db/models";
 import type { Model } from "../../../workers/gateway/src/db/schema";

@@ -1,23 +1,283 @@
 // The account ledger: one Durable Object per account, the only writer of its balances.
-// Credits (grants, top-ups) arrive as an append-only log in D1 and are folded in by id.
+//
+// - Credits (grants, top-ups) arrive as an append-only log in D1 and are folded in by id.
+//   Granted credit is kept per credit so that it can expire; topped-up credit never expires.
+// - reserve() holds the worst case of a request before it is forwarded; it fits only when the
+//   spendable balance minus every open reservation covers it, so concurrent requests can never
+//   spend the balance below zero.
+// - settle() charges exactly once per request id (granted credit first, earliest expiry first,
+//   then topped-up), drops the reservation and records the usage row in an outbox in the same
+//   storage transaction. The outbox is written to D1 idempotently and retried from the alarm.
+// - The alarm also releases reservations whose request never settled (a crashed gateway).
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
+import { priceUsage, type PriceTier } from "./pricing";
+import { normalizeUsage, type Usage } from "./usage";
+import { usageStatements, type UsageRow } from "./usage-records";
+
+export const LEDGER_CURRENCY = "USD";
+// Longer than any request can run: 10 minutes of queueing plus the longest completion.
+export const RESERVATION_TTL_MS = 60 * 60_000;
+// Settled request ids are remembered this long to recognise a settlement delivered twice;
+// after that, D1's usage_records (keyed by request id) still answers.
+export const SETTLEMENT_MEMORY_MS = 7 * 24 * 60 * 60_000;
+const OUTBOX_BATCH_ROWS = 40;
+const OUTBOX_RETRY_MAX_MS = 5 * 60_000;
+const MODEL_CACHE_MS = 60_000;
 
 export interface BalanceSnapshot {
   currency: string;
   grantedMicros: number;
   toppedUpMicros: number;
+  // Held by requests in flight; part of the balance above until they settle.
+  reservedMicros: number;
+}
+
+export interface ReserveRequest {
+  accountId: string;
+  requestId: string;
+  amountMicros: number;
+}
+
+export type ReserveResult = { ok: true } | { ok: false };
+
+export type SettlementStatus = "ok" | "aborted" | "failed";
+
+export interface Settlement {
+  accountId: string;
+  requestId: string;
+  keyId: string | null;
+  model: string;
+  endpoint: string;
+  // What was delivered to the client: for an aborted or failed stream, only what was streamed.
+  usage: Usage;
+  status: SettlementStatus;
+  workerId: string | null;
+  startedAt: number;
+  completedAt: number;
+}
+
+export interface SettleResult {
+  costMicros: number;
+  duplicate: boolean;
+}
+
+interface ModelPrices {
+  cacheHitPrice: number;
+  cacheMissPrice: number;
+  outputPrice: number;
+  offPeakDiscountPercent: number;
+  maxReasoningTokens: number;
+}
+
+interface CreditRow {
+  id: number;
+  kind: "granted" | "topped_up";
+  currency: string;
+  amount_micros: number;
+  expires_at: number | null;
 }
 
 export class AccountLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private syncing: Promise<void> | null = null;
+  private flushing: Promise<void> | null = null;
+  private flushRequested = false;
+  private alarmAt: number | null = null;
+  private readonly modelCache = new Map<string, { prices: ModelPrices; fetchedAt: number }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS balances (
-      currency TEXT PRIMARY KEY, granted INTEGER NOT NULL DEFAULT 0, topped_up INTEGER NOT NULL DEFAULT 0)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS grants (
+      credit_id INTEGER PRIMARY KEY, currency TEXT NOT NULL, remaining INTEGER NOT NULL, expires_at INTEGER)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS topped_up (currency TEXT PRIMARY KEY, amount INTEGER NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS reservations (
+      request_id TEXT PRIMARY KEY, amount INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS settlements (
+      request_id TEXT PRIMARY KEY, cost INTEGER NOT NULL, settled_at INTEGER NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
+      request_id TEXT PRIMARY KEY, row TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)`);
+    // Known before the first call, so a new reservation never postpones an earlier alarm.
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // ---- RPC ----------------------------------------------------------------------------------
+
+  async reserve({ accountId, requestId, amountMicros }: ReserveRequest): Promise<ReserveResult> {
+    this.bindAccount(accountId);
+    if (!Number.isSafeInteger(amountMicros) || amountMicros < 0) throw new Error(`invalid reservation amount ${amountMicros}`);
+    if (this.tryReserve(requestId, amountMicros)) return { ok: true };
+    // Maybe a top-up arrived since the last sync; look once before refusing.
+    await this.syncCredits(accountId);
+    return this.tryReserve(requestId, amountMicros) ? { ok: true } : { ok: false };
+  }
+
+  async settle(settlement: Settlement): Promise<SettleResult> {
+    const { accountId, requestId } = settlement;
+    this.bindAccount(accountId);
+    const usage = normalizeUsage(settlement.usage);
+    const known = this.settledCost(requestId);
+    if (known !== null) return { costMicros: known, duplicate: true };
+    if (!this.reservation(requestId)) {
+      // No reservation: released as stale, or settled so long ago that the id was forgotten.
+      const recorded = await this.env.DB.prepare("SELECT cost_micros FROM usage_records WHERE request_id = ?")
+        .bind(requestId)
+        .first<{ cost_micros: number }>();
+      if (recorded) return { costMicros: recorded.cost_micros, duplicate: true };
+    }
+    const prices = await this.modelPrices(settlement.model);
+    const { costMicros, tier } = priceUsage(prices, usage, settlement.completedAt);
+
+    // Everything above may have yielded to other calls; from here on nothing awaits until the
+    // settlement, the charge and the outbox row are committed together.
+    const again = this.settledCost(requestId);
+    if (again !== null) return { costMicros: again, duplicate: true };
+    const charged = this.ctx.storage.transactionSync(() => {
+      const charged = this.charge(requestId, costMicros);
+      if (charged < costMicros) console.warn(`ledger ${accountId}: request ${requestId} cost ${costMicros} but only ${charged} was left`);
+      const now = Date.now();
+      this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
+      this.sql.exec("INSERT INTO settlements (request_id, cost, settled_at) VALUES (?, ?, ?)", requestId, charged, now);
+      const row = toUsageRow(settlement, usage, charged, tier);
+      this.sql.exec("INSERT INTO outbox (request_id, row) VALUES (?, ?)", requestId, JSON.stringify(row));
+      return charged;
+    });
+    await this.flushOutbox();
+    return { costMicros: charged, duplicate: false };
+  }
+
+  // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
+  async release(requestId: string): Promise<void> {
+    this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
+  }
+
+  async balances(accountId: string): Promise<BalanceSnapshot[]> {
+    this.bindAccount(accountId);
+    await this.syncCredits(accountId);
+    const now = Date.now();
+    const byCurrency = new Map<string, BalanceSnapshot>();
+    const entry = (currency: string) => {
+      let e = byCurrency.get(currency);
+      if (!e) byCurrency.set(currency, (e = { currency, grantedMicros: 0, toppedUpMicros: 0, reservedMicros: 0 }));
+      return e;
+    };
+    for (const g of this.sql.exec<{ currency: string; total: number }>(
+      "SELECT currency, SUM(remaining) AS total FROM grants WHERE expires_at IS NULL OR expires_at > ? GROUP BY currency",
+      now,
+    ))
+      entry(g.currency).grantedMicros = g.total;
+    for (const t of this.sql.exec<{ currency: string; amount: number }>("SELECT currency, amount FROM topped_up"))
+      entry(t.currency).toppedUpMicros = t.amount;
+    const reserved = this.reservedTotal();
+    if (reserved > 0) entry(LEDGER_CURRENCY).reservedMicros = reserved;
+    return [...byCurrency.values()].sort((a, b) => a.currency.localeCompare(b.currency));
+  }
+
+  // ---- alarm: stale reservations, outbox retries, forgetting old settlements ------------------
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const now = Date.now();
+    this.sql.exec("DELETE FROM reservations WHERE expires_at <= ?", now);
+    this.sql.exec(
+      "DELETE FROM settlements WHERE settled_at <= ? AND request_id NOT IN (SELECT request_id FROM outbox)",
+      now - SETTLEMENT_MEMORY_MS,
+    );
+    this.sql.exec("DELETE FROM grants WHERE remaining = 0 OR expires_at <= ?", now);
+    await this.flushOutbox();
+    this.scheduleNextAlarm();
+  }
+
+  // ---- balances -----------------------------------------------------------------------------
+
+  private bindAccount(accountId: string): void {
+    const bound = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'account_id'").toArray()[0];
+    if (!bound) this.sql.exec("INSERT INTO meta (key, value) VALUES ('account_id', ?)", accountId);
+    else if (bound.value !== accountId) throw new Error(`ledger of ${bound.value} called for ${accountId}`);
+  }
+
+  private accountId(): string | null {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'account_id'").toArray()[0]?.value ?? null;
+  }
+
+  private spendable(now: number): number {
+    const granted = this.sql
+      .exec<{ total: number | null }>(
+        "SELECT SUM(remaining) AS total FROM grants WHERE currency = ? AND (expires_at IS NULL OR expires_at > ?)",
+        LEDGER_CURRENCY,
+        now,
+      )
+      .one().total;
+    const toppedUp = this.sql.exec<{ amount: number }>("SELECT amount FROM topped_up WHERE currency = ?", LEDGER_CURRENCY).toArray()[0];
+    return (granted ?? 0) + (toppedUp?.amount ?? 0);
+  }
+
+  private reservedTotal(): number {
+    return this.sql.exec<{ total: number | null }>("SELECT SUM(amount) AS total FROM reservations").one().total ?? 0;
+  }
+
+  private reservation(requestId: string): { amount: number } | undefined {
+    return this.sql.exec<{ amount: number }>("SELECT amount FROM reservations WHERE request_id = ?", requestId).toArray()[0];
+  }
+
+  private settledCost(requestId: string): number | null {
+    return this.sql.exec<{ cost: number }>("SELECT cost FROM settlements WHERE request_id = ?", requestId).toArray()[0]?.cost ?? null;
+  }
+
+  // Synchronous from check to insert, so no other call can slip in between.
+  private tryReserve(requestId: string, amountMicros: number): boolean {
+    if (this.reservation(requestId)) return true;
+    if (this.settledCost(requestId) !== null) return false; // a request id is never reused
+    const now = Date.now();
+    const available = this.spendable(now) - this.reservedTotal();
+    if (available <= 0 || amountMicros > available) return false;
+    const expiresAt = now + RESERVATION_TTL_MS;
+    this.sql.exec("INSERT INTO reservations (request_id, amount, expires_at) VALUES (?, ?, ?)", requestId, amountMicros, expiresAt);
+    this.ensureAlarmBy(expiresAt);
+    return true;
+  }
+
+  // Takes up to `costMicros` from the balance: granted credit first (the one expiring soonest
+  // first), then topped-up. Never more than this request's reservation plus what no other open
+  // reservation holds, so every other request in flight stays covered. Returns what was taken.
+  private charge(requestId: string, costMicros: number): number {
+    const now = Date.now();
+    const own = this.reservation(requestId)?.amount ?? 0;
+    const othersReserved = this.reservedTotal() - own;
+    let left = Math.min(costMicros, Math.max(0, this.spendable(now) - othersReserved));
+    const charged = left;
+    const lots = this.sql
+      .exec<{ credit_id: number; remaining: number }>(
+        `SELECT credit_id, remaining FROM grants
+          WHERE currency = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)
+          ORDER BY expires_at IS NULL, expires_at, credit_id`,
+        LEDGER_CURRENCY,
+        now,
+      )
+      .toArray();
+    for (const lot of lots) {
+      if (left === 0) break;
+      const take = Math.min(left, lot.remaining);
+      this.sql.exec("UPDATE grants SET remaining = remaining - ? WHERE credit_id = ?", take, lot.credit_id);
+      left -= take;
+    }
+    if (left > 0) this.sql.exec("UPDATE topped_up SET amount = amount - ? WHERE currency = ?", left, LEDGER_CURRENCY);
+    return charged;
+  }
+
+  // Folds credits written to D1 since the last sync into the balances. Concurrent callers share
+  // one read, and each credit id is applied at most once even if two reads overlap.
+  private syncCredits(accountId: string): Promise<void> {
+    if (!this.syncing) {
+      this.syncing = this.readAndFoldCredits(accountId).finally(() => {
+        this.syncing = null;
+      });
+    }
+    return this.syncing;
   }
 
   private lastCreditId(): number {
@@ -25,31 +285,160 @@ export class AccountLedger extends DurableObject<Env> {
     return row ? Number(row.value) : 0;
   }
 
-  // Folds credits written to D1 since the last sync into the balances.
-  async syncCredits(accountId: string): Promise<void> {
+  private async readAndFoldCredits(accountId: string): Promise<void> {
     const { results } = await this.env.DB.prepare(
-      "SELECT id, kind, currency, amount_micros FROM balance_credits WHERE account_id = ? AND id > ? ORDER BY id",
+      "SELECT id, kind, currency, amount_micros, expires_at FROM balance_credits WHERE account_id = ? AND id > ? ORDER BY id",
     )
       .bind(accountId, this.lastCreditId())
-      .all<{ id: number; kind: "granted" | "topped_up"; currency: string; amount_micros: number }>();
+      .all<CreditRow>();
     if (results.length === 0) return;
     this.ctx.storage.transactionSync(() => {
+      let last = this.lastCreditId();
       for (const credit of results) {
-        const column = credit.kind === "granted" ? "granted" : "topped_up";
-        this.sql.exec("INSERT OR IGNORE INTO balances (currency) VALUES (?)", credit.currency);
-        this.sql.exec(`UPDATE balances SET ${column} = ${column} + ? WHERE currency = ?`, credit.amount_micros, credit.currency);
-        this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_credit_id', ?)", String(credit.id));
+        if (credit.id <= last) continue;
+        this.applyCredit(credit);
+        last = credit.id;
       }
+      this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_credit_id', ?)", String(last));
     });
   }
 
-  async balances(accountId: string): Promise<BalanceSnapshot[]> {
-    await this.syncCredits(accountId);
-    return this.sql
-      .exec<{ currency: string; granted: number; topped_up: number }>("SELECT currency, granted, topped_up FROM balances ORDER BY currency")
-      .toArray()
-      .map((row) => ({ currency: row.currency, grantedMicros: row.granted, toppedUpMicros: row.topped_up }));
+  // A negative amount (an operator's correction) takes from the same kind of balance, never below zero.
+  private applyCredit(credit: CreditRow): void {
+    if (credit.kind === "granted") {
+      if (credit.amount_micros >= 0) {
+        this.sql.exec(
+          "INSERT OR IGNORE INTO grants (credit_id, currency, remaining, expires_at) VALUES (?, ?, ?, ?)",
+          credit.id,
+          credit.currency,
+          credit.amount_micros,
+          credit.expires_at,
+        );
+        return;
+      }
+      let left = -credit.amount_micros;
+      const lots = this.sql
+        .exec<{ credit_id: number; remaining: number }>(
+          "SELECT credit_id, remaining FROM grants WHERE currency = ? AND remaining > 0 ORDER BY expires_at IS NULL, expires_at, credit_id",
+          credit.currency,
+        )
+        .toArray();
+      for (const lot of lots) {
+        const take = Math.min(left, lot.remaining);
+        this.sql.exec("UPDATE grants SET remaining = remaining - ? WHERE credit_id = ?", take, lot.credit_id);
+        left -= take;
+        if (left === 0) break;
+      }
+      return;
+    }
+    this.sql.exec("INSERT OR IGNORE INTO topped_up (currency, amount) VALUES (?, 0)", credit.currency);
+    this.sql.exec("UPDATE topped_up SET amount = MAX(0, amount + ?) WHERE currency = ?", credit.amount_micros, credit.currency);
   }
+
+  // ---- prices -------------------------------------------------------------------------------
+
+  // Read without the `enabled` filter: a model switched off mid-request is still settled.
+  private async modelPrices(modelId: string): Promise<ModelPrices> {
+    const cached = this.modelCache.get(modelId);
+    if (cached && Date.now() - cached.fetchedAt < MODEL_CACHE_MS) return cached.prices;
+    const row = await this.env.DB.prepare(
+      `SELECT cache_hit_price, cache_miss_price, output_price, off_peak_discount_percent, max_reasoning_tokens
+         FROM models WHERE id = ?`,
+    )
+      .bind(modelId)
+      .first<{ cache_hit_price: number; cache_miss_price: number; output_price: number; off_peak_discount_percent: number; max_reasoning_tokens: number }>();
+    if (!row) throw new Error(`settlement for unknown model ${modelId}`);
+    const prices: ModelPrices = {
+      cacheHitPrice: row.cache_hit_price,
+      cacheMissPrice: row.cache_miss_price,
+      outputPrice: row.output_price,
+      offPeakDiscountPercent: row.off_peak_discount_percent,
+      maxReasoningTokens: row.max_reasoning_tokens,
+    };
+    this.modelCache.set(modelId, { prices, fetchedAt: Date.now() });
+    return prices;
+  }
+
+  // ---- outbox: usage rows and roll-ups to D1 --------------------------------------------------
+
+  // One writer at a time; a caller arriving while a flush runs gets a flush that starts after
+  // its row was committed. Failures stay in the outbox for the alarm to retry.
+  private flushOutbox(): Promise<void> {
+    if (this.flushing) {
+      this.flushRequested = true;
+      return this.flushing;
+    }
+    this.flushing = (async () => {
+      try {
+        do {
+          this.flushRequested = false;
+          while (await this.flushOnce());
+        } while (this.flushRequested);
+      } finally {
+        this.flushing = null;
+      }
+    })();
+    return this.flushing;
+  }
+
+  // Writes one batch; true when it wrote a full batch (there may be more).
+  private async flushOnce(): Promise<boolean> {
+    const pending = this.sql
+      .exec<{ request_id: string; row: string; attempts: number }>("SELECT request_id, row, attempts FROM outbox ORDER BY rowid LIMIT ?", OUTBOX_BATCH_ROWS)
+      .toArray();
+    if (pending.length === 0) return false;
+    try {
+      await this.env.DB.batch(pending.flatMap((p) => usageStatements(this.env.DB, JSON.parse(p.row) as UsageRow)));
+    } catch (err) {
+      const attempts = Math.max(...pending.map((p) => p.attempts)) + 1;
+      for (const p of pending) this.sql.exec("UPDATE outbox SET attempts = attempts + 1 WHERE request_id = ?", p.request_id);
+      console.error(`ledger ${this.accountId()}: writing ${pending.length} usage rows to D1 failed (attempt ${attempts}); retrying from the alarm`, err);
+      this.ensureAlarmBy(Date.now() + Math.min(OUTBOX_RETRY_MAX_MS, 1000 * 2 ** Math.min(attempts, 20)));
+      return false;
+    }
+    for (const p of pending) this.sql.exec("DELETE FROM outbox WHERE request_id = ?", p.request_id);
+    return pending.length === OUTBOX_BATCH_ROWS;
+  }
+
+  // ---- alarm scheduling ---------------------------------------------------------------------
+
+  private ensureAlarmBy(at: number): void {
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    void this.ctx.storage.setAlarm(at);
+  }
+
+  private scheduleNextAlarm(): void {
+    const now = Date.now();
+    const candidates: number[] = [];
+    const reservation = this.sql.exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM reservations").one().at;
+    if (reservation !== null) candidates.push(reservation);
+    const outbox = this.sql.exec<{ attempts: number | null }>("SELECT MAX(attempts) AS attempts FROM outbox").one().attempts;
+    if (outbox !== null) candidates.push(now + Math.min(OUTBOX_RETRY_MAX_MS, 1000 * 2 ** Math.min(outbox, 20)));
+    const settled = this.sql.exec<{ at: number | null }>("SELECT MIN(settled_at) AS at FROM settlements").one().at;
+    if (settled !== null) candidates.push(settled + SETTLEMENT_MEMORY_MS);
+    if (candidates.length > 0) this.ensureAlarmBy(Math.max(now + 1000, Math.min(...candidates)));
+  }
+}
+
+function toUsageRow(s: Settlement, usage: Usage, costMicros: number, tier: PriceTier): UsageRow {
+  return {
+    requestId: s.requestId,
+    accountId: s.accountId,
+    keyId: s.keyId,
+    model: s.model,
+    endpoint: s.endpoint,
+    cacheHitTokens: usage.cacheHitTokens,
+    cacheMissTokens: usage.cacheMissTokens,
+    completionTokens: usage.completionTokens,
+    reasoningTokens: usage.reasoningTokens,
+    costMicros,
+    priceTier: tier,
+    status: s.status,
+    workerId: s.workerId,
+    startedAt: s.startedAt,
+    completedAt: s.completedAt,
+  };
 }
 
 export function ledgerFor(env: Env, accountId: string) {

@@ -1,0 +1,88 @@
+// Helpers for driving the account ledger directly, the way the inference pipeline does.
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { ledgerFor, type Settlement } from "../../../workers/gateway/src/billing/account-ledger";
+import type { Usage } from "../../../workers/gateway/src/billing/usage";
+import type { Env } from "../../../workers/gateway/src/env";
+
+export const gatewayEnv = env as unknown as Env;
+export const PEAK_NOON = Date.UTC(2025, 3, 1, 12, 0, 0);
+
+export const ledger = (accountId: string) => ledgerFor(gatewayEnv, accountId);
+
+export function usageOf(miss: number, completion: number, hit = 0, reasoning = 0): Usage {
+  return { promptTokens: hit + miss, cacheHitTokens: hit, cacheMissTokens: miss, completionTokens: completion, reasoningTokens: reasoning };
+}
+
+export function settlement(accountId: string, requestId: string, usage: Usage, overrides: Partial<Settlement> = {}): Settlement {
+  return {
+    accountId,
+    requestId,
+    keyId: "key_test",
+    model: "deepseek-chat",
+    endpoint: "chat.completions",
+    usage,
+    status: "ok",
+    workerId: "worker-1",
+    startedAt: PEAK_NOON - 1000,
+    completedAt: PEAK_NOON,
+    ...overrides,
+  };
+}
+
+export async function total(accountId: string): Promise<{ granted: number; toppedUp: number; reserved: number; total: number }> {
+  const usd = (await ledger(accountId).balances(accountId)).find((b) => b.currency === "USD");
+  const granted = usd?.grantedMicros ?? 0;
+  const toppedUp = usd?.toppedUpMicros ?? 0;
+  return { granted, toppedUp, reserved: usd?.reservedMicros ?? 0, total: granted + toppedUp };
+}
+
+export async function usageRows(accountId: string) {
+  const { results } = await gatewayEnv.DB.prepare("SELECT * FROM usage_records WHERE account_id = ? ORDER BY request_id")
+    .bind(accountId)
+    .all<Record<string, any>>();
+  return results;
+}
+
+export async function usageSums(accountId: string): Promise<{ rows: number; rowCost: number; dailyRequests: number; dailyCost: number }> {
+  const r = await gatewayEnv.DB.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(cost_micros), 0) AS cost FROM usage_records WHERE account_id = ?")
+    .bind(accountId)
+    .first<{ n: number; cost: number }>();
+  const d = await gatewayEnv.DB.prepare("SELECT COALESCE(SUM(requests), 0) AS n, COALESCE(SUM(cost_micros), 0) AS cost FROM usage_daily WHERE account_id = ?")
+    .bind(accountId)
+    .first<{ n: number; cost: number }>();
+  return { rows: r!.n, rowCost: r!.cost, dailyRequests: d!.n, dailyCost: d!.cost };
+}
+
+// Runs `sql` inside the account's ledger storage (for moving its clock: backdating timestamps).
+export async function ledgerSql(accountId: string, sql: string, ...params: unknown[]): Promise<unknown[]> {
+  return runInDurableObject(ledger(accountId), async (_instance, state) => state.storage.sql.exec(sql, ...params).toArray());
+}
+
+export async function runLedgerAlarm(accountId: string): Promise<boolean> {
+  return runDurableObjectAlarm(ledger(accountId));
+}
+
+// Replaces the ledger's D1 binding, e.g. with one that fails, until `restore` is called.
+export async function withLedgerDb(accountId: string, db: D1Database): Promise<() => Promise<void>> {
+  let original: D1Database | undefined;
+  await runInDurableObject(ledger(accountId), async (instance) => {
+    const target = instance as unknown as { env: Env };
+    original = target.env.DB;
+    target.env = { ...target.env, DB: db };
+  });
+  return async () => {
+    await runInDurableObject(ledger(accountId), async (instance) => {
+      const target = instance as unknown as { env: Env };
+      target.env = { ...target.env, DB: original! };
+    });
+  };
+}
+
+export const failingBatchDb = (): D1Database =>
+  new Proxy(gatewayEnv.DB, {
+    get(target, prop) {
+      if (prop === "batch") return async () => Promise.reject(new Error("D1 is down (test)"));
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });

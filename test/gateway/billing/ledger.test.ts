@@ -1,0 +1,277 @@
+import { describe, expect, it } from "vitest";
+import { RESERVATION_TTL_MS } from "../../../workers/gateway/src/billing/account-ledger";
+import { createAccount, credit } from "../setup/fixtures";
+import {
+  failingBatchDb,
+  gatewayEnv,
+  ledger,
+  ledgerSql,
+  PEAK_NOON,
+  runLedgerAlarm,
+  settlement,
+  total,
+  usageOf,
+  usageRows,
+  usageSums,
+  withLedgerDb,
+} from "./ledger-helpers";
+
+const USD = 1_000_000;
+
+async function grant(accountId: string, micros: number, expiresAt: number | null) {
+  await gatewayEnv.DB.prepare("INSERT INTO balance_credits (account_id, kind, amount_micros, expires_at) VALUES (?, 'granted', ?, ?)")
+    .bind(accountId, micros, expiresAt)
+    .run();
+}
+
+describe("reserve, settle, release", () => {
+  it("charges the exact price, releases the rest and writes one usage row and its roll-up", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    expect(await l.reserve({ accountId: account, requestId: "r1", amountMicros: 600_000 })).toEqual({ ok: true });
+    expect(await total(account)).toMatchObject({ total: USD, reserved: 600_000 });
+
+    // 1000 hit, 2000 miss, 3000 out (500 reasoning) at chat prices: 70 + 540 + 3300.
+    const u = usageOf(2000, 3000, 1000, 500);
+    expect(await l.settle(settlement(account, "r1", u))).toEqual({ costMicros: 3910, duplicate: false });
+    expect(await total(account)).toMatchObject({ total: USD - 3910, reserved: 0 });
+
+    const rows = await usageRows(account);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      request_id: "r1",
+      account_id: account,
+      key_id: "key_test",
+      model: "deepseek-chat",
+      endpoint: "chat.completions",
+      cache_hit_tokens: 1000,
+      cache_miss_tokens: 2000,
+      completion_tokens: 3000,
+      reasoning_tokens: 500,
+      cost_micros: 3910,
+      price_tier: "standard",
+      status: "ok",
+      worker_id: "worker-1",
+      started_at: PEAK_NOON - 1000,
+      completed_at: PEAK_NOON,
+    });
+    const daily = await gatewayEnv.DB.prepare("SELECT * FROM usage_daily WHERE account_id = ?").bind(account).all();
+    expect(daily.results).toEqual([
+      {
+        day: "2025-04-01",
+        account_id: account,
+        key_id: "key_test",
+        model: "deepseek-chat",
+        requests: 1,
+        cache_hit_tokens: 1000,
+        cache_miss_tokens: 2000,
+        completion_tokens: 3000,
+        reasoning_tokens: 500,
+        cost_micros: 3910,
+      },
+    ]);
+  });
+
+  it("records the off-peak tier by completion time", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "late", amountMicros: 10_000 });
+    const offPeak = Date.UTC(2025, 3, 1, 16, 30, 0);
+    const res = await l.settle(settlement(account, "late", usageOf(0, 1000), { startedAt: offPeak - 5000, completedAt: offPeak }));
+    expect(res.costMicros).toBe(550);
+    expect((await usageRows(account))[0]).toMatchObject({ price_tier: "off_peak", cost_micros: 550 });
+  });
+
+  it("answers 402-worthy ok:false when the worst case does not fit, counting open reservations", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    expect(await l.reserve({ accountId: account, requestId: "a", amountMicros: 10_001 })).toEqual({ ok: false });
+    expect(await l.reserve({ accountId: account, requestId: "a", amountMicros: 6_000 })).toEqual({ ok: true });
+    expect(await l.reserve({ accountId: account, requestId: "b", amountMicros: 6_000 })).toEqual({ ok: false });
+    expect(await l.reserve({ accountId: account, requestId: "c", amountMicros: 4_000 })).toEqual({ ok: true });
+    // Reserving the same request id again holds nothing more.
+    expect(await l.reserve({ accountId: account, requestId: "c", amountMicros: 4_000 })).toEqual({ ok: true });
+    expect(await total(account)).toMatchObject({ total: 10_000, reserved: 10_000 });
+  });
+
+  it("release gives the whole reservation back and charges nothing", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "a", amountMicros: 10_000 });
+    await l.release("a");
+    expect(await total(account)).toMatchObject({ total: 10_000, reserved: 0 });
+    expect(await usageRows(account)).toHaveLength(0);
+    expect(await l.reserve({ accountId: account, requestId: "b", amountMicros: 10_000 })).toEqual({ ok: true });
+  });
+
+  it("picks up a top-up written after a refusal", async () => {
+    const account = await createAccount();
+    const l = ledger(account);
+    expect(await l.reserve({ accountId: account, requestId: "a", amountMicros: 1 })).toEqual({ ok: false });
+    await credit(account, "topped_up", 5_000);
+    expect(await l.reserve({ accountId: account, requestId: "a", amountMicros: 5_000 })).toEqual({ ok: true });
+  });
+
+  it("charges an aborted or failed request exactly the delivered tokens", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "aborted", amountMicros: 100_000 });
+    await l.reserve({ accountId: account, requestId: "failed", amountMicros: 100_000 });
+    // 1000 prompt (270) + 37 streamed tokens (40.7) = 310.7 -> 311
+    const a = await l.settle(settlement(account, "aborted", usageOf(1000, 37), { status: "aborted" }));
+    // 64 hit + 936 miss (4.48 + 252.72) + 0 streamed = 257.2 -> 257
+    const f = await l.settle(settlement(account, "failed", usageOf(936, 0, 64), { status: "failed", workerId: "worker-2" }));
+    expect([a.costMicros, f.costMicros]).toEqual([311, 257]);
+    expect(await total(account)).toMatchObject({ total: USD - 311 - 257, reserved: 0 });
+    expect((await usageRows(account)).map((r) => [r.request_id, r.status, r.completion_tokens, r.cost_micros])).toEqual([
+      ["aborted", "aborted", 37, 311],
+      ["failed", "failed", 0, 257],
+    ]);
+  });
+});
+
+describe("granted before topped-up", () => {
+  it("spends granted credit first, the soonest-expiring grant first, then topped-up", async () => {
+    const account = await createAccount();
+    const now = Date.now();
+    await credit(account, "topped_up", 10_000);
+    await grant(account, 1_000, null);
+    await grant(account, 2_000, now + 3_600_000);
+    const l = ledger(account);
+    expect(await total(account)).toMatchObject({ granted: 3_000, toppedUp: 10_000 });
+
+    await l.reserve({ accountId: account, requestId: "one", amountMicros: 5_000 });
+    // 2500 output tokens of chat = 2750 micros: the expiring grant (2000), then 750 of the other.
+    expect((await l.settle(settlement(account, "one", usageOf(0, 2500)))).costMicros).toBe(2750);
+    expect(await total(account)).toMatchObject({ granted: 250, toppedUp: 10_000 });
+    const lots = await ledgerSql(account, "SELECT remaining, expires_at IS NULL AS forever FROM grants ORDER BY credit_id");
+    expect(lots).toEqual([
+      { remaining: 250, forever: 1 },
+      { remaining: 0, forever: 0 },
+    ]);
+
+    await l.reserve({ accountId: account, requestId: "two", amountMicros: 5_000 });
+    expect((await l.settle(settlement(account, "two", usageOf(0, 1000)))).costMicros).toBe(1100);
+    expect(await total(account)).toMatchObject({ granted: 0, toppedUp: 10_000 - 850 });
+  });
+
+  it("stops counting granted credit once it has expired", async () => {
+    const account = await createAccount();
+    const now = Date.now();
+    await credit(account, "topped_up", 1_000);
+    await grant(account, 5_000, now - 1);
+    await grant(account, 7_000, now + 3_600_000);
+    expect(await total(account)).toMatchObject({ granted: 7_000, toppedUp: 1_000 });
+    const l = ledger(account);
+    expect(await l.reserve({ accountId: account, requestId: "x", amountMicros: 8_001 })).toEqual({ ok: false });
+    expect(await l.reserve({ accountId: account, requestId: "x", amountMicros: 8_000 })).toEqual({ ok: true });
+
+    // Let the second grant expire while nothing else changes.
+    await ledgerSql(account, "UPDATE grants SET expires_at = ? WHERE remaining = 7000", now - 1);
+    expect(await total(account)).toMatchObject({ granted: 0, toppedUp: 1_000 });
+  });
+});
+
+describe("exactly once", () => {
+  it("counts a settlement delivered twice once", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "dup", amountMicros: 50_000 });
+    const s = settlement(account, "dup", usageOf(1000, 1000));
+    const [first, second] = await Promise.all([l.settle(s), l.settle(s)]);
+    expect([first, second].map((r) => r.duplicate).sort()).toEqual([false, true]);
+    expect(first.costMicros).toBe(1370);
+    expect(second.costMicros).toBe(1370);
+    const third = await l.settle({ ...s, usage: usageOf(99_999, 99_999) });
+    expect(third).toEqual({ costMicros: 1370, duplicate: true });
+    expect(await total(account)).toMatchObject({ total: USD - 1370, reserved: 0 });
+    expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
+  });
+
+  it("recognises a duplicate after the ledger forgot the id, from the usage row", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "old", amountMicros: 50_000 });
+    await l.settle(settlement(account, "old", usageOf(1000, 0)));
+    await ledgerSql(account, "DELETE FROM settlements");
+    expect(await l.settle(settlement(account, "old", usageOf(1000, 0)))).toEqual({ costMicros: 270, duplicate: true });
+    expect(await total(account)).toMatchObject({ total: USD - 270 });
+  });
+
+  it("keeps the settlement when D1 is down and writes the usage row from the alarm, once", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await total(account);
+    const restore = await withLedgerDb(account, failingBatchDb());
+    await l.reserve({ accountId: account, requestId: "outage", amountMicros: 50_000 });
+    expect((await l.settle(settlement(account, "outage", usageOf(1000, 1000)))).costMicros).toBe(1370);
+    expect(await usageSums(account)).toEqual({ rows: 0, rowCost: 0, dailyRequests: 0, dailyCost: 0 });
+    expect(await ledgerSql(account, "SELECT request_id, attempts FROM outbox")).toEqual([{ request_id: "outage", attempts: 1 }]);
+
+    // Still down: the alarm retries and keeps the row.
+    expect(await runLedgerAlarm(account)).toBe(true);
+    expect(await ledgerSql(account, "SELECT attempts FROM outbox")).toEqual([{ attempts: 2 }]);
+
+    await restore();
+    expect(await runLedgerAlarm(account)).toBe(true);
+    expect(await ledgerSql(account, "SELECT * FROM outbox")).toEqual([]);
+    expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
+
+    // A delivery repeated after a lost acknowledgement changes nothing in D1.
+    const row = (await ledgerSql(account, "SELECT 1")) && (await usageRows(account))[0]!;
+    const again = JSON.stringify({
+      requestId: "outage", accountId: account, keyId: row.key_id, model: row.model, endpoint: row.endpoint,
+      cacheHitTokens: 0, cacheMissTokens: 1000, completionTokens: 1000, reasoningTokens: 0, costMicros: 1370,
+      priceTier: "standard", status: "ok", workerId: row.worker_id, startedAt: row.started_at, completedAt: row.completed_at,
+    });
+    await ledgerSql(account, "INSERT INTO outbox (request_id, row) VALUES ('outage', ?)", again);
+    await runLedgerAlarm(account);
+    expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
+    expect(await total(account)).toMatchObject({ total: USD - 1370 });
+  });
+});
+
+describe("alarm", () => {
+  it("releases a reservation whose request never settled", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "crashed", amountMicros: 9_000 });
+    await l.reserve({ accountId: account, requestId: "live", amountMicros: 1_000 });
+    expect(await l.reserve({ accountId: account, requestId: "next", amountMicros: 5_000 })).toEqual({ ok: false });
+
+    // The alarm is set for the reservation's expiry; before it, nothing is released.
+    expect(await runLedgerAlarm(account)).toBe(true);
+    expect(await total(account)).toMatchObject({ reserved: 10_000 });
+
+    // Move the crashed request's reservation past its time-to-live.
+    await ledgerSql(account, "UPDATE reservations SET expires_at = ? WHERE request_id = 'crashed'", Date.now() - 1);
+    expect(await runLedgerAlarm(account)).toBe(true);
+    expect(await total(account)).toMatchObject({ total: 10_000, reserved: 1_000 });
+    expect(await l.reserve({ accountId: account, requestId: "next", amountMicros: 5_000 })).toEqual({ ok: true });
+    const [next] = (await ledgerSql(account, "SELECT expires_at FROM reservations WHERE request_id = 'next'")) as { expires_at: number }[];
+    expect(next!.expires_at).toBeGreaterThan(Date.now() + RESERVATION_TTL_MS - 60_000);
+  });
+
+  it("still charges a late settlement after its reservation was released, within the balance", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 1_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "slow", amountMicros: 1_000 });
+    await ledgerSql(account, "UPDATE reservations SET expires_at = ?", Date.now() - 1);
+    await runLedgerAlarm(account);
+    await l.reserve({ accountId: account, requestId: "other", amountMicros: 600 });
+    // The late request cost 1100 but only 400 is not held by the other request.
+    expect(await l.settle(settlement(account, "slow", usageOf(0, 1000)))).toEqual({ costMicros: 400, duplicate: false });
+    expect(await total(account)).toMatchObject({ total: 600, reserved: 600 });
+    expect(await usageSums(account)).toMatchObject({ rows: 1, rowCost: 400 });
+  });
+});
