@@ -69,6 +69,8 @@ class AsyncEngine:
         return len(self._handles) + self.num_pending
 
     def shutdown(self) -> None:
+        if not self._thread.is_alive():
+            return
         with self._cv:
             self._stop = True
             self._cv.notify()

@@ -25,6 +25,14 @@ class DrainingServer(uvicorn.Server):
         self.worker_state.draining = True
         super().handle_exit(sig, frame)
 
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets)  # returns once running requests have finished
+        # uvicorn re-raises the signal after run() returns, so the engine is stopped here: the
+        # prefix cache is spilled to the disk tier for the next worker.
+        self.worker_state.draining = True
+        self.worker_state.engine.shutdown()
+        logging.getLogger("gpu_worker.server").info("engine stopped; prefix cache kept on disk")
+
 
 def main(argv=None) -> None:
     args = parse_args(argv)
@@ -51,12 +59,7 @@ def main(argv=None) -> None:
             print(f"gpu-worker listening on http://{args.host}:{args.port} "
                   f"(models: {', '.join(args.served_models)}; device: {args.device})", flush=True)
     server.startup = startup
-    try:
-        server.run()
-    finally:
-        state.draining = True
-        state.engine.shutdown()  # after uvicorn waited for running requests: spill the cache to disk
-        log.info("worker stopped")
+    server.run()
     sys.exit(0)
 
 
