@@ -80,8 +80,10 @@ describe("tokens per minute", () => {
     expect(ok).toHaveLength(3);
     const refusal = results.find((r): r is ApiError => r instanceof ApiError)!;
     expect(refusal.headers["x-ratelimit-limit-tokens"]).toBe("10000");
-    expect(refusal.headers["x-ratelimit-remaining-tokens"]).toBe("1000");
-    expect(refusal.headers["retry-after"]).toBe("12"); // 2000 more tokens at 10000 per minute
+    // 1000 left (plus a few tokens refilled while the test ran); 2000 more take 12 s.
+    expect(Number(refusal.headers["x-ratelimit-remaining-tokens"])).toBeGreaterThanOrEqual(1000);
+    expect(Number(refusal.headers["x-ratelimit-remaining-tokens"])).toBeLessThan(1100);
+    expect(["11", "12"]).toContain(refusal.headers["retry-after"]);
 
     // Each used 500 of its 3000: 7500 come back, so two more 3000-token requests fit.
     await Promise.all(ok.map((a) => a.finish(500)));
