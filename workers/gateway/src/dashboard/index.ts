@@ -12,6 +12,7 @@ import type { DashboardAppEnv } from "./env";
 import { forbidden, notFoundHere } from "./errors";
 import { exportRoutes } from "./export";
 import { keyRoutes } from "./keys";
+import { modelRoutes } from "./models";
 import { requireSession } from "./sessions";
 import { usageRoutes } from "./usage";
 import { webhookRoutes } from "./webhook";
@@ -36,6 +37,7 @@ export const dashboardApi = new Hono<DashboardAppEnv>()
   .route("/webhooks", webhookRoutes)
   .route("/keys", signedIn(keyRoutes))
   .route("/balance", signedIn(balanceRoutes))
+  .route("/models", signedIn(modelRoutes))
   .route("/usage/export", signedIn(exportRoutes))
   .route("/usage", signedIn(usageRoutes))
   .route("/admin", adminOnly)

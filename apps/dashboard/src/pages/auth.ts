@@ -1,0 +1,56 @@
+// Sign in and sign up.
+import { api, setSession } from "../api";
+import { field, h } from "../dom";
+import { errorBox, messageOf } from "../notice";
+import { href, navigate } from "../router";
+
+function credentialsForm(kind: "signin" | "signup"): HTMLElement {
+  const email = h("input", { type: "email", name: "email", autocomplete: "email", required: true });
+  const password = h("input", {
+    type: "password",
+    name: "password",
+    autocomplete: kind === "signup" ? "new-password" : "current-password",
+    required: true,
+    minlength: kind === "signup" ? "10" : undefined,
+  });
+  const error = errorBox();
+  const submit = h("button", { type: "submit" }, kind === "signup" ? "Create account" : "Sign in");
+  const form = h(
+    "form",
+    {
+      class: "card narrow",
+      onsubmit: async (event: Event) => {
+        event.preventDefault();
+        error.show(null);
+        submit.disabled = true;
+        try {
+          const res = await api("POST", `/auth/${kind}`, { email: email.value, password: password.value });
+          setSession({ email: res.user.email, role: res.user.role, csrf: res.csrf_token });
+          navigate("/usage");
+        } catch (err) {
+          error.show(messageOf(err));
+          submit.disabled = false;
+        }
+      },
+    },
+    h("h1", null, kind === "signup" ? "Create your account" : "Sign in"),
+    field("Email", email),
+    field("Password", password, kind === "signup" ? "At least 10 characters." : undefined),
+    error,
+    submit,
+    kind === "signup"
+      ? h("p", null, "Already have an account? ", h("a", { href: href("/signin"), "data-link": true }, "Sign in"))
+      : h("p", null, "New here? ", h("a", { href: href("/signup"), "data-link": true }, "Create an account")),
+  );
+  return form;
+}
+
+export function signInPage(main: HTMLElement): void {
+  main.append(credentialsForm("signin"));
+  main.querySelector("input")?.focus();
+}
+
+export function signUpPage(main: HTMLElement): void {
+  main.append(credentialsForm("signup"));
+  main.querySelector("input")?.focus();
+}
