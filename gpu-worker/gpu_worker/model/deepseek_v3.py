@@ -30,12 +30,12 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device)
 
-    def forward(self, h, cos, sin, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, meta, cache)
+    def forward(self, h, freqs, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), freqs, meta, cache)
         return h + self.mlp(self.post_attention_layernorm(h))
 
-    def forward_dense(self, h, cos, sin) -> torch.Tensor:
-        h = h + self.self_attn.forward_dense(self.input_layernorm(h), cos, sin)
+    def forward_dense(self, h, freqs) -> torch.Tensor:
+        h = h + self.self_attn.forward_dense(self.input_layernorm(h), freqs)
         batch, seq, dim = h.shape
         return h + self.mlp(self.post_attention_layernorm(h).view(-1, dim)).view(batch, seq, dim)
 
@@ -94,10 +94,10 @@ class DeepseekV3ForCausalLM(nn.Module):
         norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
         if kv_cache.shape[2] != meta.block_size:
             raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
-        cos, sin = self.rotary.lookup(positions)
+        freqs = self.rotary.lookup(positions)
         h = F.embedding(input_ids, self.embed_tokens)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, meta, kv_cache[i])
+            h = layer(h, freqs, meta, kv_cache[i])
         return h
 
     @torch.inference_mode()
@@ -109,8 +109,8 @@ class DeepseekV3ForCausalLM(nn.Module):
     def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, S] token ids (positions 0..S-1, no cache) -> float32 logits [B, S, vocab]."""
         seq = input_ids.shape[1]
-        cos, sin = self.rotary.lookup(torch.arange(seq, device=input_ids.device))
+        freqs = self.rotary.lookup(torch.arange(seq, device=input_ids.device))
         h = F.embedding(input_ids, self.embed_tokens)
         for layer in self.layers:
-            h = layer.forward_dense(h, cos, sin)
+            h = layer.forward_dense(h, freqs)
         return self.compute_logits(h)

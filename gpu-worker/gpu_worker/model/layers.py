@@ -13,7 +13,7 @@ def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
 
 
 class RMSNorm(nn.Module):
-    """Normalise in float32, cast back, then scale (Hugging Face order)."""
+    """x / rms(x) * weight as one fused op (accumulated in float32 for half-precision inputs)."""
 
     def __init__(self, dim: int, eps: float, dtype: torch.dtype, device=None):
         super().__init__()
@@ -21,8 +21,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return normed.to(x.dtype) * self.weight
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class SwiGLU(nn.Module):

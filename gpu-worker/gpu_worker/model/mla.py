@@ -63,15 +63,15 @@ class MLAttention(nn.Module):
         return layout
 
     # ---- shared prologue ---------------------------------------------------------------------
-    def _project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    def _project(self, x: torch.Tensor, freqs: torch.Tensor):
         """x [..., dim] -> q_nope [..., H, nope], q_pe [..., H, rope] (rotated), latent entry [..., R + rope]."""
         q, latent, k_pe = F.linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
         if self.q_lora_rank is not None:
             q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
         q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        q_pe = apply_rope(q_pe, cos.unsqueeze(-2), sin.unsqueeze(-2))
-        entry = torch.cat((self.kv_a_layernorm(latent), apply_rope(k_pe, cos, sin)), dim=-1)
+        q_pe = apply_rope(q_pe, freqs.unsqueeze(-2))
+        entry = torch.cat((self.kv_a_layernorm(latent), apply_rope(k_pe, freqs)), dim=-1)
         return q_nope, q_pe, entry
 
     def _expand(self, entries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,13 +86,12 @@ class MLAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        freqs: torch.Tensor,
         meta: AttentionMetadata,
         cache: torch.Tensor,
     ) -> torch.Tensor:
         """x [T, dim] packed new tokens; cache [num_blocks, block_size, R + rope] of this layer."""
-        q_nope, q_pe, entry = self._project(x, cos, sin)
+        q_nope, q_pe, entry = self._project(x, freqs)
         flat_cache = cache.view(-1, cache.shape[-1])
         flat_cache.index_copy_(0, meta.slot_mapping, entry.to(cache.dtype))
         slots, valid = meta.context_slots()
@@ -130,9 +129,9 @@ class MLAttention(nn.Module):
         return out[padded_index]
 
     # ---- cacheless reference -----------------------------------------------------------------
-    def forward_dense(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward_dense(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         """x [B, S, dim], causal over S, no cache (expanded form)."""
-        q_nope, q_pe, entry = self._project(x, cos, sin)
+        q_nope, q_pe, entry = self._project(x, freqs)
         query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
         k, v = self._expand(entry)
         out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)

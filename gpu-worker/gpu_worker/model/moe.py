@@ -48,6 +48,10 @@ class Router(nn.Module):
         return weights * self.scale, ids
 
 
+# Largest gathered expert-weight copy (elements) for which the gathered path is used.
+GATHER_LIMIT = 1 << 21
+
+
 class RoutedExperts(nn.Module):
     """All routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter]."""
 
@@ -60,9 +64,14 @@ class RoutedExperts(nn.Module):
         self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim].
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim]."""
+        per_pair = self.gate_up_proj[0].numel() + self.down_proj[0].numel()
+        if ids.numel() * per_pair <= GATHER_LIMIT:
+            return self._gathered(x, weights, ids)
+        return self._sorted(x, weights, ids)
 
-        Token copies are sorted by expert so each expert runs one matrix product over its tokens."""
+    def _sorted(self, x, weights, ids) -> torch.Tensor:
+        """Token copies sorted by expert; each expert runs one matrix product over its tokens."""
         tokens, top_k = ids.shape
         flat_ids = ids.flatten()
         order = flat_ids.argsort(stable=True)
@@ -74,6 +83,18 @@ class RoutedExperts(nn.Module):
         unsorted = torch.empty_like(out)
         unsorted[order] = out
         weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
+        return weighted.sum(dim=1).to(x.dtype)
+
+    def _gathered(self, x, weights, ids) -> torch.Tensor:
+        """Small batches (decode of a small model): gather each (token, expert) pair's weights and run
+        one batched matmul. Fewer ops than sorting; only used while the gathered copy stays small."""
+        tokens, top_k = ids.shape
+        flat_ids = ids.flatten()
+        rows = x.unsqueeze(1).expand(tokens, top_k, x.shape[-1]).reshape(-1, x.shape[-1], 1)
+        hidden = torch.bmm(self.gate_up_proj[flat_ids], rows).squeeze(-1)  # [T*k, 2*inter]
+        gate, up = hidden.split(self.inter, dim=-1)
+        out = torch.bmm(self.down_proj[flat_ids], (F.silu(gate) * up).unsqueeze(-1))  # [T*k, dim, 1]
+        weighted = out.view(tokens, top_k, -1) * weights[:, :, None]
         return weighted.sum(dim=1).to(x.dtype)
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:

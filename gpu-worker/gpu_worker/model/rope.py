@@ -1,13 +1,13 @@
 """Rotary position embedding of the qk_rope_head_dim slice, with YaRN frequency blending.
 
 Frequencies follow Hugging Face's `rope_scaling`/YaRN semantics (also DeepSeek's `precompute_freqs_cis`
-when max_seq_len > original_seq_len). The cos/sin table is computed once for every position up to
+when max_seq_len > original_seq_len). The rotation table is computed once for every position up to
 max_position_embeddings and indexed per step.
 
 Layout: checkpoint rope weights produce *interleaved* pairs (x0, x1), (x2, x3), ... each rotated by one
-frequency. We rotate the pairs and emit them de-interleaved ([rotated evens | rotated odds]), as
-transformers does. q_pe and k_pe get the same permutation, so their dot product is unchanged; the cache
-holds k_pe in this de-interleaved layout.
+frequency (DeepSeek's convention; transformers' `rope_interleave=True`). We rotate each pair as one complex
+number, so the output stays interleaved; the cache holds k_pe in this layout. (transformers emits the
+rotated pairs de-interleaved; q_pe and k_pe share whichever permutation, so scores are identical.)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def inverse_frequencies(rope: RopeConfig, dim: int) -> torch.Tensor:
 
 
 class RotaryTable(torch.nn.Module):
-    """cos/sin for every position, [max_positions, dim/2] float32, scaled by YaRN's attention factor."""
+    """Rotation of every rope pair at every position (complex64 [max_positions, dim/2])."""
 
     def __init__(self, config: ModelConfig, device: torch.device | str | None = None):
         super().__init__()
@@ -52,17 +52,15 @@ class RotaryTable(torch.nn.Module):
         inv_freq = inverse_frequencies(config.rope, dim)
         positions = torch.arange(config.max_position_embeddings, dtype=torch.float32)
         angles = positions[:, None] * inv_freq[None, :]  # same fp32 product as the references
-        factor = config.rope.attention_factor
-        self.register_buffer("cos", (angles.cos() * factor).to(device), persistent=False)
-        self.register_buffer("sin", (angles.sin() * factor).to(device), persistent=False)
+        # unit phasors scaled by YaRN's attention factor: [max_positions, dim/2] complex64
+        freqs = torch.polar(torch.full_like(angles, config.rope.attention_factor), angles)
+        self.register_buffer("freqs", freqs.to(device), persistent=False)
 
-    def lookup(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos[positions], self.sin[positions]
+    def lookup(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.freqs[positions]
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x [..., dim]; cos/sin broadcast to [..., dim/2]. Output de-interleaved."""
-    dtype = x.dtype
-    x = x.float()
-    even, odd = x[..., 0::2], x[..., 1::2]
-    return torch.cat((even * cos - odd * sin, odd * cos + even * sin), dim=-1).to(dtype)
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x [..., dim] by freqs (complex, broadcast to [..., dim/2])."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * freqs).flatten(-2).to(x.dtype)

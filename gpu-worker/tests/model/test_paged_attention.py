@@ -110,8 +110,7 @@ def test_cache_holds_normalised_latent_and_rotated_rope_key(model):
     assert cache.shape == (c.num_hidden_layers, 4, BLOCK, c.kv_lora_rank + c.qk_rope_head_dim)
     attn = model.layers[0].self_attn
     x = model.layers[0].input_layernorm(torch.nn.functional.embedding(seq, model.embed_tokens))
-    cos, sin = model.rotary.lookup(torch.arange(6))
-    _, _, entry = attn._project(x, cos, sin)
+    _, _, entry = attn._project(x, model.rotary.lookup(torch.arange(6)))
     stored = torch.cat([cache[0, 2], cache[0, 0, :2]])
     assert torch.allclose(stored, entry)
     # the latent half is RMS-normalised (times its weight)
