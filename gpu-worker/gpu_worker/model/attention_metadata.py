@@ -98,6 +98,16 @@ class AttentionMetadata:
             self._derived["context_slots"] = (slots, valid)
         return self._derived["context_slots"]
 
+    @property
+    def uniform_queries(self) -> bool:
+        """Every sequence has max_query_len new tokens: the packed batch is already [B, Q] without padding."""
+        return self.num_tokens == self.num_seqs * self._max_query()
+
+    @property
+    def fresh_prefill(self) -> bool:
+        """Uniform queries and nothing cached before: plain causal attention, no mask needed."""
+        return self.uniform_queries and self._max_context() == self._max_query()
+
     def prefill_layout(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(padded_index [T], mask [B, 1, Q, L], Q) for the expanded (prefill) form.
 

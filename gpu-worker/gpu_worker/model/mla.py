@@ -117,13 +117,21 @@ class MLAttention(nn.Module):
         return torch.bmm(out_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1)  # [B, H, v]
 
     def _expanded_paged(self, q_nope, q_pe, context, meta: AttentionMetadata) -> torch.Tensor:
-        padded_index, mask, q_max = meta.prefill_layout()
         batch = meta.num_seqs
         query = torch.cat((q_nope, q_pe), dim=-1)  # [T, H, qk]
+        k, v = self._expand(context.to(query.dtype))  # [B, H, L, *]
+        if meta.uniform_queries:  # no padding needed
+            padded = query.view(batch, -1, self.heads, self.qk_dim).transpose(1, 2)
+            if meta.fresh_prefill:
+                out = F.scaled_dot_product_attention(padded, k, v, is_causal=True, scale=self.scale)
+            else:
+                _, mask, _ = meta.prefill_layout()
+                out = F.scaled_dot_product_attention(padded, k, v, attn_mask=mask, scale=self.scale)
+            return out.transpose(1, 2).reshape(-1, self.heads, self.v_dim)
+        padded_index, mask, q_max = meta.prefill_layout()
         padded = query.new_zeros(batch * q_max, self.heads, self.qk_dim)
         padded[padded_index] = query
         padded = padded.view(batch, q_max, self.heads, self.qk_dim).transpose(1, 2)  # [B, H, Q, qk]
-        k, v = self._expand(context.to(query.dtype))  # [B, H, L, *]
         out = F.scaled_dot_product_attention(padded, k, v, attn_mask=mask, scale=self.scale)  # [B, H, Q, v]
         out = out.transpose(1, 2).reshape(batch * q_max, self.heads, self.v_dim)
         return out[padded_index]

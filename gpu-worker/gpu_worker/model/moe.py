@@ -80,8 +80,7 @@ class RoutedExperts(nn.Module):
         hidden = grouped_linear(rows, self.gate_up_proj, counts)
         gate, up = hidden.split(self.inter, dim=-1)
         out = grouped_linear(F.silu(gate) * up, self.down_proj, counts)
-        unsorted = torch.empty_like(out)
-        unsorted[order] = out
+        unsorted = out[order.argsort()]  # back to (token, slot) order; a gather, cheaper than a scatter
         weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
         return weighted.sum(dim=1).to(x.dtype)
 

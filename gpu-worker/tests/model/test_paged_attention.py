@@ -116,3 +116,11 @@ def test_cache_holds_normalised_latent_and_rotated_rope_key(model):
     # the latent half is RMS-normalised (times its weight)
     latent = stored[:, : c.kv_lora_rank] / attn.kv_a_layernorm.weight
     assert torch.allclose(latent.pow(2).mean(-1), torch.ones(6), atol=1e-4)
+
+
+def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
+    seqs = [tokens(8, 60 + i) for i in range(3)]
+    cache = model.allocate_kv_cache(8, BLOCK)
+    packed = run_step(model, cache, [(s, [2 * i + 1, 2 * i], 0) for i, s in enumerate(seqs)])
+    expected = torch.cat([model.forward_dense(s[None])[0] for s in seqs])
+    assert rel_err(packed, expected) <= TOLERANCE
