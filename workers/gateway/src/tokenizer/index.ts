@@ -1,0 +1,22 @@
+// Exact prompt token counts with DeepSeek-V3's own tokenizer and chat template (README.md).
+export {
+  BOS,
+  type ChatMessage,
+  type ChatPromptOptions,
+  type MessageContent,
+  REASONER_MODEL,
+  renderChatPrompt,
+  renderFimPrompt,
+  renderToolsPrompt,
+  textContent,
+} from "./chat-format";
+export {
+  countChatPromptTokens,
+  countFimPromptTokens,
+  DEFAULT_MAX_TOKENS,
+  mayExceedContext,
+  type PromptTokens,
+  promptTokensForContext,
+  utf8Length,
+} from "./context";
+export { DeepSeekTokenizer, loadTokenizer } from "./tokenizer";
