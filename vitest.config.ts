@@ -10,12 +10,16 @@ export default defineConfig(async () => {
       cloudflareTest({
         main: "./workers/gateway/src/index.ts",
         wrangler: { configPath: "./wrangler.toml" },
-        miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+        miniflare: {
+          // Short waits so keep-alive and first-byte timeouts are testable in seconds.
+          bindings: { TEST_MIGRATIONS: migrations, KEEPALIVE_INTERVAL_MS: "300", FIRST_BYTE_TIMEOUT_MS: "4000" },
+        },
       }),
     ],
     test: {
       include: ["test/gateway/**/*.test.ts"],
       setupFiles: ["./test/gateway/setup/apply-migrations.ts"],
+      globalSetup: ["./test/gateway/setup/global-fake-upstream.ts"],
       testTimeout: 30_000,
     },
   };

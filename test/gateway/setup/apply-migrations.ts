@@ -1,7 +1,8 @@
 import { applyD1Migrations, env } from "cloudflare:test";
+import type { Env } from "../../../workers/gateway/src/env";
 
 declare module "cloudflare:test" {
-  interface ProvidedEnv {
+  interface ProvidedEnv extends Env {
     TEST_MIGRATIONS: D1Migration[];
   }
 }

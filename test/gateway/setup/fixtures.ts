@@ -20,3 +20,16 @@ export async function createKey(accountId: string, name = "key"): Promise<{ key:
 export async function credit(accountId: string, kind: "granted" | "topped_up", micros: number): Promise<void> {
   await env.DB.prepare("INSERT INTO balance_credits (account_id, kind, amount_micros) VALUES (?, ?, ?)").bind(accountId, kind, micros).run();
 }
+
+// Registers a GPU worker row; the fake upstream's address comes from the global setup.
+export async function registerWorker(id: string, url: string, secret: string, models = ["deepseek-chat", "deepseek-reasoner"]): Promise<void> {
+  await env.DB.prepare("INSERT OR REPLACE INTO gpu_workers (id, url, secret, models) VALUES (?, ?, ?, ?)").bind(id, url, secret, JSON.stringify(models)).run();
+}
+
+// An account with a key, a balance and the fake upstream registered: ready to call the API.
+export async function readyAccount(balanceMicros = 10_000_000): Promise<{ account: string; key: string; keyId: string }> {
+  const account = await createAccount();
+  const { key, keyId } = await createKey(account);
+  if (balanceMicros > 0) await credit(account, "granted", balanceMicros);
+  return { account, key, keyId };
+}

@@ -6,12 +6,15 @@ import type { AppEnv } from "./env";
 import { notFound, onError } from "./errors/error-handler";
 import { traceId } from "./middleware/trace-id";
 import { balanceRoute } from "./routes/balance";
+import { chatRoute } from "./routes/chat";
+import { completionsRoute } from "./routes/completions";
 import { modelsRoute } from "./routes/models";
 
 export function buildApiRoutes(): Hono<AppEnv> {
   const api = new Hono<AppEnv>();
   api.route("/models", modelsRoute);
   api.route("/user/balance", balanceRoute);
+  api.route("/chat/completions", chatRoute({ beta: false }));
   return api;
 }
 
@@ -21,9 +24,10 @@ export function buildApp(): Hono<AppEnv> {
   app.onError(onError);
   app.notFound(notFound);
   app.route("/dashboard", dashboardApp); // the dashboard SPA and its API under /dashboard/api
-  app.get("/", (c) => c.redirect("/dashboard/"));
 
   const api = buildApiRoutes();
   for (const base of ["/", "/v1"]) app.route(base, api);
+  app.route("/beta/chat/completions", chatRoute({ beta: true }));
+  app.route("/beta/completions", completionsRoute);
   return app;
 }

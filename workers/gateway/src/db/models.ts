@@ -50,3 +50,14 @@ export async function findModel(db: D1Database, id: string): Promise<Model | nul
   const row = await db.prepare("SELECT * FROM models WHERE id = ? AND enabled = 1").bind(id).first<ModelRow>();
   return row ? fromRow(row) : null;
 }
+
+// The registry as a map, cached briefly per isolate: it is read on every inference request.
+const REGISTRY_TTL_MS = 5_000;
+let registryCache: { at: number; models: ReadonlyMap<string, Model> } | null = null;
+
+export async function modelRegistry(db: D1Database): Promise<ReadonlyMap<string, Model>> {
+  if (registryCache && Date.now() - registryCache.at < REGISTRY_TTL_MS) return registryCache.models;
+  const models = new Map((await listModels(db)).map((m) => [m.id, m] as const));
+  registryCache = { at: Date.now(), models };
+  return models;
+}

@@ -1,0 +1,203 @@
+// The operator CLI: `npm run admin -- <command> [--flags]`. Works on the local D1 database
+// (the one `npm start` serves) or, with --remote, on the deployed one.
+import { parseArgs } from "node:util";
+import { generateApiKey, randomHex } from "../workers/gateway/src/auth/api-keys";
+import { formatAmount, parseAmount } from "../workers/gateway/src/billing/money";
+import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/local-d1";
+
+const HELP = `Usage: npm run admin -- <command> [options]   (add --remote for the deployed database)
+
+  create-account --name NAME                 create an account; prints its id
+  list-accounts                              accounts with their credit totals and limits
+  grant --account ID --amount USD [--expires-days N] [--note TEXT]
+                                             add granted balance (spent first; may expire)
+  top-up --account ID --amount USD [--note TEXT]
+                                             add topped-up balance (never expires)
+  create-key --account ID [--name NAME]      create an API key; the key is printed once
+  list-keys --account ID                     keys with prefix, last four, created, last used
+  revoke-key --key ID                        revoke a key; it fails on the next request
+  set-limits --account ID [--key ID] [--rpm N] [--tpm N] [--concurrency N]
+                                             rate limits ("default" clears one)
+  add-worker --url URL --secret S --models a,b [--id ID]
+                                             register a GPU worker (or update it by id)
+  list-workers / remove-worker --id ID
+  set-role --email EMAIL --role admin|user   dashboard role of a user
+`;
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    remote: { type: "boolean", default: false },
+    "persist-to": { type: "string" },
+    json: { type: "boolean", default: false },
+    name: { type: "string" },
+    account: { type: "string" },
+    amount: { type: "string" },
+    "expires-days": { type: "string" },
+    note: { type: "string" },
+    key: { type: "string" },
+    rpm: { type: "string" },
+    tpm: { type: "string" },
+    concurrency: { type: "string" },
+    url: { type: "string" },
+    secret: { type: "string" },
+    models: { type: "string" },
+    id: { type: "string" },
+    email: { type: "string" },
+    role: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+
+const target: D1Target = { remote: values.remote ?? false, persistTo: values["persist-to"] };
+
+function need(name: keyof typeof values): string {
+  const value = values[name];
+  if (typeof value !== "string" || value === "") throw new Error(`--${name} is required`);
+  return value;
+}
+
+function limitValue(name: "rpm" | "tpm" | "concurrency"): string | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  if (raw === "default") return "NULL";
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer or "default"`);
+  return String(n);
+}
+
+function print(data: unknown, text: () => string): void {
+  console.log(values.json ? JSON.stringify(data) : text());
+}
+
+function accountExists(id: string): void {
+  if (query(target, `SELECT id FROM accounts WHERE id = ${sqlString(id)}`).length === 0) throw new Error(`no account ${id}`);
+}
+
+export async function createAccount(name: string): Promise<string> {
+  const id = `acct_${randomHex(8)}`;
+  query(target, `INSERT INTO accounts (id, name, cache_namespace) VALUES (${sqlString(id)}, ${sqlString(name)}, ${sqlString(randomHex(16))})`);
+  return id;
+}
+
+function credit(kind: "granted" | "topped_up"): void {
+  const account = need("account");
+  accountExists(account);
+  const micros = parseAmount(need("amount"));
+  if (micros <= 0) throw new Error("--amount must be positive");
+  const days = values["expires-days"] ? Number(values["expires-days"]) : null;
+  if (days !== null && (!Number.isFinite(days) || days <= 0)) throw new Error("--expires-days must be a positive number");
+  const expires = days ? Date.now() + Math.round(days * 86_400_000) : null;
+  query(
+    target,
+    `INSERT INTO balance_credits (account_id, kind, amount_micros, expires_at, note) VALUES (${sqlString(account)}, '${kind}', ${sqlInt(micros)}, ${sqlInt(expires)}, ${sqlString(values.note ?? `cli ${kind}`)})`,
+  );
+  print({ account, kind, amount: formatAmount(micros) }, () => `${kind === "granted" ? "granted" : "topped up"} ${formatAmount(micros)} USD to ${account}`);
+}
+
+async function createKey(): Promise<void> {
+  const account = need("account");
+  accountExists(account);
+  const k = await generateApiKey();
+  const id = `key_${randomHex(8)}`;
+  query(
+    target,
+    `INSERT INTO api_keys (id, account_id, name, key_hash, display_prefix, last4) VALUES (${sqlString(id)}, ${sqlString(account)}, ${sqlString(values.name ?? "cli")}, ${sqlString(k.keyHash)}, ${sqlString(k.displayPrefix)}, ${sqlString(k.last4)})`,
+  );
+  print({ id, account, key: k.key }, () => `key id ${id}\napi key ${k.key}   (shown once; store it now)`);
+}
+
+const commands: Record<string, () => void | Promise<void>> = {
+  "create-account": async () => {
+    const id = await createAccount(need("name"));
+    print({ id }, () => id);
+  },
+  "list-accounts": () => {
+    const rows = query(
+      target,
+      `SELECT a.id, a.name, a.rpm_limit, a.tpm_limit, a.concurrency_limit,
+              COALESCE((SELECT SUM(amount_micros) FROM balance_credits c WHERE c.account_id = a.id AND c.kind = 'granted'), 0) AS granted,
+              COALESCE((SELECT SUM(amount_micros) FROM balance_credits c WHERE c.account_id = a.id AND c.kind = 'topped_up'), 0) AS topped_up
+         FROM accounts a ORDER BY a.created_at`,
+    );
+    print(rows, () =>
+      rows
+        .map((r: any) => `${r.id}  ${r.name}  credits granted ${formatAmount(r.granted)} topped-up ${formatAmount(r.topped_up)}  rpm ${r.rpm_limit ?? "default"} tpm ${r.tpm_limit ?? "default"} concurrency ${r.concurrency_limit ?? "default"}`)
+        .join("\n"),
+    );
+  },
+  grant: () => credit("granted"),
+  "top-up": () => credit("topped_up"),
+  "create-key": createKey,
+  "list-keys": () => {
+    const rows = query(
+      target,
+      `SELECT id, name, display_prefix, last4, created_at, last_used_at, revoked_at FROM api_keys WHERE account_id = ${sqlString(need("account"))} ORDER BY created_at`,
+    );
+    const when = (ms: unknown) => (typeof ms === "number" ? new Date(ms).toISOString() : "never");
+    print(rows, () =>
+      rows.map((r: any) => `${r.id}  ${r.display_prefix}...${r.last4}  ${r.name}  created ${when(r.created_at)}  last used ${when(r.last_used_at)}${r.revoked_at ? "  REVOKED" : ""}`).join("\n"),
+    );
+  },
+  "revoke-key": () => {
+    const id = need("key");
+    const rows = query(target, `UPDATE api_keys SET revoked_at = ${Date.now()} WHERE id = ${sqlString(id)} AND revoked_at IS NULL RETURNING id`);
+    if (rows.length === 0) throw new Error(`no active key ${id}`);
+    print({ revoked: id }, () => `revoked ${id}`);
+  },
+  "set-limits": () => {
+    const sets = (["rpm", "tpm", "concurrency"] as const)
+      .map((name) => [name === "concurrency" ? "concurrency_limit" : `${name}_limit`, limitValue(name)] as const)
+      .filter(([, v]) => v !== undefined)
+      .map(([column, v]) => `${column} = ${v}`);
+    if (sets.length === 0) throw new Error("give at least one of --rpm, --tpm, --concurrency");
+    const table = values.key ? "api_keys" : "accounts";
+    const id = values.key ?? need("account");
+    const rows = query(target, `UPDATE ${table} SET ${sets.join(", ")} WHERE id = ${sqlString(id)} RETURNING id`);
+    if (rows.length === 0) throw new Error(`no ${values.key ? "key" : "account"} ${id}`);
+    print({ id, set: sets }, () => `limits of ${id}: ${sets.join(", ")}`);
+  },
+  "add-worker": () => {
+    const url = new URL(need("url")).toString().replace(/\/+$/, "");
+    const models = need("models").split(",").map((m) => m.trim()).filter(Boolean);
+    const id = values.id ?? `gpu_${randomHex(6)}`;
+    query(
+      target,
+      `INSERT INTO gpu_workers (id, url, secret, models) VALUES (${sqlString(id)}, ${sqlString(url)}, ${sqlString(need("secret"))}, ${sqlString(JSON.stringify(models))})
+       ON CONFLICT(id) DO UPDATE SET url = excluded.url, secret = excluded.secret, models = excluded.models, enabled = 1`,
+    );
+    print({ id, url, models }, () => `worker ${id} at ${url} serving ${models.join(", ")}`);
+  },
+  "list-workers": () => {
+    const rows = query(target, "SELECT id, url, models, enabled FROM gpu_workers ORDER BY id");
+    print(rows, () => rows.map((r: any) => `${r.id}  ${r.url}  ${r.models}${r.enabled ? "" : "  (disabled)"}`).join("\n"));
+  },
+  "remove-worker": () => {
+    const id = need("id");
+    const rows = query(target, `DELETE FROM gpu_workers WHERE id = ${sqlString(id)} RETURNING id`);
+    if (rows.length === 0) throw new Error(`no worker ${id}`);
+    print({ removed: id }, () => `removed ${id}`);
+  },
+  "set-role": () => {
+    const role = need("role");
+    if (role !== "admin" && role !== "user") throw new Error("--role must be admin or user");
+    const rows = query(target, `UPDATE users SET role = '${role}' WHERE email = ${sqlString(need("email").toLowerCase())} RETURNING id`);
+    if (rows.length === 0) throw new Error(`no user ${values.email}`);
+    print({ email: values.email, role }, () => `${values.email} is now ${role}`);
+  },
+};
+
+async function main(): Promise<void> {
+  const command = positionals[0];
+  if (!command || values.help || !commands[command]) {
+    console.log(HELP);
+    process.exit(command && !values.help ? 2 : 0);
+  }
+  if (!target.remote) applyMigrations(target);
+  await commands[command]!();
+}
+
+main().catch((err: Error) => {
+  console.error(`error: ${err.message}`);
+  process.exit(1);
+});

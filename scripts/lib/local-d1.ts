@@ -1,0 +1,46 @@
+// Runs SQL against the gateway's D1 database through wrangler: the local one that `npm start`
+// and `wrangler dev` use, or the deployed one with --remote.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+
+const repoRoot = join(import.meta.dirname, "..", "..");
+const wrangler = join(repoRoot, "node_modules", ".bin", "wrangler");
+
+export interface D1Target {
+  remote: boolean;
+  persistTo?: string;
+}
+
+export function sqlString(value: string | null | undefined): string {
+  if (value === null || value === undefined) return "NULL";
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+export function sqlInt(value: number | null | undefined): string {
+  if (value === null || value === undefined) return "NULL";
+  if (!Number.isSafeInteger(value)) throw new Error(`not an integer: ${value}`);
+  return String(value);
+}
+
+function locationArgs(target: D1Target): string[] {
+  if (target.remote) return ["--remote"];
+  return ["--local", ...(target.persistTo ? ["--persist-to", target.persistTo] : [])];
+}
+
+export function applyMigrations(target: D1Target): void {
+  execFileSync(wrangler, ["d1", "migrations", "apply", "DB", ...locationArgs(target)], {
+    cwd: repoRoot,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, CI: "1" }, // no interactive confirmation
+  });
+}
+
+export function query<T = Record<string, unknown>>(target: D1Target, sql: string): T[] {
+  const out = execFileSync(wrangler, ["d1", "execute", "DB", ...locationArgs(target), "--json", "--command", sql], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const parsed = JSON.parse(out) as { results: T[] }[];
+  return parsed.flatMap((p) => p.results ?? []);
+}

@@ -1,0 +1,223 @@
+// The money-and-forwarding half of every inference endpoint, after the request has been
+// validated and its prompt counted:
+//   rateLimit -> reserve -> forward (keep-alive while queued) -> stream back -> settle
+// A request refused before forwarding costs nothing; one that fails or is aborted later costs
+// exactly what the client received (the prompt and the completion tokens delivered).
+import type { Context } from "hono";
+import { ledgerFor } from "../billing/account-ledger";
+import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
+import { usageFromWire } from "../billing/usage";
+import type { Model } from "../db/schema";
+import type { AppEnv } from "../env";
+import { ApiError, insufficientBalance } from "../errors/api-error";
+import { admit, type Admission } from "../limits/admit";
+import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
+import type { ResponseEncoder, WireUsage } from "./encoder";
+
+export interface InferenceJob {
+  endpoint: "chat.completions" | "completions" | "anthropic.messages";
+  model: Model;
+  upstreamPath: "/v1/chat/completions" | "/v1/completions";
+  upstreamBody: Record<string, unknown>;
+  // Exact prompt tokens, or an upper bound when counting was skipped for a short request.
+  promptTokens: number;
+  maxTokens: number;
+  // The start of the prompt: requests sharing it go to the worker that has it cached.
+  affinityText: string;
+}
+
+const DEFAULT_KEEPALIVE_MS = 5_000;
+const DEFAULT_FIRST_BYTE_TIMEOUT_MS = 10 * 60_000;
+
+type Outcome = "ok" | "aborted" | "failed";
+
+function timing(c: Context<AppEnv>) {
+  const vars = c.env as unknown as Record<string, string | undefined>;
+  return {
+    keepAliveMs: Number(vars.KEEPALIVE_INTERVAL_MS ?? DEFAULT_KEEPALIVE_MS),
+    firstByteTimeoutMs: Number(vars.FIRST_BYTE_TIMEOUT_MS ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS),
+  };
+}
+
+const toWire = (u: ReturnType<typeof usageFromWire>): WireUsage => ({
+  prompt_tokens: u.promptTokens,
+  completion_tokens: u.completionTokens,
+  total_tokens: u.promptTokens + u.completionTokens,
+  prompt_cache_hit_tokens: u.cacheHitTokens,
+  prompt_cache_miss_tokens: u.cacheMissTokens,
+  completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
+});
+
+export async function runInference(c: Context<AppEnv>, job: InferenceJob, encoder: ResponseEncoder): Promise<Response> {
+  const requestId = c.get("traceId");
+  const auth = c.get("auth");
+  const startedAt = Date.now();
+  const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
+  const ledger = ledgerFor(c.env, auth.accountId);
+
+  // rateLimit
+  let admission: Admission;
+  try {
+    admission = await admit(c.env, auth, requestId, worstCaseTokens);
+  } catch (err) {
+    return errorOut(encoder, err, requestId);
+  }
+
+  // reserve
+  const reservation = await ledger.reserve({
+    accountId: auth.accountId,
+    requestId,
+    amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
+  });
+  if (!reservation.ok) {
+    await admission.finish(0);
+    return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
+  }
+  const refuse = async (err: unknown) => {
+    await ledger.release(requestId);
+    await admission.finish(0);
+    return errorOut(encoder, err, requestId, admission.headers);
+  };
+
+  // forward
+  const abort = new AbortController();
+  const connecting = connectUpstream(
+    c.env,
+    {
+      model: job.model.id,
+      path: job.upstreamPath,
+      body: job.upstreamBody,
+      requestId,
+      cacheNamespace: auth.cacheNamespace,
+      affinityKey: `${auth.accountId}|${job.affinityText}`,
+    },
+    abort.signal,
+    (p) => c.executionCtx.waitUntil(p),
+  );
+  connecting.catch(() => undefined);
+  const { keepAliveMs, firstByteTimeoutMs } = timing(c);
+
+  // A worker that answers within one keep-alive interval gets a normal response (real status
+  // codes for errors); a queued request gets a started response with keep-alives instead.
+  const early = await Promise.race([connecting.then((conn) => ({ conn }), (error) => ({ error })), sleep(keepAliveMs).then(() => null)]);
+  if (early && "error" in early) return refuse(early.error);
+
+  const encoderText = new TextEncoder();
+  let latest: WireUsage | null = null; // cumulative usage of the last upstream chunk
+  let delivered: WireUsage | null = null; // usage as of the last chunk the client was sent
+  let clientGone = false;
+
+  const body = new ReadableStream<Uint8Array>({
+    start: (controller) => {
+      const send = (text: string) => {
+        if (clientGone || text === "") return;
+        controller.enqueue(encoderText.encode(text));
+      };
+      const pump = async (): Promise<{ outcome: Outcome; conn: UpstreamConnection | null }> => {
+        let conn: UpstreamConnection | null = early?.conn ?? null;
+        if (!conn) {
+          const keepAlive = setInterval(() => send(encoder.keepAlive()), keepAliveMs);
+          send(encoder.keepAlive());
+          const timeout = sleep(firstByteTimeoutMs).then(() => "timeout" as const);
+          try {
+            const result = await Promise.race([connecting, timeout]);
+            if (result === "timeout") {
+              abort.abort();
+              send(encoder.fail(null));
+              return { outcome: "failed", conn: null };
+            }
+            conn = result;
+          } catch {
+            send(encoder.fail(null));
+            return { outcome: clientGone ? "aborted" : "failed", conn: null };
+          } finally {
+            clearInterval(keepAlive);
+          }
+        }
+        try {
+          for await (const payload of conn.events) {
+            if (clientGone) return { outcome: "aborted", conn };
+            if (payload.trim() === "[DONE]") break;
+            let chunk: any;
+            try {
+              chunk = JSON.parse(payload);
+            } catch {
+              continue;
+            }
+            if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
+            const text = encoder.chunk(chunk, latest);
+            send(text);
+            if (text !== "") delivered = latest;
+          }
+          if (clientGone) return { outcome: "aborted", conn };
+          delivered = latest;
+          send(encoder.finish(latest));
+          return { outcome: "ok", conn };
+        } catch {
+          if (clientGone) return { outcome: "aborted", conn };
+          send(encoder.fail(delivered));
+          return { outcome: "failed", conn };
+        }
+      };
+
+      const settle = pump().then(async ({ outcome, conn }) => {
+        if (!clientGone) controller.close();
+        conn?.release();
+        const charged = chargedUsage(outcome, latest, delivered);
+        if (!conn || !charged) {
+          await ledger.release(requestId);
+          await admission.finish(0);
+          return;
+        }
+        const usage = usageFromWire(charged);
+        await ledger.settle({
+          accountId: auth.accountId,
+          requestId,
+          keyId: auth.keyId,
+          model: job.model.id,
+          endpoint: job.endpoint,
+          usage,
+          status: outcome,
+          workerId: conn.worker.id,
+          startedAt,
+          completedAt: Date.now(),
+        });
+        await admission.finish(usage.promptTokens + usage.completionTokens);
+      });
+      c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
+    },
+    cancel: () => {
+      // The client disconnected: stop the worker's generation now.
+      clientGone = true;
+      abort.abort();
+    },
+  });
+
+  const headers = new Headers({ "content-type": encoder.contentType, "cache-control": "no-cache", ...admission.headers });
+  return new Response(body, { status: 200, headers });
+}
+
+// What a request is charged: everything on success; otherwise the prompt (the worker did
+// process it) plus only the completion tokens the client actually received.
+function chargedUsage(outcome: Outcome, latest: WireUsage | null, delivered: WireUsage | null): WireUsage | null {
+  if (outcome === "ok") return latest;
+  if (!latest) return null;
+  const completion = delivered?.completion_tokens ?? 0;
+  const reasoning = Math.min(delivered?.completion_tokens_details.reasoning_tokens ?? 0, completion);
+  return {
+    ...latest,
+    completion_tokens: completion,
+    total_tokens: latest.prompt_tokens + completion,
+    completion_tokens_details: { reasoning_tokens: reasoning },
+  };
+}
+
+function errorOut(encoder: ResponseEncoder, err: unknown, traceId: string, headers: Record<string, string> = {}): Response {
+  const error = err instanceof ApiError ? err : new ApiError(500, "Internal Server Error, please retry later");
+  if (!(err instanceof ApiError)) console.error(`trace ${traceId}: inference error`, err);
+  const response = encoder.errorResponse(error, traceId);
+  for (const [k, v] of Object.entries(headers)) if (!response.headers.has(k)) response.headers.set(k, v);
+  return response;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
