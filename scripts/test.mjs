@@ -11,6 +11,7 @@ const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 
 const suites = [
   { name: "gateway (workerd)", cmd: bin("vitest"), args: ["run", "--config", "vitest.config.ts"], cwd: repoRoot },
+  { name: "dashboard (browser)", cmd: bin("vitest"), args: ["run", "--config", "vitest.browser.config.ts"], cwd: repoRoot },
   { name: "gpu-worker (pytest)", cmd: python, args: ["-m", "pytest", "-q"], cwd: workerDir },
 ];
 
