@@ -76,7 +76,10 @@ async function startEmbeddedWorker() {
   }
   const secret = randomBytes(24).toString("hex");
   step(`starting the GPU worker on CPU (checkpoint ${checkpoint})...`);
-  startLongRunning("GPU worker", python, ["-m", "gpu_worker.server", "--checkpoint", checkpoint, "--host", "127.0.0.1", "--port", String(workerPort), "--secret", secret], {
+  startLongRunning("GPU worker", python, [
+      "-m", "gpu_worker.server", "--checkpoint", checkpoint, "--host", "127.0.0.1", "--port", String(workerPort), "--secret", secret,
+      "--disk-cache-dir", join(repoRoot, ".data", "kv-cache", `worker-${workerPort}`),
+    ], {
     cwd: workerDir,
     env: { PYTHONPATH: workerDir, WORKER_SECRET: secret },
   });
