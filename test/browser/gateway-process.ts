@@ -47,7 +47,15 @@ export async function startGateway(vars: Record<string, string> = {}): Promise<G
   const inspector = await freePort();
   const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector), "--persist-to", persist, "--show-interactive-dev-session=false"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  const child: ChildProcess = spawn(wrangler, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: false });
+  // Its own process group, so stopping it also ends the workerd it starts.
+  const child: ChildProcess = spawn(wrangler, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, name);
+    } catch {
+      // already gone
+    }
+  };
   let log = "";
   child.stdout?.on("data", (d) => (log += d));
   child.stderr?.on("data", (d) => (log += d));
@@ -63,7 +71,7 @@ export async function startGateway(vars: Record<string, string> = {}): Promise<G
       // not listening yet
     }
     if (Date.now() > deadline) {
-      child.kill();
+      signal("SIGKILL");
       throw new Error(`wrangler dev did not start in time:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 300));
@@ -75,9 +83,9 @@ export async function startGateway(vars: Record<string, string> = {}): Promise<G
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
+        signal("SIGTERM");
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null) child.kill("SIGKILL");
+        signal("SIGKILL");
       }
       rmSync(persist, { recursive: true, force: true });
     },
