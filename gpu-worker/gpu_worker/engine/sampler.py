@@ -25,45 +25,57 @@ def apply_penalties(logits: torch.Tensor, output_ids: list[list[int]], params: l
     return logits
 
 
-def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero the tail outside the smallest set whose mass reaches top_p (probs: [V])."""
+def top_p_filter(probs: torch.Tensor, top_p: float, candidates: int = 1024) -> torch.Tensor:
+    """Zero the tail outside the smallest set whose mass reaches top_p (probs: [V]).
+
+    The nucleus of a trained model almost always lies within its top few hundred tokens, so
+    those are tried first (a partial top-k instead of sorting the whole vocabulary); a flat
+    distribution falls back to the full sort. Both give the same result.
+    """
     if top_p >= 1.0:
         return probs
-    sorted_probs, order = torch.sort(probs, descending=True)
-    cumulative = torch.cumsum(sorted_probs, dim=-1)
-    outside = cumulative - sorted_probs >= top_p  # keeps at least the top token
-    sorted_probs[outside] = 0.0
-    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    k = min(candidates, probs.numel())
+    vals, ids = probs.topk(k)
+    cumulative = torch.cumsum(vals, dim=-1)
+    if k < probs.numel() and float(cumulative[-1]) < top_p:
+        vals, ids = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(vals, dim=-1)
+    keep = cumulative - vals < top_p  # always keeps the top token
+    out = torch.zeros_like(probs)
+    out[ids[keep]] = vals[keep]
+    return out
 
 
 class Sampler:
+    """Greedy rows take the argmax; sampled rows use the exponential race (argmax of p / E with
+    E ~ Exp(1), an exact draw from p), with E drawn from the request's own generator."""
+
     def __init__(self):
-        self.default_generator: dict[str, torch.Generator] = {}
+        self.default_generators: dict[str, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
-        if key not in self.default_generator:
+        if key not in self.default_generators:
             g = torch.Generator(device=device)
             g.seed()
-            self.default_generator[key] = g
-        return self.default_generator[key]
+            self.default_generators[key] = g
+        return self.default_generators[key]
 
     def __call__(self, logits: torch.Tensor, params: list[SamplingParams], output_ids: list[list[int]],
                  generators: list[torch.Generator | None]) -> tuple[list[int], list[TokenLogprob | None]]:
         logits = apply_penalties(logits.float(), output_ids, params)
-        tokens: list[int] = []
-        greedy_rows = [i for i, p in enumerate(params) if p.greedy]
-        chosen = torch.empty(len(params), dtype=torch.long, device=logits.device)
-        if greedy_rows:
-            idx = torch.tensor(greedy_rows, device=logits.device)
-            chosen[idx] = logits[idx].argmax(dim=-1)
-        for i, p in enumerate(params):
-            if p.greedy:
-                continue
-            probs = torch.softmax(logits[i] / p.temperature, dim=-1)
-            probs = top_p_filter(probs, p.top_p)
-            g = generators[i] or self._generator(logits.device)
-            chosen[i] = torch.multinomial(probs, 1, generator=g)[0]
+        chosen = logits.argmax(dim=-1)
+        sampled = [i for i, p in enumerate(params) if not p.greedy]
+        if sampled:
+            idx = torch.tensor(sampled, device=logits.device)
+            temps = torch.tensor([params[i].temperature for i in sampled], device=logits.device)
+            probs = torch.softmax(logits[idx] / temps[:, None], dim=-1)
+            noise = torch.empty_like(probs)
+            for row, i in enumerate(sampled):
+                if params[i].top_p < 1.0:
+                    probs[row] = top_p_filter(probs[row], params[i].top_p)
+                noise[row].exponential_(generator=generators[i] or self._generator(logits.device))
+            chosen[idx] = (probs / noise.clamp_min_(1e-20)).argmax(dim=-1)
         tokens = chosen.tolist()
 
         logprobs: list[TokenLogprob | None] = [None] * len(params)
@@ -72,12 +84,10 @@ class Sampler:
             idx = torch.tensor(want, device=logits.device)
             lp = torch.log_softmax(logits[idx], dim=-1)
             k = max(params[i].top_logprobs for i in want)
-            top_vals, top_ids = (lp.topk(k, dim=-1) if k else (None, None))
+            top_vals, top_ids = lp.topk(k, dim=-1) if k else (None, None)
             chosen_lp = lp.gather(1, chosen[idx].unsqueeze(1)).squeeze(1).tolist()
             for row, i in enumerate(want):
                 n = params[i].top_logprobs
-                top = []
-                if n:
-                    top = list(zip(top_ids[row, :n].tolist(), top_vals[row, :n].tolist()))
+                top = list(zip(top_ids[row, :n].tolist(), top_vals[row, :n].tolist())) if n else []
                 logprobs[i] = TokenLogprob(tokens[i], chosen_lp[row], top)
         return tokens, logprobs
