@@ -112,7 +112,7 @@ async function main() {
   console.log(`
   The platform is running.
     API base URL   ${base}        (OpenAI SDK: baseURL ${base}/v1; Anthropic SDK: ${base}/anthropic)
-    Dashboard      ${base}/
+    Dashboard      ${base}/dashboard/
     Upstream       ${upstream.url}
     Account        ${account} (development)
     API key        ${key}

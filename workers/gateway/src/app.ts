@@ -5,6 +5,7 @@ import { dashboardApp } from "./dashboard";
 import type { AppEnv } from "./env";
 import { notFound, onError } from "./errors/error-handler";
 import { traceId } from "./middleware/trace-id";
+import { anthropicRoute } from "./routes/anthropic";
 import { balanceRoute } from "./routes/balance";
 import { chatRoute } from "./routes/chat";
 import { completionsRoute } from "./routes/completions";
@@ -23,11 +24,13 @@ export function buildApp(): Hono<AppEnv> {
   app.use("*", traceId);
   app.onError(onError);
   app.notFound(notFound);
+  app.get("/", (c) => c.redirect("/dashboard/"));
   app.route("/dashboard", dashboardApp); // the dashboard SPA and its API under /dashboard/api
 
   const api = buildApiRoutes();
   for (const base of ["/", "/v1"]) app.route(base, api);
   app.route("/beta/chat/completions", chatRoute({ beta: true }));
   app.route("/beta/completions", completionsRoute);
+  app.route("/anthropic", anthropicRoute);
   return app;
 }
