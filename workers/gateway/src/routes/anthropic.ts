@@ -1,0 +1,59 @@
+// POST /anthropic/v1/messages: the Anthropic Messages API, for Claude Code and the Anthropic
+// SDKs (base URL `<gateway>/anthropic`). The request is translated into a chat body and then
+// takes the chat pipeline unchanged:
+//   auth -> translate -> validate -> context -> rateLimit -> reserve -> forward -> settle
+// Only the edges differ: the request's vocabulary (anthropic/request.ts), the response's
+// (anthropic/stream.ts, anthropic/response.ts) and the error body (anthropic/errors.ts).
+import { Hono } from "hono";
+import { toChatBody, parseMessagesRequest } from "../anthropic/request";
+import { anthropicOnError } from "../anthropic/errors";
+import { AnthropicJsonEncoder } from "../anthropic/response";
+import { AnthropicStreamEncoder } from "../anthropic/stream";
+import { authenticate } from "../auth/authenticate";
+import { modelRegistry } from "../db/models";
+import type { AppEnv } from "../env";
+import { ApiError } from "../errors/api-error";
+import { enforceContext } from "../inference/context-limit";
+import { measureChatPrompt } from "../inference/prompt-size";
+import { runInference } from "../inference/run-inference";
+import { readJsonBody } from "../middleware/json-body";
+import { validateChatRequest } from "../validation";
+
+export const anthropicRoute = new Hono<AppEnv>();
+anthropicRoute.onError(anthropicOnError);
+anthropicRoute.use(authenticate);
+
+anthropicRoute.post("/v1/messages", async (c) => {
+  const { body } = await readJsonBody(c.req.raw);
+  const request = parseMessagesRequest(body);
+  const models = await modelRegistry(c.env.DB);
+  // beta: an Anthropic prefill (trailing assistant message) is a chat prefix completion.
+  const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
+
+  const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
+  enforceContext(chat.model, prompt.tokens, chat.maxTokens);
+
+  const id = `msg_${c.get("traceId").replaceAll("-", "")}`;
+  const stopSequences = request.stop_sequences ?? [];
+  const encoder = chat.stream
+    ? new AnthropicStreamEncoder(id, chat.model.id, stopSequences)
+    : new AnthropicJsonEncoder(id, chat.model.id, stopSequences);
+  return runInference(
+    c,
+    {
+      endpoint: "anthropic.messages",
+      model: chat.model,
+      upstreamPath: "/v1/chat/completions",
+      upstreamBody: chat.upstreamBody,
+      promptTokens: prompt.tokens,
+      maxTokens: chat.maxTokens,
+      affinityText: prompt.head,
+    },
+    encoder,
+  );
+});
+
+// Anything else under /anthropic answers in Anthropic's error shape too.
+anthropicRoute.all("/*", (c) => {
+  throw new ApiError(404, `Not Found: ${c.req.method} ${new URL(c.req.url).pathname}`);
+});
