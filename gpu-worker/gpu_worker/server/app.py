@@ -81,7 +81,8 @@ class Generation:
         try:
             while True:
                 out = await self.handle.queue.get()
-                if out is None:
+                if out is None:  # the engine already dropped the request
+                    self.finish("insufficient_system_resource")
                     raise EngineFailure(str(self.handle.error))
                 if self.first_token_at is None and out.new_token_ids:
                     self.first_token_at = time.monotonic()

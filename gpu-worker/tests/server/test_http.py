@@ -235,3 +235,37 @@ def test_openai_sdk_talks_to_the_worker(server):
                                          max_tokens=3, temperature=0, stream=True)
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == out.choices[0].message.content
+
+
+def test_failure_mid_stream_ends_with_usage(client, server):
+    engine = server[1].engine.engine
+    run, calls = engine.runner.run, []
+
+    def failing(batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("simulated device fault")
+        return run(batch)
+    engine.runner.run = failing
+    try:
+        with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=50, stream=True, stream_options={
+                "include_usage": True, "continuous_usage_stats": True})) as r:
+            events = sse_events(r)
+    finally:
+        engine.runner.run = run
+    assert events[-1] == "[DONE]"
+    last = events[-2]
+    assert last["choices"][0]["finish_reason"] == "insufficient_system_resource"
+    assert last["usage"]["completion_tokens"] == 3  # what was delivered before the fault
+    check_usage(last["usage"])
+    health = wait_idle(client)
+    assert health["free_cache_blocks"] == TOTAL_BLOCKS
+    assert client.post("/v1/chat/completions", json=chat()).status_code == 200  # the worker carries on
+
+
+def test_chat_prefix_completion_continues_the_assistant_message(client):
+    messages = [{"role": "user", "content": "Write a haiku"}, {"role": "assistant", "content": "Autumn", "prefix": True}]
+    r = client.post("/v1/chat/completions", json=chat(messages=messages, max_tokens=4))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["usage"]["completion_tokens"] == 4 and not body["choices"][0]["message"]["content"].startswith("Autumn")
