@@ -55,9 +55,23 @@ describe("Anthropic errors before the response starts", () => {
       type: "error",
       error: { type: "invalid_request_error", message: "Function calling (tools) is not supported by this model (deepseek-reasoner)" },
     });
-    const long = await postMessages(key, ask("word ".repeat(70_000)));
-    expect(long.status).toBe(400);
-    expect((await long.json<any>()).error.message).toMatch(/^This model's maximum context length is 65536 tokens/);
+  });
+
+  it("the context check (prompt + max_tokens) answers with Anthropic's wording, which Claude Code acts on", async () => {
+    const { key } = await readyAnthropic();
+    // Claude Code asks for max_tokens 32000: clamped to the model's 8192, then checked.
+    const nearlyFull = await postMessages(key, { ...ask("word ".repeat(60_000)), max_tokens: 32_000 });
+    expect(nearlyFull.status).toBe(400);
+    const { error } = await nearlyFull.json<any>();
+    expect(error.type).toBe("invalid_request_error");
+    const [, input, max, limit] = /^input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+), decrease input length or `max_tokens` and try again$/.exec(error.message)!.map(Number);
+    expect([max, limit]).toEqual([8192, 65536]);
+    expect(input! + max!).toBeGreaterThan(limit!);
+    expect(input).toBeLessThan(limit!);
+
+    const tooLong = await postMessages(key, ask("word ".repeat(70_000)));
+    expect(tooLong.status).toBe(400);
+    expect((await tooLong.json<any>()).error.message).toMatch(/^prompt is too long: \d+ tokens > 65536 maximum$/);
   });
 
   it("402 billing_error without balance", async () => {

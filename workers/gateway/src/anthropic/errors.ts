@@ -4,7 +4,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "../env";
-import { ApiError } from "../errors/api-error";
+import { ApiError, badRequest } from "../errors/api-error";
 
 const TYPE_BY_STATUS: Record<number, string> = {
   400: "invalid_request_error",
@@ -31,6 +31,18 @@ export function anthropicErrorType(status: number): string {
 
 export function anthropicErrorBody(error: ApiError): AnthropicErrorBody {
   return { type: "error", error: { type: anthropicErrorType(error.status), message: error.message } };
+}
+
+/**
+ * The chat path's context check, worded as Anthropic words it: Claude Code reads these two
+ * messages, retrying with a smaller max_tokens after the first and compacting after the second.
+ */
+export function contextLimitExceeded(promptTokens: number, maxTokens: number, contextLength: number): ApiError {
+  if (promptTokens >= contextLength) return badRequest(`prompt is too long: ${promptTokens} tokens > ${contextLength} maximum`, "messages");
+  return badRequest(
+    `input length and \`max_tokens\` exceed context limit: ${promptTokens} + ${maxTokens} > ${contextLength}, decrease input length or \`max_tokens\` and try again`,
+    "max_tokens",
+  );
 }
 
 /** A failure after the response had started: the worker stopped before the message was complete. */

@@ -6,7 +6,7 @@
 // (anthropic/stream.ts, anthropic/response.ts) and the error body (anthropic/errors.ts).
 import { Hono } from "hono";
 import { toChatBody, parseMessagesRequest } from "../anthropic/request";
-import { anthropicOnError } from "../anthropic/errors";
+import { anthropicOnError, contextLimitExceeded } from "../anthropic/errors";
 import { AnthropicJsonEncoder } from "../anthropic/response";
 import { AnthropicStreamEncoder } from "../anthropic/stream";
 import { authenticate } from "../auth/authenticate";
@@ -31,7 +31,11 @@ anthropicRoute.post("/v1/messages", async (c) => {
   const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
 
   const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
-  enforceContext(chat.model, prompt.tokens, chat.maxTokens);
+  try {
+    enforceContext(chat.model, prompt.tokens, chat.maxTokens);
+  } catch (err) {
+    throw err instanceof ApiError ? contextLimitExceeded(prompt.tokens, chat.maxTokens, chat.model.contextLength) : err;
+  }
 
   const id = `msg_${c.get("traceId").replaceAll("-", "")}`;
   const stopSequences = request.stop_sequences ?? [];
