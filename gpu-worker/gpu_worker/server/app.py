@@ -254,7 +254,7 @@ def build_app(state: WorkerState) -> Starlette:
             choice = {"index": 0, "message": message,
                       "logprobs": {"content": chat_logprobs(state.token_text, lps)} if want_logprobs else None,
                       "finish_reason": events[-1].finish_reason}
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()))
+            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
 
         include_usage, continuous = stream_flags(body)
         base["object"] = "chat.completion.chunk"
@@ -327,7 +327,7 @@ def build_app(state: WorkerState) -> Starlette:
             choice = {"index": 0, "text": text,
                       "logprobs": completion_logprobs(state.token_text, lps, len(echo)) if want_logprobs else None,
                       "finish_reason": events[-1].finish_reason}
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()))
+            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
 
         include_usage, continuous = stream_flags(body)
 

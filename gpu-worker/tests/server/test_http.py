@@ -161,6 +161,8 @@ def test_client_disconnect_cancels_and_frees_blocks(client, server):
     health = wait_idle(client)
     assert health["free_cache_blocks"] == health["total_cache_blocks"] == TOTAL_BLOCKS
     assert all(b.ref_count == 0 for b in state.engine.engine.block_manager.blocks)
+    aborted = [n for (endpoint, _, reason), n in state.metrics.requests.items() if reason == "abort"]
+    assert sum(aborted) == 1
 
 
 def test_too_long_prompt_is_a_context_error(client):
