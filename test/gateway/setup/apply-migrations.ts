@@ -1,9 +1,12 @@
 import { applyD1Migrations, env } from "cloudflare:test";
-import type { Env } from "../../../workers/gateway/src/env";
+import type { Env as GatewayEnv } from "../../../workers/gateway/src/env";
 
-declare module "cloudflare:test" {
-  interface ProvidedEnv extends Env {
-    TEST_MIGRATIONS: D1Migration[];
+// `env` in tests is typed as Cloudflare.Env: make it the gateway's bindings plus the migrations.
+declare global {
+  namespace Cloudflare {
+    interface Env extends GatewayEnv {
+      TEST_MIGRATIONS: { name: string; queries: string[] }[];
+    }
   }
 }
 
