@@ -271,3 +271,81 @@ def test_chat_prefix_completion_continues_the_assistant_message(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["usage"]["completion_tokens"] == 4 and not body["choices"][0]["message"]["content"].startswith("Autumn")
+
+
+class ScriptedSampler:
+    """Makes the model 'say' chosen tokens, to drive the parsers through the whole server."""
+
+    def __init__(self, script):
+        self.script, self.pos = script, 0
+
+    def __call__(self, logits, params, output_ids, generators):
+        tokens = []
+        for _ in params:
+            tokens.append(self.script[min(self.pos, len(self.script) - 1)])
+            self.pos += 1
+        return tokens, [None] * len(params)
+
+
+def scripted(server, script):
+    engine = server[1].engine.engine
+    original = engine.sampler
+    engine.sampler = ScriptedSampler(script)
+    return engine, original
+
+
+def tool_script(tok):
+    def ids(text):
+        return tok.encode(text, add_special_tokens=False).ids
+    call = ([tok.token_to_id("<｜tool▁call▁begin｜>")] + ids("function") + [tok.token_to_id("<｜tool▁sep｜>")]
+            + ids('get_weather\n```json\n{"city": "Paris"}\n```') + [tok.token_to_id("<｜tool▁call▁end｜>")])
+    return ([tok.token_to_id("<｜tool▁calls▁begin｜>")] + call + [tok.token_to_id("<｜tool▁calls▁end｜>")]
+            + [tok.token_to_id("<｜end▁of▁sentence｜>")])
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_tool_calls_over_http_stream_and_not(client, server):
+    tok = server[1].tokenizer
+    script = tool_script(tok)
+    engine, original = scripted(server, script)
+    try:
+        body = client.post("/v1/chat/completions", json=chat(tools=TOOLS, max_tokens=100)).json()
+        engine.sampler = ScriptedSampler(script)
+        with client.stream("POST", "/v1/chat/completions", json=chat(tools=TOOLS, max_tokens=100, stream=True)) as r:
+            chunks = sse_events(r)[:-1]
+    finally:
+        engine.sampler = original
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert body["usage"]["completion_tokens"] == len(script)
+    deltas = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert all(d["index"] == 0 for d in deltas) and deltas[0]["function"]["name"] == "get_weather" and deltas[0]["id"]
+    assert json.loads("".join(d["function"].get("arguments", "") for d in deltas)) == {"city": "Paris"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == ""
+
+
+def test_reasoner_streams_reasoning_then_content(client, server):
+    tok = server[1].tokenizer
+    script = tok.encode("Think hard.\n</think>\n\nAnswer!", add_special_tokens=False).ids + [tok.token_to_id("<｜end▁of▁sentence｜>")]
+    engine, original = scripted(server, script)
+    try:
+        with client.stream("POST", "/v1/chat/completions", json=chat(model="deepseek-reasoner", stream=True,
+                                                                     stream_options={"include_usage": True})) as r:
+            chunks = sse_events(r)[:-1]
+    finally:
+        engine.sampler = original
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert reasoning == "Think hard." and content == "Answer!"
+    first_content = next(i for i, c in enumerate(chunks) if c["choices"][0]["delta"].get("content"))
+    assert all(not c["choices"][0]["delta"].get("reasoning_content") for c in chunks[first_content:])
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == len(script)
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == len(tok.encode("Think hard.\n</think>", add_special_tokens=False).ids)
