@@ -1,9 +1,10 @@
 // The official @anthropic-ai/sdk against /anthropic and the deterministic fake worker.
+import { SELF } from "cloudflare:test";
 import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, it } from "vitest";
 import { fakeRequests, openaiClient } from "../chat/helpers";
 import { readyAccount } from "../setup/fixtures";
-import { nonce, readyAnthropic, usageRow } from "./helpers";
+import { anthropicClient, nonce, parseAnthropicSse, readyAnthropic, usageRow } from "./helpers";
 
 const upstreamBodyWith = async (marker: string) => (await fakeRequests()).find((r) => JSON.stringify(r.body.messages).includes(marker))!.body;
 
@@ -61,7 +62,6 @@ describe("Anthropic Messages through the official SDK", () => {
 
   it("accepts the key as x-api-key and as a Bearer token", async () => {
     const { key } = await readyAnthropic();
-    const { anthropicClient } = await import("./helpers");
     for (const auth of ["x-api-key", "bearer"] as const) {
       const message = await anthropicClient(key, auth).messages.create({ model: "deepseek-chat", max_tokens: 10, messages: [{ role: "user", content: "[[words:2]]" }] });
       expect(message.content).toEqual([{ type: "text", text: "Hello from" }]);
@@ -165,6 +165,60 @@ describe("Anthropic Messages through the official SDK", () => {
     expect(upstream).toMatchObject({ stop: ["END"], temperature: 0.2 });
     expect(upstream.top_k).toBeUndefined();
     expect(upstream.messages.at(-1)).toEqual({ role: "assistant", content: "{", prefix: true });
+  });
+});
+
+describe("a Claude Code-shaped request", () => {
+  it("goes through: cache_control, anthropic-beta, ?beta=true, metadata, large max_tokens, tools with thinking", async () => {
+    const { key } = await readyAnthropic();
+    const marker = nonce();
+    const body = {
+      model: "claude-sonnet-4-5-20250929",
+      max_tokens: 32000,
+      stream: true,
+      temperature: 1,
+      metadata: { user_id: "user_abc_account__session_123" },
+      thinking: { type: "enabled", budget_tokens: 31999 },
+      system: [
+        { type: "text", text: "You are Claude Code, Anthropic's official CLI for Claude.", cache_control: { type: "ephemeral" } },
+        { type: "text", text: "Use the tools available to you.", cache_control: { type: "ephemeral" } },
+      ],
+      tools: [
+        {
+          name: "Bash",
+          description: "Run a command",
+          input_schema: { $schema: "http://json-schema.org/draft-07/schema#", type: "object", properties: { command: { type: "string" } }, required: ["command"], additionalProperties: false },
+          cache_control: { type: "ephemeral" },
+        },
+      ],
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "<system-reminder>context</system-reminder>" },
+            { type: "text", text: `List files ${marker} [[tool_call]]`, cache_control: { type: "ephemeral" } },
+          ],
+        },
+      ],
+    };
+    const res = await SELF.fetch(`https://gw.test/anthropic/v1/messages?beta=true`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key}`,
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    const events = parseAnthropicSse(await res.text());
+    expect(events.find((e) => e.event === "content_block_start")!.data.content_block).toEqual({ type: "tool_use", id: "call_fake_0", name: "Bash", input: {} });
+    expect(events.at(-2)!.data.delta.stop_reason).toBe("tool_use");
+    const upstream = await upstreamBodyWith(marker);
+    // Tools need deepseek-chat: thinking does not switch an agent's request to the reasoner.
+    expect(upstream).toMatchObject({ model: "deepseek-chat", max_tokens: 8192 });
+    expect(upstream.messages[0]).toEqual({ role: "system", content: "You are Claude Code, Anthropic's official CLI for Claude.\nUse the tools available to you." });
   });
 });
 
