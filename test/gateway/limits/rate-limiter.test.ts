@@ -32,9 +32,10 @@ const admitted = (r: Admission | ApiError): r is Admission => !(r instanceof Api
 
 // Moves a limiter's clock: as if `ms` had passed since its last update (and leases aged too).
 async function advance(scope: string, ms: number): Promise<void> {
-  await runInDurableObject(limiterFor(gatewayEnv, scope), async (_i, state) => {
-    state.storage.sql.exec("UPDATE buckets SET updated_at = updated_at - ?", ms);
-    state.storage.sql.exec("UPDATE leases SET expires_at = expires_at - ?", ms);
+  await runInDurableObject(limiterFor(gatewayEnv, scope), async (instance) => {
+    const limiter = instance as unknown as { buckets: { updatedAt: number } | null; leases: Map<string, { expiresAt: number }> };
+    if (limiter.buckets) limiter.buckets.updatedAt -= ms;
+    for (const lease of limiter.leases.values()) lease.expiresAt -= ms;
   });
 }
 

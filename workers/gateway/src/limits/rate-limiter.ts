@@ -2,7 +2,7 @@
 // token buckets for requests and tokens per minute (refilled continuously, full after one
 // minute of rest) and expiring leases for concurrent requests. Tokens are taken at admission
 // (the caller's estimate: prompt + every completion token it may emit) and reconciled when the
-// request finishes. State lives in the object's SQLite storage, so it survives eviction.
+// request finishes. State lives in memory, with a copy in storage for after an eviction.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
 import { LEASE_TTL_MS, type Limits } from "./defaults";
@@ -38,28 +38,41 @@ interface Levels {
   updatedAt: number;
 }
 
+interface Lease {
+  tokens: number;
+  expiresAt: number;
+}
+
+interface Snapshot {
+  buckets: { requests: number | null; tokens: number | null; updatedAt: number } | null;
+  leases: [string, Lease][];
+}
+
+const SNAPSHOT_KEY = "limiter";
+
 export class RateLimiter extends DurableObject<Env> {
-  private readonly sql: SqlStorage;
+  // Null until first used, which reads as full buckets.
+  private buckets: Levels | null = null;
+  private readonly leases = new Map<string, Lease>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
-    // Levels are null until first used, which reads as a full bucket.
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS buckets (
-      id INTEGER PRIMARY KEY CHECK (id = 1), requests REAL, tokens REAL, updated_at INTEGER NOT NULL)`);
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS leases (
-      request_id TEXT PRIMARY KEY, tokens INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
+    void ctx.blockConcurrencyWhile(async () => {
+      const saved = await ctx.storage.get<Snapshot>(SNAPSHOT_KEY);
+      if (!saved) return;
+      this.buckets = saved.buckets;
+      for (const [id, lease] of saved.leases) this.leases.set(id, lease);
+    });
   }
 
   async admit({ requestId, limits, tokens }: AdmitRequest): Promise<AdmitResult> {
     const now = Date.now();
-    this.sql.exec("DELETE FROM leases WHERE expires_at <= ?", now);
+    for (const [id, lease] of this.leases) if (lease.expiresAt <= now) this.leases.delete(id);
     const levels = this.refilled(limits, now);
-    if (this.lease(requestId)) return { ok: true, state: this.state(limits, levels) };
+    if (this.leases.has(requestId)) return { ok: true, state: this.state(limits, levels) };
 
     const waits: number[] = [];
-    const inFlight = this.inFlight();
-    if (limits.concurrency !== null && inFlight >= limits.concurrency) waits.push(CONCURRENCY_RETRY_MS);
+    if (limits.concurrency !== null && this.leases.size >= limits.concurrency) waits.push(CONCURRENCY_RETRY_MS);
     if (limits.rpm !== null && levels.requests! < 1) waits.push(timeToReach(1, levels.requests!, limits.rpm));
     // A request larger than the whole bucket is let through when the bucket is full, then owes.
     const tokensNeeded = limits.tpm === null ? 0 : Math.min(tokens, limits.tpm);
@@ -71,56 +84,48 @@ export class RateLimiter extends DurableObject<Env> {
 
     if (levels.requests !== null) levels.requests -= 1;
     if (levels.tokens !== null) levels.tokens -= tokens;
+    this.leases.set(requestId, { tokens, expiresAt: now + LEASE_TTL_MS });
     this.save(levels);
-    this.sql.exec("INSERT INTO leases (request_id, tokens, expires_at) VALUES (?, ?, ?)", requestId, tokens, now + LEASE_TTL_MS);
     return { ok: true, state: this.state(limits, levels) };
   }
 
   // The request is over: free its slot and give back the tokens it was estimated but did not use.
   async finish(requestId: string, actualTokens: number, limits: Limits): Promise<void> {
-    const lease = this.lease(requestId);
+    const lease = this.leases.get(requestId);
     if (!lease) return;
     const levels = this.refilled(limits, Date.now());
     if (levels.tokens !== null) levels.tokens = Math.min(limits.tpm!, levels.tokens + lease.tokens - actualTokens);
+    this.leases.delete(requestId);
     this.save(levels);
-    this.sql.exec("DELETE FROM leases WHERE request_id = ?", requestId);
   }
 
   // The request was admitted here but refused elsewhere (another scope's limit): undo it all.
   async cancel(requestId: string, limits: Limits): Promise<void> {
-    const lease = this.lease(requestId);
+    const lease = this.leases.get(requestId);
     if (!lease) return;
     const levels = this.refilled(limits, Date.now());
     if (levels.requests !== null) levels.requests = Math.min(limits.rpm!, levels.requests + 1);
     if (levels.tokens !== null) levels.tokens = Math.min(limits.tpm!, levels.tokens + lease.tokens);
+    this.leases.delete(requestId);
     this.save(levels);
-    this.sql.exec("DELETE FROM leases WHERE request_id = ?", requestId);
-  }
-
-  private lease(requestId: string): { tokens: number } | undefined {
-    return this.sql.exec<{ tokens: number }>("SELECT tokens FROM leases WHERE request_id = ?", requestId).toArray()[0];
-  }
-
-  private inFlight(): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM leases").one().n;
   }
 
   // Bucket levels as of `now`; a limit that changed since clamps the level to the new size.
   private refilled(limits: Limits, now: number): Levels {
-    const row = this.sql.exec<{ requests: number | null; tokens: number | null; updated_at: number }>("SELECT * FROM buckets").toArray()[0];
-    const elapsed = row ? Math.max(0, now - row.updated_at) : 0;
+    const last = this.buckets;
+    const elapsed = last ? Math.max(0, now - last.updatedAt) : 0;
     const refill = (level: number | null | undefined, limit: number | null) =>
       limit === null ? null : Math.min(limit, (level ?? limit) + (elapsed * limit) / WINDOW_MS);
-    return { requests: refill(row?.requests, limits.rpm), tokens: refill(row?.tokens, limits.tpm), updatedAt: now };
+    return { requests: refill(last?.requests, limits.rpm), tokens: refill(last?.tokens, limits.tpm), updatedAt: now };
   }
 
+  // Memory is the working copy; storage keeps a copy for after an eviction or restart. The copy
+  // is written without holding the answer for its confirmation: limits are best effort across a
+  // crash (at worst a few requests more for a moment), and admission stays off the disk path.
   private save(levels: Levels): void {
-    this.sql.exec(
-      "INSERT OR REPLACE INTO buckets (id, requests, tokens, updated_at) VALUES (1, ?, ?, ?)",
-      levels.requests,
-      levels.tokens,
-      levels.updatedAt,
-    );
+    this.buckets = levels;
+    const snapshot: Snapshot = { buckets: levels, leases: [...this.leases] };
+    void this.ctx.storage.put(SNAPSHOT_KEY, snapshot, { allowUnconfirmed: true });
   }
 
   private state(limits: Limits, levels: Levels): LimiterState {
@@ -129,7 +134,7 @@ export class RateLimiter extends DurableObject<Env> {
     return {
       requests: bucket(limits.rpm, levels.requests),
       tokens: bucket(limits.tpm, levels.tokens),
-      concurrency: limits.concurrency === null ? null : { limit: limits.concurrency, inFlight: this.inFlight() },
+      concurrency: limits.concurrency === null ? null : { limit: limits.concurrency, inFlight: this.leases.size },
     };
   }
 }
