@@ -164,10 +164,10 @@ async function main() {
       sequential: { direct: stats(seq.direct), gateway: stats(seq.gateway), addedPerRequest: stats(seq.added), runtimeFloor: stats(floor) },
       ...(CONCURRENCY > 0 ? { [`concurrent_${CONCURRENCY}`]: { direct: stats(conc.direct), gateway: stats(conc.gateway), addedPerRequest: stats(conc.added) } } : {}),
     };
-    const fmt = (ms) => `${ms.toFixed(2)} ms`.padStart(10);
+    const fmt = (ms) => `${ms.toFixed(2)} ms`.padStart(12);
     console.log("\nGateway added latency (streamed chat request, 64 max_tokens, 16 tokens answered at once by the fake worker)");
     console.log("auth + validate + prompt count + rate limiter DO + ledger DO reserve + forward + settle in the path\n");
-    console.log(`${"phase".padEnd(16)}${"path".padEnd(20)}${"p50".padStart(10)}${"p99".padStart(10)}`);
+    console.log(`${"phase".padEnd(16)}${"path".padEnd(20)}${"p50".padStart(12)}${"p99".padStart(12)}`);
     for (const [phase, r] of Object.entries(report)) {
       console.log(`${phase.padEnd(16)}${"direct".padEnd(20)}${fmt(r.direct.p50)}${fmt(r.direct.p99)}`);
       console.log(`${"".padEnd(16)}${"via gateway".padEnd(20)}${fmt(r.gateway.p50)}${fmt(r.gateway.p99)}`);
