@@ -63,37 +63,46 @@ class Sampler:
             self.default_generators[key] = g
         return self.default_generators[key]
 
+    @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, params: list[SamplingParams], output_ids: list[list[int]],
                  generators: list[torch.Generator | None]) -> tuple[list[int], list[TokenLogprob | None]]:
+        """Next token (and its log-probabilities when asked) per row; overwrites logits."""
         logits = apply_penalties(logits.float(), output_ids, params)
-        chosen = logits.argmax(dim=-1)
+        device = logits.device
+        logprob_rows = [i for i, p in enumerate(params) if p.logprobs]
+        # Log-probabilities of the penalised distribution, before temperature (what clients expect).
+        logprobs_table = torch.log_softmax(logits[logprob_rows], dim=-1) if logprob_rows else None
+
+        greedy = [i for i, p in enumerate(params) if p.greedy]
         sampled = [i for i, p in enumerate(params) if not p.greedy]
+        chosen = torch.empty(len(params), dtype=torch.long, device=device)
+        if greedy:
+            rows = logits if len(greedy) == len(params) else logits[greedy]
+            chosen[greedy] = rows.argmax(dim=-1)
         if sampled:
-            idx = torch.tensor(sampled, device=logits.device)
-            temps = torch.tensor([params[i].temperature for i in sampled], device=logits.device)
-            probs = torch.softmax(logits[idx] / temps[:, None], dim=-1)
+            rows = logits if len(sampled) == len(params) else logits[sampled]
+            inv_temps = torch.tensor([1.0 / params[i].temperature for i in sampled], device=device, dtype=rows.dtype)
+            probs = torch.softmax(rows.mul_(inv_temps[:, None]), dim=-1)  # logits are consumed
             draws = []
             for row, i in enumerate(sampled):
                 if params[i].top_p < 1.0:
                     probs[row] = top_p_filter(probs[row], params[i].top_p)
-                g = generators[i] or self._generator(logits.device)
-                draws.append(torch.rand((1,), generator=g, device=logits.device))
-            cdf = probs.cumsum(dim=-1)
+                g = generators[i] or self._generator(device)
+                draws.append(torch.rand((1,), generator=g, device=device))
+            cdf = probs.cumsum_(dim=-1)
             targets = torch.cat(draws)[:, None] * cdf[:, -1:]
             # right=True: a zero-probability token is an empty interval, never hit.
             picked = torch.searchsorted(cdf, targets, right=True).squeeze(1)
-            chosen[idx] = picked.clamp_(max=probs.shape[-1] - 1)
+            chosen[sampled] = picked.clamp_(max=cdf.shape[-1] - 1)
         tokens = chosen.tolist()
 
         logprobs: list[TokenLogprob | None] = [None] * len(params)
-        want = [i for i, p in enumerate(params) if p.logprobs]
-        if want:
-            idx = torch.tensor(want, device=logits.device)
-            lp = torch.log_softmax(logits[idx], dim=-1)
-            k = max(params[i].top_logprobs for i in want)
+        if logprob_rows:
+            lp = logprobs_table
+            k = max(params[i].top_logprobs for i in logprob_rows)
             top_vals, top_ids = lp.topk(k, dim=-1) if k else (None, None)
-            chosen_lp = lp.gather(1, chosen[idx].unsqueeze(1)).squeeze(1).tolist()
-            for row, i in enumerate(want):
+            chosen_lp = lp.gather(1, chosen[logprob_rows].unsqueeze(1)).squeeze(1).tolist()
+            for row, i in enumerate(logprob_rows):
                 n = params[i].top_logprobs
                 top = list(zip(top_ids[row, :n].tolist(), top_vals[row, :n].tolist())) if n else []
                 logprobs[i] = TokenLogprob(tokens[i], chosen_lp[row], top)

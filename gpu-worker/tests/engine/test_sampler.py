@@ -27,8 +27,8 @@ def test_greedy_seeded_and_logprobs():
 
     def gens():
         return [None, torch.Generator().manual_seed(1), None]
-    a, lps = sampler(logits, params, [[], [], []], gens())
-    b, _ = sampler(logits, params, [[], [], []], gens())
+    a, lps = sampler(logits.clone(), params, [[], [], []], gens())
+    b, _ = sampler(logits.clone(), params, [[], [], []], gens())
     assert a[0] == int(logits[0].argmax()) and a[1] == b[1]
     assert lps[0] is None and len(lps[1].top) == 2
     assert abs(lps[1].logprob - float(torch.log_softmax(logits[1], -1)[a[1]])) < 1e-5
@@ -40,5 +40,5 @@ def test_sampling_follows_the_distribution():
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(3)
     for _ in range(2000):
-        counts[sampler(logits, [SamplingParams(temperature=1.0)], [[]], [g])[0][0]] += 1
+        counts[sampler(logits.clone(), [SamplingParams(temperature=1.0)], [[]], [g])[0][0]] += 1
     assert torch.allclose(counts / 2000, torch.tensor([0.7, 0.2, 0.1]), atol=0.04)
