@@ -13,9 +13,7 @@ import { authenticate } from "../auth/authenticate";
 import { modelRegistry } from "../db/models";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors/api-error";
-import { enforceContext } from "../inference/context-limit";
-import { measureChatPrompt } from "../inference/prompt-size";
-import { runInference } from "../inference/run-inference";
+import { runChatInference } from "../inference/chat-inference";
 import { readJsonBody } from "../middleware/json-body";
 import { validateChatRequest } from "../validation";
 
@@ -30,31 +28,12 @@ anthropicRoute.post("/v1/messages", async (c) => {
   // beta: an Anthropic prefill (trailing assistant message) is a chat prefix completion.
   const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
 
-  const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
-  try {
-    enforceContext(chat.model, prompt.tokens, chat.maxTokens);
-  } catch (err) {
-    throw err instanceof ApiError ? contextLimitExceeded(prompt.tokens, chat.maxTokens, chat.model.contextLength) : err;
-  }
-
   const id = `msg_${c.get("traceId").replaceAll("-", "")}`;
   const stopSequences = request.stop_sequences ?? [];
   const encoder = chat.stream
     ? new AnthropicStreamEncoder(id, chat.model.id, stopSequences)
     : new AnthropicJsonEncoder(id, chat.model.id, stopSequences);
-  return runInference(
-    c,
-    {
-      endpoint: "anthropic.messages",
-      model: chat.model,
-      upstreamPath: "/v1/chat/completions",
-      upstreamBody: chat.upstreamBody,
-      promptTokens: prompt.tokens,
-      maxTokens: chat.maxTokens,
-      affinityText: prompt.head,
-    },
-    encoder,
-  );
+  return runChatInference(c, chat, encoder, { endpoint: "anthropic.messages", contextError: contextLimitExceeded });
 });
 
 // Anything else under /anthropic answers in Anthropic's error shape too.
