@@ -150,9 +150,14 @@ async def collect(request: Request, gen: Generation) -> list[Event]:
         if not consumer.done():
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
-    if consumer in done:
-        consumer.result()
+    if consumer not in done:
+        raise ClientGone()
+    consumer.result()
     return events
+
+
+class ClientGone(Exception):
+    """The client closed the connection; the request was aborted and its blocks freed."""
 
 
 def json_error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
@@ -190,6 +195,8 @@ def build_app(state: WorkerState) -> Starlette:
             except RequestError as exc:
                 state.metrics.rejected[str(exc.status)] += 1
                 return JSONResponse(exc.body(), status_code=exc.status)
+            except ClientGone:
+                return Response(status_code=499)
             except EngineFailure as exc:
                 state.metrics.rejected["500"] += 1
                 return json_error(500, f"inference failed: {exc}", "api_error", "insufficient_system_resource")

@@ -349,3 +349,18 @@ def test_reasoner_streams_reasoning_then_content(client, server):
     usage = chunks[-1]["usage"]
     assert usage["completion_tokens"] == len(script)
     assert usage["completion_tokens_details"]["reasoning_tokens"] == len(tok.encode("Think hard.\n</think>", add_special_tokens=False).ids)
+
+
+def test_non_stream_client_disconnect_cancels(server):
+    state = server[1]
+    before = sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort")
+
+    async def go():
+        async with httpx.AsyncClient(base_url=server[0], headers=AUTH) as c:
+            with pytest.raises(httpx.TimeoutException):
+                await c.post("/v1/chat/completions", json=chat(max_tokens=900), timeout=0.5)
+    asyncio.run(go())
+    with httpx.Client(base_url=server[0]) as c:
+        health = wait_idle(c)
+    assert health["free_cache_blocks"] == TOTAL_BLOCKS
+    assert sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort") == before + 1
