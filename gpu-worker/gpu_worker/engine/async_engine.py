@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+
+import torch
 from dataclasses import dataclass, field
 
 from .engine import LLMEngine, StepOutput
@@ -41,6 +43,7 @@ class AsyncEngine:
         self._stop = False
         self.num_pending = 0
         self.failed: BaseException | None = None
+        self._num_threads = torch.get_num_threads()  # a new native thread would not inherit it
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
 
@@ -99,6 +102,7 @@ class AsyncEngine:
                 handle.deliver(StepOutput(seq, [], [], True))
 
     def _loop(self) -> None:
+        torch.set_num_threads(self._num_threads)
         while True:
             self._apply_inbox()
             if self._stop:
