@@ -55,23 +55,26 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
   const ledger = ledgerFor(c.env, auth.accountId);
 
-  // rateLimit
-  let admission: Admission;
-  try {
-    admission = await admit(c.env, auth, requestId, worstCaseTokens);
-  } catch (err) {
-    return errorOut(encoder, err, requestId);
+  // rateLimit and reserve, side by side: they are independent Durable Objects, and a request
+  // refused by either one undoes what the other granted.
+  const [admitted, reserved] = await Promise.allSettled([
+    admit(c.env, auth, requestId, worstCaseTokens),
+    ledger.reserve({
+      accountId: auth.accountId,
+      requestId,
+      amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
+    }),
+  ]);
+  const reservationHeld = reserved.status === "fulfilled" && reserved.value.ok;
+  if (admitted.status === "rejected") {
+    if (reservationHeld) await ledger.release(requestId);
+    return errorOut(encoder, admitted.reason, requestId);
   }
-
-  // reserve
-  const reservation = await ledger.reserve({
-    accountId: auth.accountId,
-    requestId,
-    amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
-  });
-  if (!reservation.ok) {
+  const admission: Admission = admitted.value;
+  if (!reservationHeld) {
     await admission.finish(0);
-    return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
+    const error = reserved.status === "rejected" ? reserved.reason : insufficientBalance();
+    return errorOut(encoder, error, requestId, admission.headers);
   }
   const refuse = async (err: unknown) => {
     await ledger.release(requestId);
