@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads; 1 is fastest for the tiny model, and far faster when the cores are shared")
     ap.add_argument("--prompt-len", type=int, default=128)
-    ap.add_argument("--output-len", type=int, default=32)
+    ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--ttft-prompt-len", type=int, default=4096)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = ap.parse_args()
