@@ -6,6 +6,7 @@ leaves a half-written block that a later worker would load.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -14,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 SUFFIX = ".kvblock"
+log = logging.getLogger("gpu_worker.engine.disk_cache")
 
 
 class DiskCache:
@@ -57,10 +59,18 @@ class DiskCache:
                 return
         path = self._path(hex_key)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        save_file({"latents": latents.detach().to("cpu").contiguous(),
-                   "token_ids": torch.tensor(token_ids, dtype=torch.int64)}, tmp)
-        os.replace(tmp, path)
-        size = os.path.getsize(path)
+        try:
+            save_file({"latents": latents.detach().to("cpu").contiguous(),
+                       "token_ids": torch.tensor(token_ids, dtype=torch.int64)}, tmp)
+            os.replace(tmp, path)
+            size = os.path.getsize(path)
+        except OSError as exc:  # disk full or gone: the block is simply not kept
+            log.warning("disk cache write failed: %s", exc)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return
         with self._lock:
             self._index[hex_key] = size
             self.total_bytes += size
