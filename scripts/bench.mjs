@@ -52,13 +52,20 @@ const stats = (samples) => {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: sorted.length };
 };
 
+// The gateway's own Server-Timing steps (auth, prompt, admit_reserve, first_event), per request.
+const serverTimings = {};
+
 // Time until the whole streamed answer has arrived, in milliseconds.
 async function timed(url, headers, body) {
   const started = performance.now();
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
   const text = await res.text();
   const ms = performance.now() - started;
-  if (res.status !== 200 || !text.includes("[DONE]")) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
+  for (const entry of (res.headers.get("server-timing") ?? "").split(",")) {
+    const match = /^\s*([\w-]+);dur=([\d.]+)/.exec(entry);
+    if (match) (serverTimings[match[1]] ??= []).push(Number(match[2]));
+  }
+  if (res.status !== 200 || !(text.includes("[DONE]") || text.includes('"finish_reason"'))) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
   return ms;
 }
 
@@ -110,7 +117,7 @@ async function main() {
       model: "deepseek-chat",
       messages: [{ role: "user", content: `Benchmark request ${i}: say hello.` }],
       max_tokens: 64,
-      stream: true,
+      stream: process.env.BENCH_STREAM !== "0",
     });
     // What the gateway itself sends the worker: the same request with continuous usage.
     const workerBody = (i) => ({ ...clientBody(i), stream_options: { include_usage: true, continuous_usage_stats: true } });
@@ -173,6 +180,11 @@ async function main() {
       console.log(`${"".padEnd(16)}${"via gateway".padEnd(20)}${fmt(r.gateway.p50)}${fmt(r.gateway.p99)}`);
       console.log(`${"".padEnd(16)}${"added (paired)".padEnd(20)}${fmt(r.addedPerRequest.p50)}${fmt(r.addedPerRequest.p99)}`);
       if (r.runtimeFloor) console.log(`${"".padEnd(16)}${"runtime floor (404)".padEnd(20)}${fmt(r.runtimeFloor.p50)}${fmt(r.runtimeFloor.p99)}`);
+    }
+    console.log("\nInside the gateway (Server-Timing, all requests): step p50 / p99");
+    for (const [name, samples] of Object.entries(serverTimings)) {
+      const st = stats(samples);
+      console.log(`  ${name.padEnd(18)}${fmt(st.p50)}${fmt(st.p99)}`);
     }
     if (process.env.BENCH_JSON) console.log(JSON.stringify(report));
   } finally {

@@ -22,6 +22,8 @@ export interface AuthenticatedKey {
 
 export interface Variables {
   traceId: string;
+  // Server-Timing entries (name -> ms) of the pipeline's steps, reported on the response.
+  timings: Record<string, number>;
   auth: AuthenticatedKey;
 }
 

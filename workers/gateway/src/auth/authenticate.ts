@@ -31,6 +31,7 @@ interface KeyRow {
 }
 
 export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
+  const started = performance.now();
   const key = presentedKey(c.req.raw.headers);
   if (!key || !API_KEY_PATTERN.test(key)) throw authenticationFails(key);
 
@@ -45,6 +46,7 @@ export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
     .first<KeyRow>();
   if (!row) throw authenticationFails(key);
 
+  c.get("timings").auth = performance.now() - started;
   c.set("auth", {
     keyId: row.key_id,
     accountId: row.account_id,

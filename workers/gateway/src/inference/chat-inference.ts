@@ -16,7 +16,9 @@ export interface ChatInferenceOptions {
 }
 
 export function runChatInference(c: Context<AppEnv>, chat: ValidatedChat, encoder: ResponseEncoder, options: ChatInferenceOptions): Promise<Response> {
+  const measureStarted = performance.now();
   const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
+  c.get("timings").prompt = performance.now() - measureStarted;
   try {
     enforceContext(chat.model, prompt.tokens, chat.maxTokens);
   } catch (err) {

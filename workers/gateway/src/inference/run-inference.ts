@@ -57,6 +57,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
 
   // rateLimit and reserve, side by side: they are independent Durable Objects, and a request
   // refused by either one undoes what the other granted.
+  const gateStarted = performance.now();
   const [admitted, reserved] = await Promise.allSettled([
     admit(c.env, auth, requestId, worstCaseTokens),
     ledger.reserve({
@@ -65,6 +66,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
       amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
     }),
   ]);
+  c.get("timings").admit_reserve = performance.now() - gateStarted;
   const reservationHeld = reserved.status === "fulfilled" && reserved.value.ok;
   if (admitted.status === "rejected") {
     if (reservationHeld) await ledger.release(requestId);
@@ -99,11 +101,13 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   );
   connecting.catch(() => undefined);
   const { keepAliveMs, firstByteTimeoutMs } = timing(c);
+  const forwardStarted = performance.now();
 
   // A worker that answers within one keep-alive interval gets a normal response (real status
   // codes for errors); a queued request gets a started response with keep-alives instead.
   const early = await Promise.race([connecting.then((conn) => ({ conn }), (error) => ({ error })), sleep(keepAliveMs).then(() => null)]);
   if (early && "error" in early) return refuse(early.error);
+  if (early) c.get("timings").first_event = performance.now() - forwardStarted;
 
   const encoderText = new TextEncoder();
   let latest: WireUsage | null = null; // cumulative usage of the last upstream chunk
