@@ -368,3 +368,13 @@ def test_non_stream_client_disconnect_cancels(server):
         health = wait_idle(c)
     assert health["free_cache_blocks"] == TOTAL_BLOCKS
     assert sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort") == before + 1
+
+
+def test_streamed_logprobs_cover_every_token(client):
+    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=5, logprobs=True, top_logprobs=2,
+                                                                 stream=True)) as r:
+        chunks = sse_events(r)[:-1]
+    entries = [e for c in chunks if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
+    assert len(entries) == chunks[-1]["usage"]["completion_tokens"] == 5
+    assert all(len(e["top_logprobs"]) == 2 and bytes(e["bytes"]).decode("utf-8", "replace") == e["token"]
+               for e in entries)
