@@ -108,11 +108,33 @@ class ToolDelta:
     calls: list[dict] = field(default_factory=list)  # OpenAI delta.tool_calls entries
 
 
+def streamable_arguments(body: str) -> str:
+    """The part of an unfinished call's arguments that is certain: after the opening fence,
+    without what could still be the closing fence, the call-end marker or trailing blanks."""
+    after_name = body.split(TOOL_SEP, 1)[1].split("\n", 1)[1].lstrip()
+    if after_name.startswith("```"):
+        newline = after_name.find("\n")
+        if newline < 0:
+            return ""
+        args = after_name[newline + 1:].lstrip()
+    elif "```".startswith(after_name):
+        return ""
+    else:
+        args = after_name
+    close = args.find("\n```")
+    if close >= 0:
+        args = args[:close]
+    else:
+        hold = max(partial_suffix_len(args, "\n```"), partial_suffix_len(args, CALL_END))
+        args = args[: len(args) - hold]
+    return args.rstrip()
+
+
 class ToolCallParser:
     """Content passes through until the calls-begin marker; then calls are collected.
 
-    In streams, a call's id and name go out as soon as the name is complete, its arguments
-    when the call ends (one piece, which OpenAI clients concatenate like any other)."""
+    In streams, a call's id and name go out as soon as the name is complete, then its
+    arguments as they are generated (OpenAI clients concatenate the pieces)."""
 
     def __init__(self):
         self.pending = ""
@@ -120,6 +142,7 @@ class ToolCallParser:
         self.done = False
         self.calls: list[ToolCall] = []
         self._announced = False  # current call's name already emitted
+        self._sent_args = ""     # arguments of the current call already emitted
 
     def push(self, text: str) -> ToolDelta:
         delta = ToolDelta()
@@ -151,6 +174,8 @@ class ToolCallParser:
                 delta.calls.append({"index": call.index, "id": call.id, "type": "function",
                                     "function": {"name": name, "arguments": ""}})
             if end < 0:
+                if self._announced:
+                    self._stream_arguments(streamable_arguments(body), delta)
                 return delta
             name, args = parse_call_body(body)
             if not self._announced:
@@ -160,9 +185,14 @@ class ToolCallParser:
                                     "function": {"name": name, "arguments": ""}})
             call = self.calls[-1]
             call.name, call.arguments = name, args
-            delta.calls.append({"index": call.index, "function": {"arguments": args}})
-            self._announced = False
+            self._stream_arguments(args, delta)
+            self._announced, self._sent_args = False, ""
             self.pending = self.pending[end + len(CALL_END):]
+
+    def _stream_arguments(self, args: str, delta: ToolDelta) -> None:
+        if args.startswith(self._sent_args) and len(args) > len(self._sent_args):
+            delta.calls.append({"index": self.calls[-1].index, "function": {"arguments": args[len(self._sent_args):]}})
+            self._sent_args = args
 
     def flush(self) -> ToolDelta:
         """At the end of output: text that never turned into a call is content."""

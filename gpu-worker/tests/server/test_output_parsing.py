@@ -111,3 +111,14 @@ def test_reasoning_then_tool_calls_then_nothing_lost(tokenizer):
     toks = ids(tokenizer, "plan</think>ok") + tool_call_tokens(tokenizer, [("f", {})])
     deltas = run(proc, toks, one_by_one=False)
     assert joined(deltas, "reasoning") == "plan" and joined(deltas) == "ok" and proc.tools.calls[0].name == "f"
+
+
+def test_tool_call_arguments_stream_as_they_are_generated(tokenizer):
+    args = {"query": "a fairly long search string", "limit": 10}
+    toks = tool_call_tokens(tokenizer, [("search", args)])
+    proc = OutputProcessor(tokenizer, tools=True)
+    deltas = run(proc, toks)
+    pieces = [c["function"]["arguments"] for d in deltas for c in d.tool_calls if c["function"].get("arguments")]
+    assert len(pieces) > 3  # not one piece at the end
+    assert json.loads("".join(pieces)) == args == json.loads(proc.tools.calls[0].arguments)
+    assert not any("`" in p for p in pieces)
