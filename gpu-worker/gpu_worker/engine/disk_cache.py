@@ -2,12 +2,15 @@
 
 Bounded by bytes with least-recently-used eviction (file mtime is the clock, so the order
 survives a restart). Files are written to a temporary name and renamed, so a crash never
-leaves a half-written block that a later worker would load.
+leaves a half-written block that a later worker would load. Writes happen on a background
+thread so that evicting a block never waits for the disk; a block still queued for writing
+is served from memory.
 """
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections import OrderedDict
 
@@ -19,12 +22,14 @@ log = logging.getLogger("gpu_worker.engine.disk_cache")
 
 
 class DiskCache:
-    def __init__(self, directory: str, max_bytes: int):
+    def __init__(self, directory: str, max_bytes: int, max_queued_writes: int = 256):
         self.directory = directory
         self.max_bytes = max_bytes
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
         self._index: OrderedDict[str, int] = OrderedDict()  # key hex -> bytes, oldest first
+        self._queued: dict[str, tuple[torch.Tensor, list[int]]] = {}
+        self._writes: queue.Queue[str] = queue.Queue(maxsize=max_queued_writes)
         self.total_bytes = 0
         self.hits = 0
         self.writes = 0
@@ -40,28 +45,53 @@ class DiskCache:
             self._index[key] = size
             self.total_bytes += size
         self._evict_over_budget()
+        self._writer = threading.Thread(target=self._write_loop, name="disk-cache-writer", daemon=True)
+        self._writer.start()
 
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, key + SUFFIX)
 
     def __contains__(self, key: bytes) -> bool:
-        return key.hex() in self._index
+        hex_key = key.hex()
+        return hex_key in self._index or hex_key in self._queued
 
     def __len__(self) -> int:
         return len(self._index)
 
     def save(self, key: bytes, latents: torch.Tensor, token_ids: list[int]) -> None:
-        """latents: [num_layers, block_size, latent_dim] of one block."""
+        """Queue one block's latents [num_layers, block_size, latent_dim] for writing.
+
+        The copy to host memory happens here, so the device block can be reused at once."""
         hex_key = key.hex()
         with self._lock:
             if hex_key in self._index:
                 self._index.move_to_end(hex_key)
                 return
+            if hex_key in self._queued:
+                return
+            self._queued[hex_key] = (latents.detach().to("cpu").contiguous(), list(token_ids))
+        self._writes.put(hex_key)  # blocks when the disk falls far behind: back-pressure
+
+    def flush(self) -> None:
+        """Wait until every queued block is on disk."""
+        self._writes.join()
+
+    def _write_loop(self) -> None:
+        while True:
+            hex_key = self._writes.get()
+            try:
+                latents, token_ids = self._queued[hex_key]
+                self._write(hex_key, latents, token_ids)
+            finally:
+                with self._lock:
+                    self._queued.pop(hex_key, None)
+                self._writes.task_done()
+
+    def _write(self, hex_key: str, latents: torch.Tensor, token_ids: list[int]) -> None:
         path = self._path(hex_key)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = f"{path}.{os.getpid()}.tmp"
         try:
-            save_file({"latents": latents.detach().to("cpu").contiguous(),
-                       "token_ids": torch.tensor(token_ids, dtype=torch.int64)}, tmp)
+            save_file({"latents": latents, "token_ids": torch.tensor(token_ids, dtype=torch.int64)}, tmp)
             os.replace(tmp, path)
             size = os.path.getsize(path)
         except OSError as exc:  # disk full or gone: the block is simply not kept
@@ -81,25 +111,30 @@ class DiskCache:
         """The stored latents, or None when absent, unreadable or for other tokens."""
         hex_key = key.hex()
         with self._lock:
-            if hex_key not in self._index:
+            queued = self._queued.get(hex_key)
+            if queued is None and hex_key not in self._index:
                 return None
-        path = self._path(hex_key)
-        try:
-            data = load_file(path)
-        except Exception:
-            self._drop(hex_key)
-            return None
-        if data["token_ids"].tolist() != list(token_ids):
+        if queued is not None:
+            latents, stored_ids = queued
+        else:
+            path = self._path(hex_key)
+            try:
+                data = load_file(path)
+            except Exception:
+                self._drop(hex_key)
+                return None
+            latents, stored_ids = data["latents"], data["token_ids"].tolist()
+            try:
+                os.utime(path)
+            except OSError:
+                pass
+        if list(stored_ids) != list(token_ids):
             return None
         with self._lock:
             if hex_key in self._index:
                 self._index.move_to_end(hex_key)
             self.hits += 1
-        try:
-            os.utime(path)
-        except OSError:
-            pass
-        return data["latents"]
+        return latents
 
     def _drop(self, hex_key: str) -> None:
         with self._lock:

@@ -144,6 +144,8 @@ class LLMEngine:
     def shutdown(self) -> None:
         """Keep the prefix cache for the next worker: spill cached blocks to the disk tier."""
         self.block_manager.spill_all()
+        if self.disk is not None:
+            self.disk.flush()
 
     def stats(self) -> dict:
         bm = self.block_manager
