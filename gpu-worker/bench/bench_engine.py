@@ -106,6 +106,7 @@ def main() -> None:
               f"device cache hit {t['hit_s'] * 1000:.1f} ms ({t['hit_cached_tokens']} tokens reused, "
               f"{t['hit_over_cold']:.1%} of cold; target <= 25%), "
               f"disk-tier hit {t['disk_hit_s'] * 1000:.1f} ms ({t['disk_hit_over_cold']:.1%} of cold)")
+    engine.disk.flush()
     tmp.cleanup()
 
 
