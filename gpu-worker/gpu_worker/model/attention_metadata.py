@@ -98,6 +98,18 @@ class AttentionMetadata:
             self._derived["context_slots"] = (slots, valid)
         return self._derived["context_slots"]
 
+    def decode_bias(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """[B, 1, L] additive score bias for the absorbed form: 0 for context positions, -inf for padding.
+        None for a single sequence, whose L is exactly its context (nothing to mask)."""
+        if self.num_seqs == 1:
+            return None
+        key = ("decode_bias", dtype)
+        if key not in self._derived:
+            _, valid = self.context_slots()
+            bias = torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+            self._derived[key] = bias[:, None, :]
+        return self._derived[key]
+
     @property
     def uniform_queries(self) -> bool:
         """Every sequence has max_query_len new tokens: the packed batch is already [B, Q] without padding."""

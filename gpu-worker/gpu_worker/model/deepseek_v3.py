@@ -12,7 +12,7 @@ from torch import nn
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
-from .layers import RMSNorm, SwiGLU, empty_param
+from .layers import RMSNorm, SwiGLU, empty_param, small_step_matmuls
 from .mla import MLAttention
 from .moe import MoE
 from .rope import RotaryTable
@@ -96,8 +96,9 @@ class DeepseekV3ForCausalLM(nn.Module):
             raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
         freqs = self.rotary.lookup(positions)
         h = F.embedding(input_ids, self.embed_tokens)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, freqs, meta, kv_cache[i])
+        with small_step_matmuls(input_ids.shape[0], self.dtype, h.device):
+            for i, layer in enumerate(self.layers):
+                h = layer(h, freqs, meta, kv_cache[i])
         return h
 
     @torch.inference_mode()

@@ -70,8 +70,10 @@ class MLAttention(nn.Module):
             q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
         q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        q_pe = apply_rope(q_pe, freqs.unsqueeze(-2))
-        entry = torch.cat((self.kv_a_layernorm(latent), apply_rope(k_pe, freqs)), dim=-1)
+        # one rotation for the H query heads and the shared key: [..., H + 1, rope]
+        pe = apply_rope(torch.cat((q_pe, k_pe.unsqueeze(-2)), dim=-2), freqs.unsqueeze(-2))
+        q_pe, k_pe = pe.split([self.heads, 1], dim=-2)
+        entry = torch.cat((self.kv_a_layernorm(latent), k_pe.squeeze(-2)), dim=-1)
         return q_nope, q_pe, entry
 
     def _expand(self, entries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,27 +96,48 @@ class MLAttention(nn.Module):
         q_nope, q_pe, entry = self._project(x, freqs)
         flat_cache = cache.view(-1, cache.shape[-1])
         flat_cache.index_copy_(0, meta.slot_mapping, entry.to(cache.dtype))
-        slots, valid = meta.context_slots()
+        slots, _ = meta.context_slots()
         context = flat_cache[slots]  # [B, L, R + rope]
         if meta.is_decode:
-            out = self.absorbed(q_nope, q_pe, context, valid)
+            out = self.absorbed(q_nope, q_pe, context, meta.decode_bias(q_nope.dtype))
         else:
             out = self._expanded_paged(q_nope, q_pe, context, meta)
         return F.linear(out.flatten(-2), self.o_proj)
 
-    def absorbed(self, q_nope, q_pe, context, valid) -> torch.Tensor:
-        """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope], context [B, L, R + rope],
-        valid [B, L] -> [B, H, v_dim]."""
-        w_kv = self.kv_b_proj.view(self.heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
-        w_uk, w_uv = w_kv.split([self.nope_dim, self.v_dim], dim=1)  # [H, nope, R], [H, v, R]
-        context = context.to(q_nope.dtype)
-        q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
-        query = torch.cat((q_latent, q_pe), dim=-1)  # [B, H, R + rope]
-        scores = torch.bmm(query, context.transpose(1, 2)).float() * self.scale  # [B, H, L]
-        scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
-        probs = scores.softmax(dim=-1).to(q_nope.dtype)
+    def absorbed(self, q_nope, q_pe, context, bias) -> torch.Tensor:
+        """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope],
+        context [B, L, R + rope], bias [B, 1, L] (0, or -inf for padding; None when nothing is padded)
+        -> [B, H, v_dim].
+
+        On CPU the products run in float32 (inputs widened, outputs rounded back once): ATen's and
+        oneDNN's half-precision batched matmuls cost several times the float32 ones at decode sizes, and
+        float32 products with float32 sums are what a half-precision GEMM accumulates anyway."""
+        compute = torch.float32 if q_nope.device.type == "cpu" else q_nope.dtype
+        w_uk, w_uv_t = self._absorbed_weights(compute)
+        context = context.to(compute)
+        q_latent = torch.bmm(q_nope.to(compute).transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
+        query = torch.cat((q_latent, q_pe.to(compute) * self.scale), dim=-1)  # [B, H, R + rope], scaled
+        keys = context.transpose(1, 2)
+        if bias is None:
+            scores = torch.bmm(query, keys)  # [B, H, L]
+        else:
+            scores = torch.baddbmm(bias.to(compute), query, keys)
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(compute)
         out_latent = torch.bmm(probs, context[..., : self.kv_lora_rank])  # [B, H, R]
-        return torch.bmm(out_latent.transpose(0, 1), w_uv.transpose(1, 2)).transpose(0, 1)  # [B, H, v]
+        out = torch.bmm(out_latent.transpose(0, 1), w_uv_t).transpose(0, 1)  # [B, H, v]
+        return out.to(q_nope.dtype)
+
+    def _absorbed_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(softmax_scale * W_UK [H, nope, R], W_UV^T [H, R, v]) in `dtype`, contiguous; rebuilt only when
+        kv_b_proj changes. The scale is folded into W_UK here and into q_pe by `absorbed`, so the
+        scores need no extra pass."""
+        key = (dtype, self.kv_b_proj._version, self.kv_b_proj.data_ptr())
+        if getattr(self, "_absorbed_key", None) != key:
+            w_kv = self.kv_b_proj.view(self.heads, self.nope_dim + self.v_dim, self.kv_lora_rank).float()
+            w_uk, w_uv = w_kv.split([self.nope_dim, self.v_dim], dim=1)
+            self._absorbed = ((w_uk * self.scale).to(dtype).contiguous(), w_uv.transpose(1, 2).to(dtype).contiguous())
+            self._absorbed_key = key
+        return self._absorbed
 
     def _expanded_paged(self, q_nope, q_pe, context, meta: AttentionMetadata) -> torch.Tensor:
         batch = meta.num_seqs

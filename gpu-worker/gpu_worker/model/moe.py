@@ -40,7 +40,7 @@ class Router(nn.Module):
             group_score = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
             kept = group_score.topk(self.topk_group, dim=-1).indices
             keep = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, kept, True)
-            choice = grouped.masked_fill(~keep[:, :, None], float("-inf")).view(tokens, -1)
+            choice = grouped.masked_fill_(~keep[:, :, None], float("-inf")).view(tokens, -1)  # choice is ours
         ids = choice.topk(self.top_k, dim=-1, sorted=False).indices
         weights = scores.gather(1, ids)
         if self.normalise:
@@ -85,16 +85,23 @@ class RoutedExperts(nn.Module):
         return weighted.sum(dim=1).to(x.dtype)
 
     def _gathered(self, x, weights, ids) -> torch.Tensor:
-        """Small batches (decode of a small model): gather each (token, expert) pair's weights and run
-        one batched matmul. Fewer ops than sorting; only used while the gathered copy stays small."""
+        """Small batches (decode): gather each (token, expert) pair's weights and run one batched matmul
+        per projection; the k outputs of a token are weighted and summed by a third. Fewer ops than
+        sorting; only used while the gathered copy stays small.
+
+        The gathered half-precision weights are widened to float32 first: on CPU, ATen's and oneDNN's
+        half-precision batched GEMVs cost several times the float32 ones at these sizes, and float32
+        products with float32 sums are what a half-precision GEMM with float32 accumulation computes."""
         tokens, top_k = ids.shape
         flat_ids = ids.flatten()
-        rows = x.unsqueeze(1).expand(tokens, top_k, x.shape[-1]).reshape(-1, x.shape[-1], 1)
-        hidden = torch.bmm(self.gate_up_proj[flat_ids], rows).squeeze(-1)  # [T*k, 2*inter]
-        gate, up = hidden.split(self.inter, dim=-1)
-        out = torch.bmm(self.down_proj[flat_ids], (F.silu(gate) * up).unsqueeze(-1))  # [T*k, dim, 1]
-        weighted = out.view(tokens, top_k, -1) * weights[:, :, None]
-        return weighted.sum(dim=1).to(x.dtype)
+        compute = torch.float32 if x.device.type == "cpu" else x.dtype
+        gate_up = self.gate_up_proj.index_select(0, flat_ids).to(compute)
+        hidden = torch.bmm(gate_up.view(tokens, top_k * 2 * self.inter, -1), x.to(compute).unsqueeze(-1))
+        gate, up = hidden.view(tokens * top_k, 2 * self.inter).split(self.inter, dim=-1)
+        down = self.down_proj.index_select(0, flat_ids).to(compute)  # [T*k, dim, inter]
+        out = torch.bmm(down, (F.silu(gate) * up).unsqueeze(-1))  # [T*k, dim, 1]
+        weighted = torch.bmm(weights.to(compute).unsqueeze(1), out.view(tokens, top_k, -1))  # [T, 1, dim]
+        return weighted.squeeze(1).to(x.dtype)
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         layout = {}
