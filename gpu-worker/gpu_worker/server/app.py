@@ -261,6 +261,8 @@ def build_app(state: WorkerState) -> Starlette:
             choice = {"index": 0, "message": message,
                       "logprobs": {"content": chat_logprobs(state.token_text, lps)} if want_logprobs else None,
                       "finish_reason": events[-1].finish_reason}
+            if processor.matched_stop is not None:
+                choice["stop_reason"] = processor.matched_stop
             return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
 
         include_usage, continuous = stream_flags(body)
@@ -270,6 +272,9 @@ def build_app(state: WorkerState) -> Starlette:
             c = dict(base, choices=[{"index": 0, "delta": delta,
                                      "logprobs": {"content": chat_logprobs(state.token_text, logprobs)} if want_logprobs and logprobs else None,
                                      "finish_reason": finish}])
+            if finish == "stop" and processor.matched_stop is not None:
+                # Which stop string matched (vLLM's field): Anthropic clients get stop_sequence from it.
+                c["choices"][0]["stop_reason"] = processor.matched_stop
             if final or continuous:
                 c["usage"] = gen.usage.to_dict()
             elif include_usage:
@@ -334,6 +339,8 @@ def build_app(state: WorkerState) -> Starlette:
             choice = {"index": 0, "text": text,
                       "logprobs": completion_logprobs(state.token_text, lps, len(echo)) if want_logprobs else None,
                       "finish_reason": events[-1].finish_reason}
+            if processor.matched_stop is not None:
+                choice["stop_reason"] = processor.matched_stop
             return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
 
         include_usage, continuous = stream_flags(body)

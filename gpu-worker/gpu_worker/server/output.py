@@ -39,6 +39,10 @@ class OutputProcessor:
         return self.stop.stopped
 
     @property
+    def matched_stop(self) -> str | None:
+        return self.stop.matched
+
+    @property
     def ended_early(self) -> bool:
         """The output is complete although the engine may still be generating."""
         return self.stop.stopped or self.answer_limit_reached

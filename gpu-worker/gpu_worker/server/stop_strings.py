@@ -16,6 +16,7 @@ class StopStringMatcher:
         self.stops = [s for s in stops if s]
         self.pending = ""
         self.stopped = False
+        self.matched: str | None = None  # which stop string ended the output (vLLM's stop_reason)
 
     def push(self, text: str) -> str:
         """Text that is safe to emit now; sets .stopped when a stop string completed."""
@@ -24,10 +25,11 @@ class StopStringMatcher:
         if not self.stops:
             return text
         self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, s) for s, i in ((s, self.pending.find(s)) for s in self.stops) if i >= 0]
         if hits:
+            first, self.matched = min(hits)
             self.stopped = True
-            out, self.pending = self.pending[: min(hits)], ""
+            out, self.pending = self.pending[:first], ""
             return out
         hold = max(partial_suffix_len(self.pending, s) for s in self.stops)
         out = self.pending[: len(self.pending) - hold]

@@ -122,3 +122,10 @@ def test_tool_call_arguments_stream_as_they_are_generated(tokenizer):
     assert len(pieces) > 3  # not one piece at the end
     assert json.loads("".join(pieces)) == args == json.loads(proc.tools.calls[0].arguments)
     assert not any("`" in p for p in pieces)
+
+
+def test_stop_matcher_reports_the_earliest_matching_stop_string():
+    m = StopStringMatcher(["END", "STOP"])
+    assert m.push("abc STOP xyz END") == "abc "
+    assert m.stopped and m.matched == "STOP"
+    assert StopStringMatcher(["x"]).matched is None
