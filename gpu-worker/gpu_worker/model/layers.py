@@ -56,7 +56,7 @@ class SwiGLU(nn.Module):
 
 
 # Up to this many tokens per step, CPU half-precision matmuls skip oneDNN (see `small_step_matmuls`).
-SMALL_STEP_TOKENS = 8
+SMALL_STEP_TOKENS = 4
 
 
 def small_step_matmuls(tokens: int, dtype: torch.dtype, device: torch.device):

@@ -24,8 +24,10 @@ DEFAULT_OUT = REPO_ROOT / ".data" / "checkpoints" / "embedded"
 DEFAULT_TOKENIZER_DIR = REPO_ROOT / "node_modules" / "@lenml" / "tokenizer-deepseek_v3" / "models"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
-# DeepSeek-V3's architecture and vocabulary at toy width: 3 layers (1 dense), 16 routed experts in 4
-# groups (top-4 from the best 2 groups), 1 shared expert, query compression, V3's YaRN rope scaling.
+# DeepSeek-V3's architecture and vocabulary at toy width: 8 layers (1 dense), V3's routing shape at a
+# quarter of its experts (64 routed experts in 8 groups, top-8 from the best 4 groups), 1 shared expert,
+# query compression, V3's YaRN rope scaling. Enough layers and experts that the body, not the 129280-row
+# lm_head, is most of a decode step's work, as in DeepSeek-V3 itself.
 EMBEDDED_CONFIG = {
     "architectures": ["DeepseekV3ForCausalLM"],
     "model_type": "deepseek_v3",
@@ -33,16 +35,16 @@ EMBEDDED_CONFIG = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "moe_intermediate_size": 32,
-    "num_hidden_layers": 3,
+    "num_hidden_layers": 8,
     "first_k_dense_replace": 1,
     "moe_layer_freq": 1,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "n_routed_experts": 16,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 8,
+    "n_routed_experts": 64,
     "n_shared_experts": 1,
-    "num_experts_per_tok": 4,
-    "n_group": 4,
-    "topk_group": 2,
+    "num_experts_per_tok": 8,
+    "n_group": 8,
+    "topk_group": 4,
     "topk_method": "noaux_tc",
     "scoring_func": "sigmoid",
     "norm_topk_prob": True,

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import SwiGLU, empty_param
+from .layers import SMALL_STEP_TOKENS, SwiGLU, empty_param
 
 
 class Router(nn.Module):
@@ -89,12 +89,14 @@ class RoutedExperts(nn.Module):
         per projection; the k outputs of a token are weighted and summed by a third. Fewer ops than
         sorting; only used while the gathered copy stays small.
 
-        The gathered half-precision weights are widened to float32 first: on CPU, ATen's and oneDNN's
-        half-precision batched GEMVs cost several times the float32 ones at these sizes, and float32
-        products with float32 sums are what a half-precision GEMM with float32 accumulation computes."""
+        For a small step on CPU the gathered half-precision weights are widened to float32 first: there
+        ATen's half-precision batched GEMVs cost several times the float32 ones, and float32 products with
+        float32 sums are what a half-precision GEMM with float32 accumulation computes. Larger gathers
+        stay in the model dtype (widening them costs more than oneDNN's half-precision GEMMs)."""
         tokens, top_k = ids.shape
         flat_ids = ids.flatten()
-        compute = torch.float32 if x.device.type == "cpu" else x.dtype
+        widen = x.device.type == "cpu" and tokens <= SMALL_STEP_TOKENS
+        compute = torch.float32 if widen else x.dtype
         gate_up = self.gate_up_proj.index_select(0, flat_ids).to(compute)
         hidden = torch.bmm(gate_up.view(tokens, top_k * 2 * self.inter, -1), x.to(compute).unsqueeze(-1))
         gate, up = hidden.view(tokens * top_k, 2 * self.inter).split(self.inter, dim=-1)

@@ -124,3 +124,22 @@ def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
     packed = run_step(model, cache, [(s, [2 * i + 1, 2 * i], 0) for i, s in enumerate(seqs)])
     expected = torch.cat([model.forward_dense(s[None])[0] for s in seqs])
     assert rel_err(packed, expected) <= TOLERANCE
+
+
+def test_bfloat16_small_decode_steps_agree_with_the_expanded_form(tmp_path):
+    # bf16 decode steps of <= SMALL_STEP_TOKENS tokens take the CPU fast path (ATen matmuls with oneDNN
+    # off, float32 absorbed attention and gathered experts); a batch of 6 takes the oneDNN bf16 path.
+    model = load_model(write_tiny(tmp_path, seed=5), dtype=torch.bfloat16)
+    onednn = torch.backends.mkldnn.enabled
+    for batch in (1, 3, 6):
+        seqs = [tokens(n, 20 + n) for n in (5, 12, 9, 7, 6, 10)[:batch]]
+        tables = [[4 * b + i for i in range(4)] for b in range(batch)]
+        caches = [model.allocate_kv_cache(4 * batch, BLOCK) for _ in range(2)]
+        for cache in caches:
+            run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
+        decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
+        absorbed = run_step(model, caches[0], decode)
+        expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
+        assert rel_err(absorbed, expanded) <= 2e-2, batch
+        assert (absorbed.argmax(-1) == expanded.argmax(-1)).float().mean() >= 0.5
+    assert torch.backends.mkldnn.enabled == onednn  # the switch does not leak out of forward
