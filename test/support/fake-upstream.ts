@@ -183,6 +183,7 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
       completion++;
       await send(chunk({}, "tool_calls"));
     } else {
+      const stops: string[] = typeof body.stop === "string" ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
       for (let i = 0; i < words; i++) {
         if (failAfter !== null && i === Number(failAfter)) {
           // Let what was written reach the gateway, then die like a crashed process.
@@ -191,6 +192,17 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
           return;
         }
         const token = WORDS[i % WORDS.length]!;
+        const stop = stops.find((s) => token.includes(s));
+        if (stop) {
+          // Like a real worker: the stop string never reaches the client; say which one matched.
+          completion++;
+          const done: any = JSON.parse(chunk({ content: "" }, "stop").slice(6));
+          done.choices[0].stop_reason = stop;
+          await send(`data: ${JSON.stringify(done)}\n\n`);
+          record.completed = true;
+          res.end("data: [DONE]\n\n");
+          return;
+        }
         completion++;
         if (!(await send(chunk({ content: token }, null, wantLogprobs ? logprobsFor(token) : null)))) return;
       }

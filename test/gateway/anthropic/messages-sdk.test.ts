@@ -36,6 +36,15 @@ describe("Anthropic Messages through the official SDK", () => {
     expect(message.usage.input_tokens).toBeGreaterThan(0);
   });
 
+  it("reports which stop sequence ended the answer, streaming and not", async () => {
+    const { client } = await readyAnthropic();
+    const request = { model: "deepseek-chat", max_tokens: 64, stop_sequences: ["zzz", "fake"], messages: [{ role: "user" as const, content: "Hi [[words:6]]" }] };
+    const message = await client.messages.create(request);
+    expect(message).toMatchObject({ content: [{ type: "text", text: "Hello from the" }], stop_reason: "stop_sequence", stop_sequence: "fake" });
+    const final = await client.messages.stream(request).finalMessage();
+    expect(final).toMatchObject({ stop_reason: "stop_sequence", stop_sequence: "fake" });
+  });
+
   it("streams text with the Anthropic event sequence", async () => {
     const { client } = await readyAnthropic();
     const stream = client.messages.stream({ model: "deepseek-chat", max_tokens: 3, messages: [{ role: "user", content: "Hi [[words:3]]" }] });
