@@ -10,6 +10,7 @@
 //                            use an external OpenAI-compatible engine instead of starting a worker
 //   PERSIST_TO               wrangler's local state folder (default .wrangler/state)
 //   DATA_DIR                 the GPU worker's disk cache goes under it (default .data)
+//   FROZEN_GATEWAY=1         serve a snapshot of the gateway, not reloaded on source changes
 import { startPlatform } from "./lib/platform.mjs";
 
 const log = (text) => console.log(`[start] ${text}`);
@@ -40,6 +41,7 @@ async function main() {
     upstream: env.UPSTREAM_URL ? { url: env.UPSTREAM_URL, secret: env.UPSTREAM_SECRET ?? "", models: env.UPSTREAM_MODELS || undefined } : undefined,
     persistTo: env.PERSIST_TO || undefined,
     dataDir: env.DATA_DIR || undefined,
+    frozenGateway: env.FROZEN_GATEWAY === "1",
     onUnexpectedExit: (name, code, signal) => {
       if (stopping) return;
       console.error(`[start] ${name} exited (${signal ?? code}); stopping everything`);

@@ -13,6 +13,7 @@ const suites = [
   { name: "gateway (workerd)", cmd: bin("vitest"), args: ["run", "--config", "vitest.config.ts"], cwd: repoRoot },
   { name: "dashboard (browser)", cmd: bin("vitest"), args: ["run", "--config", "vitest.browser.config.ts"], cwd: repoRoot },
   { name: "gpu-worker (pytest)", cmd: python, args: ["-m", "pytest", "-q"], cwd: workerDir },
+  { name: "end to end (real workers, OpenAI SDKs)", cmd: bin("vitest"), args: ["run", "--config", "vitest.e2e.config.ts"], cwd: repoRoot },
 ];
 
 const only = process.env.TEST_SUITES?.split(",");

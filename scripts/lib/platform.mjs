@@ -7,7 +7,7 @@
 // the workerd it starts, and a worker killed with SIGKILL is exactly one process.
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ensureNodeDeps, repoRoot } from "../ensure-deps.mjs";
@@ -180,10 +180,26 @@ export async function startGpuWorker({
   return Object.assign(handle, { url, port, secret });
 }
 
-export async function startGateway({ port, persistTo, vars = {}, output, onExit, readyKey }) {
+// wrangler dev reloads the gateway whenever a source file changes, dropping requests in flight
+// (and, seen here, sometimes dying with EPIPE). Tests instead serve a snapshot: the gateway
+// bundled once, under a copy of wrangler.toml that points at the bundle, unbundled and unwatched.
+async function snapshotGateway(dir) {
+  const bundle = join(dir, "bundle");
+  await runCapture(bin("wrangler"), ["deploy", "--dry-run", "--outdir", bundle], { env: { CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" } });
+  const config = readFileSync(join(repoRoot, "wrangler.toml"), "utf8")
+    .replace(/^main = .*$/m, 'main = "bundle/index.js"\nno_bundle = true\nfind_additional_modules = true\nbase_dir = "bundle"')
+    .replace(/^migrations_dir = "(.*)"/m, (_, p) => `migrations_dir = ${JSON.stringify(join(repoRoot, p))}`)
+    .replace(/^directory = "(.*)"/m, (_, p) => `directory = ${JSON.stringify(join(repoRoot, p))}`);
+  writeFileSync(join(dir, "wrangler.toml"), config);
+  return join(dir, "wrangler.toml");
+}
+
+export async function startGateway({ port, persistTo, vars = {}, output, onExit, readyKey, snapshotDir }) {
   port ??= await freePort();
+  const config = snapshotDir ? await snapshotGateway(snapshotDir) : null;
   const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(await freePort()), "--show-interactive-dev-session=false"];
   if (persistTo) args.push("--persist-to", persistTo);
+  if (config) args.push("--config", config);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const handle = startChild(`gateway :${port}`, bin("wrangler"), args, {
     env: { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
@@ -226,6 +242,7 @@ export async function sql(command, { persistTo } = {}) {
 //   gatewayPort, persistTo (wrangler state; default: the developer's .wrangler/state)
 //   dataDir: where disk caches (and logs, with logs: true) go
 //   accountName, grantUsd, keyName: the development account
+//   frozenGateway: serve a snapshot of the gateway code, not reloaded when sources change (tests)
 //   onUnexpectedExit(name, code, signal): a child died on its own
 export async function startPlatform(options = {}) {
   const log = options.log ?? ((text) => console.log(`[start] ${text}`));
@@ -312,6 +329,7 @@ export async function startPlatform(options = {}) {
       output: output("gateway"),
       onExit: onExit("gateway"),
       readyKey: platform.key,
+      snapshotDir: options.frozenGateway ? join(dataDir, "gateway-snapshot") : undefined,
     });
     handles.push(platform.gateway);
     platform.baseURL = platform.gateway.url;

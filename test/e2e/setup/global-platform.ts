@@ -32,6 +32,7 @@ export default async function setup(project: TestProject) {
     accountName: "e2e",
     keyName: "e2e",
     workerThreads: 1, // two workers on a 2-core machine
+    frozenGateway: true, // other work on the sources must not reload the gateway mid-suite
     log: (text: string) => console.log(`[e2e] ${text}`),
   });
   console.log(`[e2e] platform up in ${Math.round((Date.now() - started) / 1000)}s at ${platform.baseURL} (logs in ${platform.logDir})`);
