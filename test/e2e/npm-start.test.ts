@@ -93,6 +93,16 @@ it("npm start with an external upstream: banner, working curl line, dashboard; C
     await expect.poll(() => children.filter(alive), { timeout: 10_000 }).toEqual([]);
     await expect(fetch(`http://127.0.0.1:${port}/models`)).rejects.toThrow();
   } finally {
-    if (launcher.exitCode === null) process.kill(-launcher.pid!, "SIGKILL");
+    if (launcher.exitCode === null) {
+      // A launcher killed outright cannot stop its children (they have their own groups).
+      for (const pid of descendants(launcher.pid!)) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
+      process.kill(-launcher.pid!, "SIGKILL");
+    }
   }
 });
