@@ -69,6 +69,10 @@ class LLMEngine:
         self.scheduler.add(seq)
         return seq
 
+    @property
+    def cache_capacity_tokens(self) -> int:
+        return self.block_manager.num_blocks * self.config.block_size
+
     def check_fits(self, num_prompt_tokens: int, max_tokens: int) -> None:
         total = num_prompt_tokens + max_tokens
         if total > self.max_model_len:
@@ -76,7 +80,7 @@ class LLMEngine:
                 f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
                 f"{total} tokens ({num_prompt_tokens} in the messages, {max_tokens} in the completion). "
                 "Please reduce the length of the messages or completion.")
-        capacity = self.block_manager.num_blocks * self.config.block_size
+        capacity = self.cache_capacity_tokens
         if total > capacity:
             raise PromptTooLong(f"This request needs {total} tokens of cache but this worker holds {capacity}.")
 

@@ -232,7 +232,10 @@ def build_app(state: WorkerState) -> Starlette:
                 state.engine.engine.check_fits(len(prompt_ids), params.max_tokens)
             except PromptTooLong as exc:
                 raise RequestError(400, str(exc)) from None
-            room = state.engine.engine.max_model_len - len(prompt_ids)
+            # The thinking budget is best effort: it shrinks to what the context and this worker's
+            # cache can hold, rather than refusing a request whose answer fits.
+            engine = state.engine.engine
+            room = min(engine.max_model_len, engine.cache_capacity_tokens) - len(prompt_ids)
             params.max_tokens = min(params.max_tokens + state.max_reasoning_tokens, room)
         last = messages[-1] if isinstance(messages[-1], dict) else {}
         continues_answer = last.get("role") == "assistant" and last.get("prefix") and bool(last.get("content"))

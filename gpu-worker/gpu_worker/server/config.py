@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=int(_env("MAX_NUM_SEQS", "256")), help="[GPU_WORKER_MAX_NUM_SEQS]")
     p.add_argument("--max-model-len", type=int, default=int(_env("MAX_MODEL_LEN", "65536")),
                    help="context length: prompt + max_tokens [GPU_WORKER_MAX_MODEL_LEN]")
+    p.add_argument("--max-reasoning-tokens", type=int, default=int(_env("MAX_REASONING_TOKENS", "32768")),
+                   help="deepseek-reasoner's chain-of-thought budget on top of max_tokens [GPU_WORKER_MAX_REASONING_TOKENS]")
     p.add_argument("--served-models", default=_env("SERVED_MODELS", "deepseek-chat,deepseek-reasoner"),
                    help="comma-separated model names this worker answers to [GPU_WORKER_SERVED_MODELS]")
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,

@@ -34,11 +34,13 @@ def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
 
 
 def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_models: list[str],
-                secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32) -> WorkerState:
+                secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                max_reasoning_tokens: int = 32768) -> WorkerState:
     model = load_model(checkpoint, device=device, dtype=dtype)
     renderer = PromptRenderer(checkpoint)
     if not engine_config.cache_salt:
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
     eos = renderer.tokenizer.token_to_id(EOS_TOKEN)
     engine = LLMEngine(model, engine_config, eos_token_ids=(eos,), device=device)
-    return WorkerState(engine=AsyncEngine(engine), renderer=renderer, served_models=served_models, secret=secret)
+    return WorkerState(engine=AsyncEngine(engine), renderer=renderer, served_models=served_models, secret=secret,
+                       max_reasoning_tokens=max_reasoning_tokens)

@@ -1,0 +1,59 @@
+"""deepseek-reasoner's thinking budget: bounded by --max-reasoning-tokens, and shrunk to what the
+worker's cache holds instead of refusing a request whose answer fits."""
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from gpu_worker.engine.config import EngineConfig
+from gpu_worker.server.app import build_app
+from gpu_worker.server.worker import build_state
+
+SECRET = "budget-secret"
+
+
+@pytest.fixture(scope="module")
+def small_cache_server(embedded_checkpoint_dir, tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    # 8 blocks of 64 = 512 tokens of cache, less than the 1024-token context: the default
+    # 32768-token budget cannot fit and must shrink.
+    cfg = EngineConfig(num_cache_blocks=8, max_batch_tokens=256, max_model_len=1024)
+    state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
+    small_budget = build_state(embedded_checkpoint_dir, EngineConfig(num_cache_blocks=64, max_batch_tokens=256, max_model_len=1024),
+                               ["deepseek-reasoner"], secret=SECRET, max_reasoning_tokens=3)
+    servers = []
+    for s in (state, small_budget):
+        srv = uvicorn.Server(uvicorn.Config(build_app(s), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        threading.Thread(target=srv.run, daemon=True).start()
+        while not srv.started:
+            time.sleep(0.05)
+        servers.append((srv, s, f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"))
+    yield [url for _, _, url in servers]
+    for srv, s, _ in servers:
+        srv.should_exit = True
+        s.engine.shutdown()
+    torch.set_num_threads(threads)
+
+
+def ask(url: str, max_tokens: int) -> httpx.Response:
+    body = {"model": "deepseek-reasoner", "max_tokens": max_tokens, "temperature": 0,
+            "messages": [{"role": "user", "content": "Think, then answer."}]}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {SECRET}"}, timeout=120)
+
+
+def test_reasoner_budget_shrinks_to_the_cache_instead_of_refusing(small_cache_server):
+    res = ask(small_cache_server[0], 4)
+    assert res.status_code == 200, res.text
+    usage = res.json()["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] <= 8 * 64
+
+
+def test_max_reasoning_tokens_bounds_the_chain_of_thought(small_cache_server):
+    res = ask(small_cache_server[1], 2)
+    assert res.status_code == 200, res.text
+    usage = res.json()["usage"]
+    assert usage["completion_tokens"] <= 2 + 3
