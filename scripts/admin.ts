@@ -7,6 +7,7 @@ import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/
 
 const HELP = `Usage: npm run admin -- <command> [options]   (add --remote for the deployed database)
 
+  migrate                                    apply the D1 migrations (other commands do it on a fresh database)
   create-account --name NAME                 create an account; prints its id
   list-accounts                              accounts with their credit totals and limits
   grant --account ID --amount USD [--expires-days N] [--note TEXT]
@@ -108,6 +109,10 @@ async function createKey(): Promise<void> {
 }
 
 const commands: Record<string, () => void | Promise<void>> = {
+  migrate: () => {
+    applyMigrations(target);
+    print({ migrated: true }, () => "migrations applied");
+  },
   "create-account": async () => {
     const id = await createAccount(need("name"));
     print({ id }, () => id);
@@ -193,8 +198,15 @@ async function main(): Promise<void> {
     console.log(HELP);
     process.exit(command && !values.help ? 2 : 0);
   }
-  if (!target.remote) applyMigrations(target);
-  await commands[command]!();
+  try {
+    await commands[command]!();
+  } catch (err) {
+    // A fresh local database has no tables yet: apply the migrations once and try again.
+    const output = err as Error & { stdout?: string; stderr?: string };
+    if (target.remote || !/no such table/.test(`${output.stdout ?? ""}${output.stderr ?? ""}`)) throw err;
+    applyMigrations(target);
+    await commands[command]!();
+  }
 }
 
 main().catch((err: Error) => {

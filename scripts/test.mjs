@@ -12,6 +12,7 @@ const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 const suites = [
   { name: "gateway (workerd)", cmd: bin("vitest"), args: ["run", "--config", "vitest.config.ts"], cwd: repoRoot },
   { name: "dashboard (browser)", cmd: bin("vitest"), args: ["run", "--config", "vitest.browser.config.ts"], cwd: repoRoot },
+  { name: "operator CLI (node)", cmd: bin("vitest"), args: ["run", "--config", "vitest.node.config.ts"], cwd: repoRoot },
   { name: "gpu-worker (pytest)", cmd: python, args: ["-m", "pytest", "-q"], cwd: workerDir },
   { name: "end to end (real workers, OpenAI SDKs)", cmd: bin("vitest"), args: ["run", "--config", "vitest.e2e.config.ts"], cwd: repoRoot },
 ];

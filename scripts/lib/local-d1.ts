@@ -42,5 +42,6 @@ export function query<T = Record<string, unknown>>(target: D1Target, sql: string
     stdio: ["ignore", "pipe", "pipe"],
   });
   const parsed = JSON.parse(out) as { results: T[] }[];
+  // wrangler reports SQL errors as {"error": {...}} with a non-zero exit, which throws above.
   return parsed.flatMap((p) => p.results ?? []);
 }

@@ -6,7 +6,7 @@
 // Every long-running child gets its own process group, so stop() ends wrangler together with
 // the workerd it starts, and a worker killed with SIGKILL is exactly one process.
 import { execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -16,9 +16,13 @@ import { ensurePythonEnv, workerDir } from "../python-env.mjs";
 const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 export const embeddedCheckpointDir = join(repoRoot, ".data", "checkpoints", "embedded");
 export const MODELS = "deepseek-chat,deepseek-reasoner";
-// 64-token blocks. The worker's CPU default (512 = 32768 tokens) refuses every deepseek-reasoner
-// request: it reserves max_tokens plus the 32768-token reasoning budget up front.
+// 64-token blocks: room for one full 64K-context request on the CPU worker.
 export const DEFAULT_CACHE_BLOCKS = 1024;
+// The embedded model has random weights and never closes its chain of thought; a small thinking
+// budget keeps deepseek-reasoner answers on CPU to seconds (a real checkpoint keeps 32768).
+const EMBEDDED_MAX_REASONING_TOKENS = 256;
+// One intra-op thread is fastest for the tiny embedded model, and robust on busy machines.
+const EMBEDDED_WORKER_THREADS = 1;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -128,6 +132,15 @@ async function waitFor(url, what, handle, { headers = {}, timeoutMs = 180_000 } 
 
 // --- preparation -----------------------------------------------------------------------------
 
+function embeddedGeneratorHash() {
+  const hash = createHash("sha256");
+  for (const file of ["make_checkpoint.py", "checkpoint_writer.py"]) {
+    const path = join(workerDir, "gpu_worker", "model", file);
+    if (existsSync(path)) hash.update(readFileSync(path));
+  }
+  return hash.digest("hex");
+}
+
 // npm packages, the dashboard build, the Python environment and the embedded checkpoint, each
 // only when missing (the first run prints its progress).
 export async function preparePlatform({ checkpoint, log = console.log, needWorker = true } = {}) {
@@ -135,7 +148,11 @@ export async function preparePlatform({ checkpoint, log = console.log, needWorke
   if (!needWorker) return {};
   const python = ensurePythonEnv();
   const dir = checkpoint ?? embeddedCheckpointDir;
-  if (!checkpoint && !existsSync(join(dir, "config.json"))) {
+  // The embedded checkpoint is rebuilt whenever the code that writes it changes.
+  const stampFile = join(dir, ".generator-sha256");
+  const stamp = embeddedGeneratorHash();
+  const stale = !checkpoint && (!existsSync(join(dir, "config.json")) || !existsSync(stampFile) || readFileSync(stampFile, "utf8") !== stamp);
+  if (stale) {
     log("writing the embedded DeepSeek-V3-architecture checkpoint (seeded random weights, real tokenizer)...");
     await new Promise((resolve, reject) => {
       const child = spawn(python, ["-m", "gpu_worker.model.make_checkpoint", "--out", dir], {
@@ -145,8 +162,9 @@ export async function preparePlatform({ checkpoint, log = console.log, needWorke
       });
       child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`make_checkpoint exited with ${code}`))));
     });
+    writeFileSync(stampFile, stamp);
   }
-  return { python, checkpoint: dir };
+  return { python, checkpoint: dir, embedded: !checkpoint };
 }
 
 // --- components ------------------------------------------------------------------------------
@@ -292,7 +310,8 @@ export async function startPlatform(options = {}) {
             secret: spec.secret,
             diskCacheDir: join(dataDir, "kv-cache", `worker-${spec.port}`),
             numCacheBlocks: options.numCacheBlocks ?? DEFAULT_CACHE_BLOCKS,
-            threads: options.workerThreads,
+            threads: options.workerThreads ?? (prep.embedded ? EMBEDDED_WORKER_THREADS : undefined),
+            extraArgs: prep.embedded ? ["--max-reasoning-tokens", String(EMBEDDED_MAX_REASONING_TOKENS)] : [],
             output: output(`worker-${spec.port}`),
             onExit: onExit(`GPU worker :${spec.port}`),
           });
@@ -306,6 +325,7 @@ export async function startPlatform(options = {}) {
 
     const registered = (async () => {
       log("applying D1 migrations and registering the upstream" + (upstreams.length > 1 ? "s" : "") + "...");
+      await admin(["migrate"], { persistTo });
       for (const u of upstreams) await admin(["add-worker", "--id", u.id, "--url", u.url, "--secret", u.secret, "--models", u.models], { persistTo });
       const accountName = options.accountName ?? "development";
       const accounts = await admin(["list-accounts"], { persistTo });
