@@ -57,3 +57,13 @@ def test_tool_json_matches_javascript_stringify():
     # JSON.stringify(JSON.parse(...)) of the same body, as the gateway sees it
     parsed = json.loads('{"b":1.0,"2":[1e21,1e-7,0.1,-0.0,12345678901234567890],"1":"é\\u2028\\u0001\\ud800","a":{"x":true}}')
     assert js_json_dumps(parsed) == '{"1":"é\u2028\\u0001\\ud800","2":[1e+21,1e-7,0.1,0,12345678901234567000],"b":1,"a":{"x":true}}'
+
+
+def test_gateway_tokenizer_artifact_is_up_to_date():
+    """The gateway's compiled vocabulary (merges, added tokens, Oniguruma classes) matches tokenizer.json."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_tokenizer_data", ROOT / "scripts/gen-tokenizer-data.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.TARGET.read_bytes() == gen.build(), "run scripts/gen-tokenizer-data.py"
