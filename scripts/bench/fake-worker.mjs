@@ -58,3 +58,11 @@ export async function startFakeWorker({ secret, completionTokens = 16 }) {
     },
   };
 }
+
+// Run on its own (`node fake-worker.mjs <secret>`) so that its event loop is not the benchmark
+// client's: prints {"url": ...} once listening.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop())) {
+  const worker = await startFakeWorker({ secret: process.argv[2] });
+  console.log(JSON.stringify({ url: worker.url }));
+  process.on("SIGTERM", () => worker.close().then(() => process.exit(0)));
+}
