@@ -10,6 +10,7 @@ const python = ensurePythonEnv();
 const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 
 const suites = [
+  { name: "typecheck (tsc, strict)", cmd: bin("tsc"), args: ["--noEmit", "-p", "."], cwd: repoRoot },
   { name: "gateway (workerd)", cmd: bin("vitest"), args: ["run", "--config", "vitest.config.ts"], cwd: repoRoot },
   { name: "dashboard (browser)", cmd: bin("vitest"), args: ["run", "--config", "vitest.browser.config.ts"], cwd: repoRoot },
   { name: "operator CLI (node)", cmd: bin("vitest"), args: ["run", "--config", "vitest.node.config.ts"], cwd: repoRoot },
