@@ -1,56 +1,7 @@
-// OpenAI-compatible chat completions, streamed (SSE passed through chunk by chunk) or
-// aggregated into one `chat.completion`. Usage rides on the chunk with `finish_reason`; with
-// `stream_options.include_usage` every other chunk carries `"usage": null`.
+// OpenAI-compatible chat completions aggregated into one `chat.completion` (non-streaming
+// clients; streams go through openai-stream.ts).
 import { errorResponse } from "../errors/error-handler";
 import type { ResponseEncoder, WireUsage } from "./encoder";
-
-const sse = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
-
-export class ChatStreamEncoder implements ResponseEncoder {
-  readonly contentType = "text/event-stream; charset=utf-8";
-  private last: { id: string; created: number; model: string; system_fingerprint?: string } | null = null;
-  private finished = false;
-
-  constructor(
-    private readonly includeUsage: boolean,
-    private readonly model: string,
-    private readonly id: string,
-  ) {}
-
-  keepAlive() {
-    return ": keep-alive\n\n";
-  }
-
-  chunk(chunk: any, usage: WireUsage | null): string {
-    if (!Array.isArray(chunk?.choices) || chunk.choices.length === 0) return ""; // usage-only trailer: merged below
-    this.last = { id: this.id, created: chunk.created, model: this.model, system_fingerprint: chunk.system_fingerprint };
-    const hasFinish = chunk.choices.some((c: any) => c.finish_reason);
-    if (hasFinish) this.finished = true;
-    const out: any = { ...chunk, id: this.id, model: this.model };
-    delete out.usage;
-    if (hasFinish) out.usage = usage;
-    else if (this.includeUsage) out.usage = null;
-    return sse(out);
-  }
-
-  finish(usage: WireUsage | null): string {
-    if (!this.finished) return this.fail(usage);
-    return "data: [DONE]\n\n";
-  }
-
-  fail(usage: WireUsage | null): string {
-    const last = this.last ?? { id: this.id, created: Math.floor(Date.now() / 1000), model: this.model };
-    const chunk = {
-      ...last,
-      object: "chat.completion.chunk",
-      choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: "insufficient_system_resource" }],
-      usage,
-    };
-    return `${sse(chunk)}data: [DONE]\n\n`;
-  }
-
-  errorResponse = errorResponse;
-}
 
 interface ToolCallAccumulator {
   id: string;

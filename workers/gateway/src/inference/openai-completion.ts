@@ -1,55 +1,7 @@
-// OpenAI-compatible text completions (FIM under /beta/completions), streamed or aggregated
-// into one `text_completion`.
+// OpenAI-compatible text completions (FIM under /beta/completions) aggregated into one
+// `text_completion` (non-streaming clients; streams go through openai-stream.ts).
 import { errorResponse } from "../errors/error-handler";
 import type { ResponseEncoder, WireUsage } from "./encoder";
-
-const sse = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
-
-export class CompletionStreamEncoder implements ResponseEncoder {
-  readonly contentType = "text/event-stream; charset=utf-8";
-  private created = Math.floor(Date.now() / 1000);
-  private finished = false;
-
-  constructor(
-    private readonly includeUsage: boolean,
-    private readonly model: string,
-    private readonly id: string,
-  ) {}
-
-  keepAlive() {
-    return ": keep-alive\n\n";
-  }
-
-  chunk(chunk: any, usage: WireUsage | null): string {
-    if (!Array.isArray(chunk?.choices) || chunk.choices.length === 0) return "";
-    if (typeof chunk.created === "number") this.created = chunk.created;
-    const hasFinish = chunk.choices.some((c: any) => c.finish_reason);
-    if (hasFinish) this.finished = true;
-    const out: any = { ...chunk, id: this.id, model: this.model, object: "text_completion" };
-    delete out.usage;
-    if (hasFinish) out.usage = usage;
-    else if (this.includeUsage) out.usage = null;
-    return sse(out);
-  }
-
-  finish(usage: WireUsage | null) {
-    return this.finished ? "data: [DONE]\n\n" : this.fail(usage);
-  }
-
-  fail(usage: WireUsage | null) {
-    const chunk = {
-      id: this.id,
-      object: "text_completion",
-      created: this.created,
-      model: this.model,
-      choices: [{ index: 0, text: "", logprobs: null, finish_reason: "insufficient_system_resource" }],
-      usage,
-    };
-    return `${sse(chunk)}data: [DONE]\n\n`;
-  }
-
-  errorResponse = errorResponse;
-}
 
 export class CompletionJsonEncoder implements ResponseEncoder {
   readonly contentType = "application/json";

@@ -6,7 +6,8 @@ import { authenticate } from "../auth/authenticate";
 import { modelRegistry } from "../db/models";
 import type { AppEnv } from "../env";
 import { runChatInference } from "../inference/chat-inference";
-import { ChatJsonEncoder, ChatStreamEncoder } from "../inference/openai-chat";
+import { ChatJsonEncoder } from "../inference/openai-chat";
+import { OpenAiStreamEncoder } from "../inference/openai-stream";
 import { readJsonBody } from "../middleware/json-body";
 import { validateChatRequest } from "../validation";
 
@@ -16,7 +17,7 @@ export function chatRoute(options: { beta: boolean }) {
     const chat = validateChatRequest(body, { beta: options.beta, models: await modelRegistry(c.env.DB) });
 
     const id = c.get("traceId");
-    const encoder = chat.stream ? new ChatStreamEncoder(chat.includeUsage, chat.model.id, id) : new ChatJsonEncoder(chat.model.id, id);
+    const encoder = chat.stream ? new OpenAiStreamEncoder("chat.completion.chunk", chat.includeUsage, chat.model.id, id) : new ChatJsonEncoder(chat.model.id, id);
     return runChatInference(c, chat, encoder, { endpoint: "chat.completions" });
   });
 }

@@ -5,7 +5,8 @@ import { authenticate } from "../auth/authenticate";
 import { modelRegistry } from "../db/models";
 import type { AppEnv } from "../env";
 import { enforceContext } from "../inference/context-limit";
-import { CompletionJsonEncoder, CompletionStreamEncoder } from "../inference/openai-completion";
+import { CompletionJsonEncoder } from "../inference/openai-completion";
+import { OpenAiStreamEncoder } from "../inference/openai-stream";
 import { runInference } from "../inference/run-inference";
 import { readJsonBody } from "../middleware/json-body";
 import { measureFimPrompt } from "../inference/prompt-size";
@@ -19,7 +20,7 @@ export const completionsRoute = new Hono<AppEnv>().use(authenticate).post("/", a
   enforceContext(fim.model, prompt.tokens, fim.maxTokens);
 
   const id = c.get("traceId");
-  const encoder = fim.stream ? new CompletionStreamEncoder(fim.includeUsage, fim.model.id, id) : new CompletionJsonEncoder(fim.model.id, id);
+  const encoder = fim.stream ? new OpenAiStreamEncoder("text_completion", fim.includeUsage, fim.model.id, id) : new CompletionJsonEncoder(fim.model.id, id);
   return runInference(
     c,
     {
