@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream";
 import { CHROMIUM_PATH, launchBrowser } from "./chromium";
 import { freePort, type Gateway, startGateway } from "./gateway-process";
+import { parseCsv } from "../support/csv";
 
 const HOSTILE_NAME = `<img src=x onerror=__pwned=1><script>__pwned=2</script>`; // within the 64-character limit
 const EMAIL = `new-user-${Date.now()}@example.com`;
@@ -23,24 +24,6 @@ let page: Page;
 let apiKey = "";
 let keyId = "";
 
-function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (cell += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ",") row.push(cell), (cell = "");
-    else if (ch === "\r" && text[i + 1] === "\n") row.push(cell), rows.push(row), (row = []), (cell = ""), i++;
-    else cell += ch;
-  }
-  return rows;
-}
 
 const chat = (key: string, content: string) =>
   fetch(`${gateway.url}/chat/completions`, {

@@ -1,26 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { csvCell } from "../../../workers/gateway/src/dashboard/csv";
 import { recordUsage, signedUp } from "./browser-client";
+import { parseCsv } from "../../support/csv";
 
-// Minimal RFC 4180 reader for checking what the export wrote.
-function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (cell += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ",") row.push(cell), (cell = "");
-    else if (ch === "\r" && text[i + 1] === "\n") row.push(cell), rows.push(row), (row = []), (cell = ""), i++;
-    else cell += ch;
-  }
-  return rows;
-}
 
 const DAY = 24 * 3600_000;
 

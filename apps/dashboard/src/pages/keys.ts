@@ -3,16 +3,8 @@ import { api } from "../api";
 import { field, h, replace, table } from "../dom";
 import { when } from "../format";
 import { confirmDialog, errorBox, messageOf } from "../notice";
+import type { KeyRow } from "../../../../workers/gateway/src/dashboard/wire-types";
 
-interface KeyRow {
-  id: string;
-  name: string;
-  display_prefix: string;
-  last4: string;
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
 
 function newKeyPanel(name: string, key: string, onDone: () => void): HTMLElement {
   const input = h("input", { type: "text", readonly: true, value: key, class: "mono", "aria-label": "New API key", "data-testid": "new-key" });

@@ -6,18 +6,8 @@ import { daysBetween, type Series, stackedBars } from "../charts";
 import { field, h, replace, table } from "../dom";
 import { localDayStart, localDayValue, timeZone, tokens, usd, when } from "../format";
 import { errorBox, messageOf } from "../notice";
+import type { DailyRow } from "../../../../workers/gateway/src/dashboard/wire-types";
 
-interface DailyRow {
-  day: string;
-  model: string;
-  key_id: string;
-  key_name: string | null;
-  requests: number;
-  cache_hit_tokens: number;
-  cache_miss_tokens: number;
-  completion_tokens: number;
-  cost_micros: number;
-}
 
 const keyLabel = (r: { key_id: string | null; key_name: string | null }) => r.key_name ?? (r.key_id ? r.key_id : "(no key)");
 

@@ -5,20 +5,12 @@ import { generateApiKey, randomHex } from "../auth/api-keys";
 import { parseBody } from "./body";
 import type { DashboardAppEnv } from "./env";
 import { conflict, notFoundHere } from "./errors";
+import type { KeyRow } from "./wire-types";
 
 const MAX_ACTIVE_KEYS = 100;
 
 const newKey = z.object({ name: z.string().trim().min(1, "give the key a name").max(64) });
 
-interface KeyRow {
-  id: string;
-  name: string;
-  display_prefix: string;
-  last4: string;
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
 
 export const keyRoutes = new Hono<DashboardAppEnv>()
   .get("/", async (c) => {

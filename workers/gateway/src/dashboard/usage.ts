@@ -4,6 +4,9 @@ import { Hono } from "hono";
 import type { DashboardAppEnv } from "./env";
 import { invalidInput } from "./errors";
 import { dayBounds, parseRange } from "./usage-range";
+import type { DailyRow } from "./wire-types";
+
+export type { DailyRow };
 
 const PAGE_DEFAULT = 50;
 const PAGE_MAX = 500;
@@ -51,18 +54,6 @@ export interface RecordRow {
   cost_micros: number;
 }
 
-export interface DailyRow {
-  day: string;
-  model: string;
-  key_id: string;
-  key_name: string | null;
-  requests: number;
-  cache_hit_tokens: number;
-  cache_miss_tokens: number;
-  completion_tokens: number;
-  reasoning_tokens: number;
-  cost_micros: number;
-}
 
 export const DAILY_COLUMNS = `d.day, d.model, d.key_id, k.name AS key_name, d.requests, d.cache_hit_tokens, d.cache_miss_tokens,
   d.completion_tokens, d.reasoning_tokens, d.cost_micros`;
