@@ -172,12 +172,12 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
         conn?.release();
         const charged = chargedUsage(outcome, latest, delivered);
         if (!conn || !charged) {
-          await ledger.release(requestId);
-          await admission.finish(0);
+          await Promise.all([ledger.release(requestId), admission.finish(0)]);
           return;
         }
         const usage = usageFromWire(charged);
-        await ledger.settle({
+        // Settle and finish are independent Durable Objects: neither waits for the other.
+        const settled = ledger.settle({
           accountId: auth.accountId,
           requestId,
           keyId: auth.keyId,
@@ -189,7 +189,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           startedAt,
           completedAt: Date.now(),
         });
-        await admission.finish(usage.promptTokens + usage.completionTokens);
+        await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens)]);
       });
       c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
     },
