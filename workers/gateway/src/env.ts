@@ -25,6 +25,9 @@ export interface Variables {
   // Server-Timing entries (name -> ms) of the pipeline's steps, reported on the response.
   timings: Record<string, number>;
   auth: AuthenticatedKey;
+  // The authoritative key lookup; `auth` may be this isolate's earlier copy until it settles
+  // (see auth/authenticate.ts). Rejects with a 401 for an unknown or revoked key.
+  keyCheck: Promise<AuthenticatedKey>;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

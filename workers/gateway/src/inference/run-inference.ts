@@ -4,6 +4,7 @@
 // A request refused before forwarding costs nothing; one that fails or is aborted later costs
 // exactly what the client received (the prompt and the completion tokens delivered).
 import type { Context } from "hono";
+import { sameLimits } from "../auth/authenticate";
 import { ledgerFor } from "../billing/account-ledger";
 import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
 import { usageFromWire } from "../billing/usage";
@@ -50,24 +51,39 @@ const toWire = (u: ReturnType<typeof usageFromWire>): WireUsage => ({
 
 export async function runInference(c: Context<AppEnv>, job: InferenceJob, encoder: ResponseEncoder): Promise<Response> {
   const requestId = c.get("traceId");
-  const auth = c.get("auth");
+  const speculative = c.get("auth");
   const startedAt = Date.now();
   const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
-  const ledger = ledgerFor(c.env, auth.accountId);
+  const ledger = ledgerFor(c.env, speculative.accountId);
 
   // rateLimit and reserve, side by side: they are independent Durable Objects, and a request
-  // refused by either one undoes what the other granted.
+  // refused by either one undoes what the other granted. The key lookup may still be running
+  // beside them (auth/authenticate.ts); nothing is forwarded until it has answered.
   const gateStarted = performance.now();
-  const [admitted, reserved] = await Promise.allSettled([
-    admit(c.env, auth, requestId, worstCaseTokens),
+  const [checked, reserved, firstAdmission] = await Promise.allSettled([
+    c.get("keyCheck"),
     ledger.reserve({
-      accountId: auth.accountId,
+      accountId: speculative.accountId,
       requestId,
       amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
     }),
+    admit(c.env, speculative, requestId, worstCaseTokens),
   ]);
+  let admitted: PromiseSettledResult<Admission> = firstAdmission;
   c.get("timings").admit_reserve = performance.now() - gateStarted;
   const reservationHeld = reserved.status === "fulfilled" && reserved.value.ok;
+  if (checked.status === "rejected") {
+    // Unknown or revoked key: undo both and answer 401; nothing was forwarded or charged.
+    await Promise.all([reservationHeld ? ledger.release(requestId) : null, admitted.status === "fulfilled" ? admitted.value.cancel() : null]);
+    throw checked.reason;
+  }
+  const auth = checked.value;
+  c.set("auth", auth);
+  if (!sameLimits(auth, speculative)) {
+    // The limits changed since this isolate last read them: admit again under the current ones.
+    if (admitted.status === "fulfilled") await admitted.value.cancel();
+    [admitted] = await Promise.allSettled([admit(c.env, auth, requestId, worstCaseTokens)]);
+  }
   if (admitted.status === "rejected") {
     if (reservationHeld) await ledger.release(requestId);
     return errorOut(encoder, admitted.reason, requestId);

@@ -10,6 +10,9 @@ import type { LimiterState } from "./rate-limiter";
 export interface Admission {
   headers: Record<string, string>;
   finish(actualTokens: number): Promise<void>;
+  // Undoes the admission (the key was refused or its limits changed): the request and its
+  // tokens go back to the buckets and the concurrency slot is freed.
+  cancel(): Promise<void>;
 }
 
 interface Scope {
@@ -49,6 +52,10 @@ export async function admit(env: Env, auth: AuthenticatedKey, requestId: string,
       finished ??= Promise.all(scopes.map((scope) => limiterFor(env, scope.name).finish(requestId, actualTokens, scope.limits)))
         .then(() => undefined)
         .catch((err) => console.error(`request ${requestId}: releasing its rate-limit lease failed`, err));
+      return finished;
+    },
+    cancel() {
+      finished ??= Promise.all(scopes.map((scope) => limiterFor(env, scope.name).cancel(requestId, scope.limits))).then(() => undefined);
       return finished;
     },
   };
