@@ -6,8 +6,11 @@ Ours runs the serving path (packed forward over the paged latent cache, metadata
 the engine does); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step by step
 with past_key_values (what `generate` does), with its fastest CPU settings for this model: SDPA attention
 and `experts_implementation="batched_mm"` (its default, grouped_mm, was ~30% slower per decode step
-here). Both compute the logits of the last token of each sequence per step and pick the argmax (greedy).
-Same checkpoint, dtype (the checkpoint's, bfloat16, by default) and thread count for both.
+here). Both pick the greedy next token of the last token of each sequence per step. Ours calls
+`greedy_next_tokens` (final norm + lm_head in the checkpoint dtype, then an exact first-max argmax over
+those logits; no float32 copy: equal to `compute_logits(...).argmax(-1)`, which the tests check);
+transformers runs its forward with `logits_to_keep=1` and takes `argmax` of the logits it returns (its
+normal path, logits in the model dtype). Same checkpoint, dtype (the checkpoint's, bfloat16, by default) and thread count for both.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Ours:
         hidden = self.model(ids, positions.to(self.device), meta, self.cache)
         self.lengths = [done + len(t) for done, t in zip(self.lengths, new)]
         last = meta.cu_query_lens[1:] - 1
-        return self.model.compute_logits(hidden[last]).argmax(dim=-1)
+        return self.model.greedy_next_tokens(hidden[last])
 
 
 class Transformers:
@@ -141,6 +144,8 @@ def main() -> None:
           f"transformers experts_implementation={args.hf_experts}")
     print(f"prompt {args.prompt} tokens then {args.steps} greedy decode steps per sequence; "
           f"best of {args.repeats} alternating runs per cell")
+    print("greedy pick: ours model.greedy_next_tokens(hidden) (lm_head in the checkpoint dtype, exact first-max "
+          "argmax, no float32 logits); transformers out.logits[:, -1].argmax(-1) (its normal forward, logits_to_keep=1)")
     print(f"{'phase':<8} {'batch':>5} {'ours tok/s':>11} {'transformers tok/s':>19} {'ratio':>7}")
     for batch in (int(b) for b in args.batches.split(",")):
         prompts = torch.randint(0, config.vocab_size, (batch, args.prompt), generator=gen).to(args.device)

@@ -12,7 +12,7 @@ from torch import nn
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
-from .layers import RMSNorm, SwiGLU, empty_param, small_step_matmuls
+from .layers import RMSNorm, SwiGLU, empty_param, first_argmax, small_step_matmuls
 from .mla import MLAttention
 from .moe import MoE
 from .rope import RotaryTable
@@ -105,6 +105,15 @@ class DeepseekV3ForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [N, hidden] from forward -> float32 logits [N, vocab]."""
         return F.linear(self.norm(hidden), self.lm_head).float()
+
+    @torch.inference_mode()
+    def greedy_next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, hidden] from forward -> [N] int64: compute_logits(hidden).argmax(-1), exactly.
+
+        The logits stay in the model dtype: compute_logits only widens them (exact), so their argmax is
+        the same, and neither the float32 copy of [N, vocab] nor a slow half-precision argmax is paid
+        (`first_argmax`)."""
+        return first_argmax(F.linear(self.norm(hidden), self.lm_head))
 
     @torch.inference_mode()
     def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:

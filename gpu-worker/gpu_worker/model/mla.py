@@ -18,7 +18,7 @@ from torch import nn
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
-from .layers import RMSNorm, empty_param
+from .layers import RMSNorm, empty_param, linear
 from .rope import apply_rope
 
 
@@ -65,9 +65,9 @@ class MLAttention(nn.Module):
     # ---- shared prologue ---------------------------------------------------------------------
     def _project(self, x: torch.Tensor, freqs: torch.Tensor):
         """x [..., dim] -> q_nope [..., H, nope], q_pe [..., H, rope] (rotated), latent entry [..., R + rope]."""
-        q, latent, k_pe = F.linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
+        q, latent, k_pe = linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
         if self.q_lora_rank is not None:
-            q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
+            q = linear(self.q_a_layernorm(q), self.q_b_proj)
         q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
         # one rotation for the H query heads and the shared key: [..., H + 1, rope]
@@ -102,7 +102,7 @@ class MLAttention(nn.Module):
             out = self.absorbed(q_nope, q_pe, context, meta.decode_bias(q_nope.dtype))
         else:
             out = self._expanded_paged(q_nope, q_pe, context, meta)
-        return F.linear(out.flatten(-2), self.o_proj)
+        return linear(out.flatten(-2), self.o_proj)
 
     def absorbed(self, q_nope, q_pe, context, bias) -> torch.Tensor:
         """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope],
@@ -166,4 +166,4 @@ class MLAttention(nn.Module):
         query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
         k, v = self._expand(entry)
         out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)
-        return F.linear(out.transpose(1, 2).flatten(-2), self.o_proj)
+        return linear(out.transpose(1, 2).flatten(-2), self.o_proj)
