@@ -119,11 +119,13 @@ def first_argmax(x: torch.Tensor) -> torch.Tensor:
 
     On CPU, argmax over bf16 rows is slow (~3 ns per element, not vectorised; 0.4 ms for one 129280-entry
     row) while a max reduction is fast, so: the max of each chunk of C entries, the first chunk holding the
-    row's maximum (an argmax over V/C values), then the first maximum inside that chunk."""
+    row's maximum (an argmax over V/C values), then the first maximum inside that chunk. About 30 chunks per
+    row measured best (for 129280: 29 µs per row vs 440 µs bf16 argmax vs 84 µs float32 copy + argmax)."""
     rows, width = x.shape
-    chunk = next((c for c in (256, 128, 64) if width % c == 0 and width >= 16 * c), None)
-    if x.device.type != "cpu" or chunk is None:
+    parts = next((n for n in (32, 40, 64, 128, 256) if width % n == 0), None)
+    if x.device.type != "cpu" or parts is None or width < 4096:
         return x.argmax(dim=-1)
+    chunk = width // parts
     chunks = x.reshape(rows, width // chunk, chunk)
     best = chunks.amax(dim=-1).float().argmax(dim=-1)  # [N] first chunk holding the maximum
     inside = chunks[torch.arange(rows, device=x.device), best].float().argmax(dim=-1)
