@@ -158,19 +158,32 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           }
         }
         try {
-          for await (const payload of conn.events) {
+          // One write per upstream batch, not per event: each write is a trip through the
+          // runtime's I/O, and a worker often sends several events at once.
+          for await (const payloads of conn.events) {
             if (clientGone) return { outcome: "aborted", conn };
-            if (payload.trim() === "[DONE]") break;
-            let chunk: any;
-            try {
-              chunk = JSON.parse(payload);
-            } catch {
-              continue;
+            let text = "";
+            let sentUsage = delivered;
+            let upstreamDone = false;
+            for (const payload of payloads) {
+              if (payload.trim() === "[DONE]") {
+                upstreamDone = true;
+                break;
+              }
+              let chunk: any;
+              try {
+                chunk = JSON.parse(payload);
+              } catch {
+                continue;
+              }
+              if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
+              const out = encoder.chunk(chunk, latest);
+              text += out;
+              if (out !== "") sentUsage = latest;
             }
-            if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
-            const text = encoder.chunk(chunk, latest);
             send(text);
-            if (text !== "") delivered = latest;
+            delivered = sentUsage;
+            if (upstreamDone) break;
           }
           if (clientGone) return { outcome: "aborted", conn };
           delivered = latest;

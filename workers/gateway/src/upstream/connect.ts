@@ -18,8 +18,8 @@ export interface UpstreamRequest {
 
 export interface UpstreamConnection {
   worker: WorkerEntry;
-  // Upstream SSE payloads, starting with the first one already received.
-  events: AsyncGenerator<string>;
+  // Upstream SSE payloads in the batches they arrived in, starting with the first one already received.
+  events: AsyncGenerator<string[]>;
   // Call exactly once when the request is over; frees this isolate's load slot.
   release(): void;
 }
@@ -101,7 +101,7 @@ export async function connectUpstream(
   throw serverOverloaded();
 }
 
-async function* prepend(first: string, rest: AsyncGenerator<string>): AsyncGenerator<string> {
+async function* prepend<T>(first: T, rest: AsyncGenerator<T>): AsyncGenerator<T> {
   yield first;
   yield* rest;
 }
