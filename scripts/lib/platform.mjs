@@ -261,6 +261,7 @@ export async function sql(command, { persistTo } = {}) {
 //   dataDir: where disk caches (and logs, with logs: true) go
 //   accountName, grantUsd, keyName: the development account
 //   frozenGateway: serve a snapshot of the gateway code, not reloaded when sources change (tests)
+//   maxReasoningTokens: the embedded model's thinking budget (default 256: its random weights never stop thinking)
 //   onUnexpectedExit(name, code, signal): a child died on its own
 export async function startPlatform(options = {}) {
   const log = options.log ?? ((text) => console.log(`[start] ${text}`));
@@ -311,7 +312,7 @@ export async function startPlatform(options = {}) {
             diskCacheDir: join(dataDir, "kv-cache", `worker-${spec.port}`),
             numCacheBlocks: options.numCacheBlocks ?? DEFAULT_CACHE_BLOCKS,
             threads: options.workerThreads ?? (prep.embedded ? EMBEDDED_WORKER_THREADS : undefined),
-            extraArgs: prep.embedded ? ["--max-reasoning-tokens", String(EMBEDDED_MAX_REASONING_TOKENS)] : [],
+            extraArgs: prep.embedded ? ["--max-reasoning-tokens", String(options.maxReasoningTokens ?? EMBEDDED_MAX_REASONING_TOKENS)] : [],
             output: output(`worker-${spec.port}`),
             onExit: onExit(`GPU worker :${spec.port}`),
           });

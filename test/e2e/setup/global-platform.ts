@@ -32,6 +32,8 @@ export default async function setup(project: TestProject) {
     accountName: "e2e",
     keyName: "e2e",
     workerThreads: 1, // two workers on a 2-core machine
+    // Long enough that a client hanging up mid-thought always leaves before the thinking ends.
+    maxReasoningTokens: 8192,
     frozenGateway: true, // other work on the sources must not reload the gateway mid-suite
     log: (text: string) => console.log(`[e2e] ${text}`),
   });
