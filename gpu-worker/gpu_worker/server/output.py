@@ -51,6 +51,10 @@ class OutputProcessor:
         if self.reasoning is not None:
             reasoning, text = self.reasoning.push(text)
             delta.reasoning += reasoning
+        self._answer(text, delta)
+
+    def _answer(self, text: str, delta: OutputDelta) -> None:
+        """Answer text (after any reasoning): tool calls are parsed out when tools were given."""
         if self.tools is not None:
             td = self.tools.push(text)
             delta.content += td.content
@@ -87,12 +91,7 @@ class OutputProcessor:
         if self.reasoning is not None:
             reasoning, content = self.reasoning.flush()
             delta.reasoning += reasoning
-            if self.tools is not None:
-                td = self.tools.push(content)
-                delta.content += td.content
-                delta.tool_calls += td.calls
-            else:
-                delta.content += content
+            self._answer(content, delta)
         if self.tools is not None:
             delta.content += self.tools.flush().content
         return delta
