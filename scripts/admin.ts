@@ -2,6 +2,7 @@
 // (the one `npm start` serves) or, with --remote, on the deployed one.
 import { parseArgs } from "node:util";
 import { generateApiKey, randomHex } from "../workers/gateway/src/auth/api-keys";
+import { KEY_STATE_MAX_AGE_MS } from "../workers/gateway/src/auth/key-state";
 import { formatAmount, parseAmount } from "../workers/gateway/src/billing/money";
 import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/local-d1";
 
@@ -65,6 +66,12 @@ function limitValue(name: "rpm" | "tpm" | "concurrency"): string | undefined {
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer or "default"`);
   return String(n);
+}
+
+// A running gateway holds each account's keys and limits in memory and reads D1 again within
+// KEY_STATE_MAX_AGE_MS: waiting that long means the change is in force when the command returns.
+function waitUntilInForce(): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, KEY_STATE_MAX_AGE_MS + 100);
 }
 
 function print(data: unknown, text: () => string): void {
@@ -148,6 +155,7 @@ const commands: Record<string, () => void | Promise<void>> = {
     const id = need("key");
     const rows = query(target, `UPDATE api_keys SET revoked_at = ${Date.now()} WHERE id = ${sqlString(id)} AND revoked_at IS NULL RETURNING id`);
     if (rows.length === 0) throw new Error(`no active key ${id}`);
+    waitUntilInForce();
     print({ revoked: id }, () => `revoked ${id}`);
   },
   "set-limits": () => {
@@ -160,6 +168,7 @@ const commands: Record<string, () => void | Promise<void>> = {
     const id = values.key ?? need("account");
     const rows = query(target, `UPDATE ${table} SET ${sets.join(", ")} WHERE id = ${sqlString(id)} RETURNING id`);
     if (rows.length === 0) throw new Error(`no ${values.key ? "key" : "account"} ${id}`);
+    waitUntilInForce();
     print({ id, set: sets }, () => `limits of ${id}: ${sets.join(", ")}`);
   },
   "add-worker": () => {

@@ -4,6 +4,7 @@
 // limits apply at once.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { keysChanged } from "../../workers/gateway/src/auth/account-keys";
 import { limiterFor } from "../../workers/gateway/src/limits/admit";
 import { fakeRequests, post, setupFakeWorker } from "./chat/helpers";
 import { gatewayEnv, total, usageRows } from "./billing/ledger-helpers";
@@ -29,6 +30,7 @@ describe("a key refused by its lookup after this isolate has seen it", () => {
     await setupFakeWorker();
     const { account, key, keyId } = await readyAccount();
     await env.DB.prepare("UPDATE accounts SET rpm_limit = 3 WHERE id = ?").bind(account).run();
+    await keysChanged(env, account);
 
     const warm = await post("/chat/completions", key, chat("warm"));
     expect(warm.status).toBe(200);
@@ -37,6 +39,7 @@ describe("a key refused by its lookup after this isolate has seen it", () => {
     const before = await total(account);
 
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), keyId).run();
+    await keysChanged(env, account);
     const refused = await post("/chat/completions", key, chat("revoked"));
     expect(refused.status).toBe(401);
     expect((await refused.json<any>()).error.type).toBe("authentication_error");
@@ -48,6 +51,7 @@ describe("a key refused by its lookup after this isolate has seen it", () => {
 
     // The refused request gave its request back: 3 per minute, the warm one took one, this one the second.
     await env.DB.prepare("UPDATE api_keys SET revoked_at = NULL WHERE id = ?").bind(keyId).run();
+    await keysChanged(env, account);
     const again = await post("/chat/completions", key, chat("again"));
     expect(again.status).toBe(200);
     expect(again.headers.get("x-ratelimit-remaining-requests")).toBe("1");
@@ -55,10 +59,11 @@ describe("a key refused by its lookup after this isolate has seen it", () => {
   });
 
   it("also gets 401 when its body is invalid", async () => {
-    const { key, keyId } = await readyAccount();
+    const { account, key, keyId } = await readyAccount();
     await setupFakeWorker();
     expect((await post("/chat/completions", key, { model: "deepseek-chat", messages: [] })).status).toBe(400);
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), keyId).run();
+    await keysChanged(env, account);
     expect((await post("/chat/completions", key, { model: "deepseek-chat", messages: [] })).status).toBe(401);
   });
 });
@@ -72,6 +77,7 @@ describe("limits changed after this isolate has seen the key", () => {
     await warm.text();
 
     await env.DB.prepare("UPDATE accounts SET rpm_limit = 1 WHERE id = ?").bind(account).run();
+    await keysChanged(env, account);
     const first = await post("/chat/completions", key, chat("limits-first"));
     expect(first.status).toBe(200);
     expect(first.headers.get("x-ratelimit-limit-requests")).toBe("1");

@@ -2,6 +2,8 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../workers/gateway/src/app";
+import { keysChanged } from "../../workers/gateway/src/auth/account-keys";
+import { KEY_STATE_MAX_AGE_MS } from "../../workers/gateway/src/auth/key-state";
 import { createAccount, createKey, credit, readyAccount } from "./setup/fixtures";
 import { setupFakeWorker } from "./chat/helpers";
 
@@ -39,14 +41,37 @@ describe("authentication", () => {
     expectEnvelope(await res.json(), "authentication_error", "Authentication Fails, Your api key: ****abcd is invalid");
   });
 
+  // Twice: the first request looks the key up in D1, later ones check the account's keys in memory.
+  const useTwice = async (key: string) => {
+    for (let i = 0; i < 2; i++) expect((await balanceWith({ authorization: `Bearer ${key}` })).status).toBe(200);
+  };
+
   it("a revoked key fails on the next request", async () => {
     const account = await createAccount();
     const { key, keyId } = await createKey(account);
-    expect((await balanceWith({ authorization: `Bearer ${key}` })).status).toBe(200);
+    await useTwice(key);
+    // What the dashboard's revoke does: the D1 row, then the account's keys are told.
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), keyId).run();
+    await keysChanged(env, account);
     const res = await balanceWith({ authorization: `Bearer ${key}` });
     expect(res.status).toBe(401);
     expectEnvelope(await res.json(), "authentication_error", `Authentication Fails, Your api key: ****${key.slice(-4)} is invalid`);
+  });
+
+  it("a key revoked in D1 behind the gateway's back (the operator CLI) fails once KEY_STATE_MAX_AGE_MS has passed", async () => {
+    const account = await createAccount();
+    const { key, keyId } = await createKey(account);
+    await useTwice(key);
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), keyId).run();
+    await new Promise((r) => setTimeout(r, KEY_STATE_MAX_AGE_MS + 50));
+    expect((await balanceWith({ authorization: `Bearer ${key}` })).status).toBe(401);
+  });
+
+  it("accepts a key created after its account's keys were read, at once", async () => {
+    const account = await createAccount();
+    await useTwice((await createKey(account)).key);
+    const newer = await createKey(account);
+    await useTwice(newer.key);
   });
 
   it("accepts the key as x-api-key", async () => {
@@ -127,6 +152,7 @@ describe("the error envelope for every status", () => {
     const { key, account } = await readyAccount();
     await setupFakeWorker();
     await env.DB.prepare("UPDATE accounts SET rpm_limit = 1 WHERE id = ?").bind(account).run();
+    await keysChanged(env, account);
     expect((await postChat(key)).status).toBe(200);
     const res = await postChat(key);
     expect(res.status).toBe(429);

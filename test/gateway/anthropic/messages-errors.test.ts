@@ -3,6 +3,7 @@
 import { env, SELF } from "cloudflare:test";
 import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, it } from "vitest";
+import { keysChanged } from "../../../workers/gateway/src/auth/account-keys";
 import { invalidateWorkerRegistry } from "../../../workers/gateway/src/upstream/worker-registry";
 import { BASE, setupFakeWorker } from "../chat/helpers";
 import { readyAccount, registerWorker } from "../setup/fixtures";
@@ -83,8 +84,9 @@ describe("Anthropic errors before the response starts", () => {
   });
 
   it("429 rate_limit_error with Retry-After", async () => {
-    const { key, keyId } = await readyAnthropic();
+    const { account, key, keyId } = await readyAnthropic();
     await env.DB.prepare("UPDATE api_keys SET rpm_limit = 1 WHERE id = ?").bind(keyId).run();
+    await keysChanged(env, account);
     expect((await postMessages(key, ask("[[words:1]]"))).status).toBe(200);
     const err = await sdkError(anthropicClient(key).messages.create(ask("[[words:1]]") as any));
     expect(err).toBeInstanceOf(Anthropic.RateLimitError);

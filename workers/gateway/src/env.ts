@@ -1,4 +1,5 @@
 // Bindings of the gateway worker (wrangler.toml) and per-request context variables.
+import type { AccountKeys } from "./auth/account-keys";
 import type { AccountLedger } from "./billing/account-ledger";
 import type { RateLimiter } from "./limits/rate-limiter";
 
@@ -6,6 +7,7 @@ export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
   LIMITER: DurableObjectNamespace<RateLimiter>;
+  ACCOUNT_KEYS: DurableObjectNamespace<AccountKeys>;
   ASSETS?: Fetcher;
   ENVIRONMENT?: string;
   // HMAC secret of the payment provider's webhook (dashboard top-ups).
@@ -25,7 +27,7 @@ export interface Variables {
   // Server-Timing entries (name -> ms) of the pipeline's steps, reported on the response.
   timings: Record<string, number>;
   auth: AuthenticatedKey;
-  // The authoritative key lookup; `auth` may be this isolate's earlier copy until it settles
+  // The authoritative key check; `auth` may be this isolate's earlier copy until it settles
   // (see auth/authenticate.ts). Rejects with a 401 for an unknown or revoked key.
   keyCheck: Promise<AuthenticatedKey>;
 }

@@ -1,17 +1,21 @@
 // Middleware: turns the presented API key into an account. Keys are accepted as
 // `Authorization: Bearer sk-...` and as `x-api-key` (the Anthropic SDKs send the latter).
-// Lookup is by hash on every request, so a revoked key fails on the very next request.
 //
-// A key seen before in this isolate does not wait for that lookup on inference requests
-// (POST): its account, key id and cache namespace never change, so the pipeline can validate,
-// count and start admission and reservation while the lookup runs. The lookup still decides:
-// the pipeline awaits `keyCheck` before forwarding anything (undoing admission and reservation
-// when the key is refused, re-admitting when its limits changed), and whatever a route
-// answered, a refused key gets a 401 instead.
+// Every request is checked against the key's current state, so a revoked key fails on the very
+// next request. A key this isolate has not seen is looked up in D1 by hash; after that its
+// account facts (which never change) are known here, and each request is checked by the
+// account's AccountKeys Durable Object (auth/account-keys.ts): a memory lookup, no D1 query.
+//
+// A known key also does not wait for its check on inference requests (POST): the pipeline can
+// validate, count and start admission and reservation while the check runs. The check still
+// decides: the pipeline awaits `keyCheck` before forwarding anything (undoing admission and
+// reservation when the key is refused, re-admitting when its limits changed), and whatever a
+// route answered, a refused key gets a 401 instead.
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { authenticationFails } from "../errors/api-error";
 import type { AppEnv, AuthenticatedKey } from "../env";
+import { accountKeysFor } from "./account-keys";
 import { API_KEY_PATTERN, sha256Hex } from "./api-keys";
 
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -42,18 +46,20 @@ interface KeyRow {
 
 // By key hash: a key's immutable facts, with the limits its last lookup read (a guess, checked).
 const knownKeys = new Map<string, AuthenticatedKey>();
+// By key id: when this isolate last wrote (or read) the key's last_used_at.
+const lastUsedAt = new Map<string, number>();
 
 export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   const key = presentedKey(c.req.raw.headers);
   if (!key || !API_KEY_PATTERN.test(key)) throw authenticationFails(key);
   const keyHash = await sha256Hex(key);
 
-  const keyCheck = lookUpKey(c, key, keyHash);
+  const known = knownKeys.get(keyHash);
+  const keyCheck = known ? checkKnownKey(c, key, keyHash, known) : lookUpKey(c, key, keyHash);
   keyCheck.catch(() => undefined); // awaited below or by the pipeline; never unhandled
   c.set("keyCheck", keyCheck);
 
-  const known = c.req.method === "POST" ? knownKeys.get(keyHash) : undefined;
-  if (!known) {
+  if (!known || c.req.method !== "POST") {
     c.set("auth", await keyCheck);
     await next();
     return;
@@ -63,7 +69,21 @@ export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   await keyCheck; // refused: this throws, and the error handler answers 401
 });
 
-// The authoritative lookup: the key exists and is not revoked, with its current limits.
+// A key seen before: its account's live keys decide, with the current limits.
+async function checkKnownKey(c: Context<AppEnv>, key: string, keyHash: string, known: AuthenticatedKey): Promise<AuthenticatedKey> {
+  const started = performance.now();
+  const live = await accountKeysFor(c.env, known.accountId).check(known.accountId, known.keyId);
+  c.get("timings").auth = performance.now() - started;
+  if (!live) {
+    knownKeys.delete(keyHash);
+    throw authenticationFails(key);
+  }
+  knownKeys.set(keyHash, live);
+  touchLastUsed(c, live.keyId, null);
+  return live;
+}
+
+// A key not seen before: by hash in D1, not revoked, with its current limits.
 async function lookUpKey(c: Context<AppEnv>, key: string, keyHash: string): Promise<AuthenticatedKey> {
   const started = performance.now();
   const row = await c.env.DB.prepare(
@@ -88,15 +108,26 @@ async function lookUpKey(c: Context<AppEnv>, key: string, keyHash: string): Prom
     limits: { rpm: row.rpm, tpm: row.tpm, concurrency: row.concurrency },
     keyLimits: { rpm: row.key_rpm, tpm: row.key_tpm, concurrency: row.key_concurrency },
   };
-  if (!knownKeys.has(keyHash) && knownKeys.size >= KNOWN_KEYS_MAX) knownKeys.clear();
-  knownKeys.set(keyHash, auth);
-
-  const now = Date.now();
-  if (!row.last_used_at || now - row.last_used_at > LAST_USED_RESOLUTION_MS) {
-    const touch = c.env.DB.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(now, row.key_id).run();
-    c.executionCtx.waitUntil(touch.catch(() => undefined));
+  if (!knownKeys.has(keyHash) && knownKeys.size >= KNOWN_KEYS_MAX) {
+    knownKeys.clear();
+    lastUsedAt.clear();
   }
+  knownKeys.set(keyHash, auth);
+  touchLastUsed(c, auth.keyId, row.last_used_at);
   return auth;
+}
+
+// `last_used_at` for the dashboard, to the minute: one D1 write per key and minute, not per request.
+function touchLastUsed(c: Context<AppEnv>, keyId: string, storedAt: number | null): void {
+  const now = Date.now();
+  const last = lastUsedAt.get(keyId) ?? storedAt ?? 0;
+  if (now - last <= LAST_USED_RESOLUTION_MS) {
+    lastUsedAt.set(keyId, last);
+    return;
+  }
+  lastUsedAt.set(keyId, now);
+  const touch = c.env.DB.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(now, keyId).run();
+  c.executionCtx.waitUntil(touch.catch(() => undefined));
 }
 
 // Whether admission under `a` is admission under `b`: same scopes, same limits.

@@ -1,6 +1,7 @@
 // Operator: accounts with their balances and limits, grants, and rate limits of accounts and keys.
 import { Hono } from "hono";
 import { z } from "zod";
+import { keysChanged } from "../auth/account-keys";
 import { ledgerFor } from "../billing/account-ledger";
 import { parseAmount } from "../billing/money";
 import { parseBody } from "./body";
@@ -86,14 +87,16 @@ export const adminAccountRoutes = new Hono<DashboardAppEnv>()
       .bind(body.rpm_limit, body.tpm_limit, body.concurrency_limit, c.req.param("id"))
       .run();
     if (result.meta.changes === 0) throw notFoundHere("Account");
+    await keysChanged(c.env, c.req.param("id")); // in force from the next request on
     return c.json({ id: c.req.param("id"), ...body });
   })
 
   .put("/keys/:id/limits", async (c) => {
     const body = await parseBody(c, limits);
-    const result = await c.env.DB.prepare("UPDATE api_keys SET rpm_limit = ?, tpm_limit = ?, concurrency_limit = ? WHERE id = ?")
+    const key = await c.env.DB.prepare("UPDATE api_keys SET rpm_limit = ?, tpm_limit = ?, concurrency_limit = ? WHERE id = ? RETURNING account_id")
       .bind(body.rpm_limit, body.tpm_limit, body.concurrency_limit, c.req.param("id"))
-      .run();
-    if (result.meta.changes === 0) throw notFoundHere("Key");
+      .first<{ account_id: string }>();
+    if (!key) throw notFoundHere("Key");
+    await keysChanged(c.env, key.account_id); // in force from the next request on
     return c.json({ id: c.req.param("id"), ...body });
   });

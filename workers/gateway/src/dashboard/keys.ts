@@ -1,6 +1,7 @@
 // API keys of the signed-in account: create (the key is returned once), list, revoke.
 import { Hono } from "hono";
 import { z } from "zod";
+import { keysChanged } from "../auth/account-keys";
 import { generateApiKey, randomHex } from "../auth/api-keys";
 import { parseBody } from "./body";
 import type { DashboardAppEnv } from "./env";
@@ -47,5 +48,6 @@ export const keyRoutes = new Hono<DashboardAppEnv>()
       .bind(Date.now(), c.req.param("id"), c.get("session").accountId)
       .run();
     if (result.meta.changes === 0) throw notFoundHere("Active key");
+    await keysChanged(c.env, c.get("session").accountId); // refused from the next request on
     return c.json({ revoked: true });
   });

@@ -1,0 +1,107 @@
+// The live API keys of one account, as the request path checks them: one Durable Object per
+// account holds them in memory (each key's account facts and the rate limits of the account and
+// of the key), read from D1 at most KEY_STATE_MAX_AGE_MS before it answers. A key this isolate
+// has seen before is checked here on every request, a memory lookup instead of a D1 query.
+//
+// How a change reaches it:
+// - made through the gateway (dashboard revoke, operator limits): the route calls `changed()`
+//   before it answers, so the change holds from the very next request;
+// - written to D1 behind the gateway's back (the operator CLI): within KEY_STATE_MAX_AGE_MS,
+//   and the CLI waits that long before it returns.
+import { DurableObject } from "cloudflare:workers";
+import type { AuthenticatedKey, Env } from "../env";
+import { KEY_STATE_MAX_AGE_MS } from "./key-state";
+
+interface LiveKeyRow {
+  key_id: string;
+  cache_namespace: string;
+  rpm: number | null;
+  tpm: number | null;
+  concurrency: number | null;
+  key_rpm: number | null;
+  key_tpm: number | null;
+  key_concurrency: number | null;
+}
+
+type LiveKeys = Map<string, AuthenticatedKey>;
+
+export class AccountKeys extends DurableObject<Env> {
+  private keys: LiveKeys | null = null;
+  private readAt = 0;
+  // Bumped by every change: a read started before a change is never kept after it.
+  private generation = 0;
+  private reading: { generation: number; startedAt: number; keys: Promise<LiveKeys> } | null = null;
+
+  // The key with its current limits, or null when it is not a live key of this account. A key
+  // missing from the copy in memory is looked for in D1 before it is refused: it may be newer.
+  async check(accountId: string, keyId: string): Promise<AuthenticatedKey | null> {
+    const now = Date.now();
+    if (this.keys && now - this.readAt < KEY_STATE_MAX_AGE_MS) {
+      const live = this.keys.get(keyId);
+      if (live) return live;
+    }
+    return (await this.read(accountId, now)).get(keyId) ?? null;
+  }
+
+  // A key was revoked or limits changed: the next check reads D1 again.
+  async changed(): Promise<void> {
+    this.generation++;
+    this.keys = null;
+  }
+
+  // Checks share a read that started no earlier than `notBefore` and after the last change.
+  private read(accountId: string, notBefore: number): Promise<LiveKeys> {
+    const shared = this.reading;
+    if (shared && shared.generation === this.generation && shared.startedAt >= notBefore) return shared.keys;
+    const generation = this.generation;
+    const startedAt = Date.now();
+    const keys = readLiveKeys(this.env.DB, accountId).then((keys) => {
+      if (generation === this.generation && startedAt >= this.readAt) {
+        this.keys = keys;
+        this.readAt = startedAt;
+      }
+      return keys;
+    });
+    const reading = { generation, startedAt, keys };
+    this.reading = reading;
+    const done = () => {
+      if (this.reading === reading) this.reading = null;
+    };
+    keys.then(done, done);
+    return keys;
+  }
+}
+
+async function readLiveKeys(db: D1Database, accountId: string): Promise<LiveKeys> {
+  const { results } = await db
+    .prepare(
+      `SELECT k.id AS key_id, a.cache_namespace,
+              a.rpm_limit AS rpm, a.tpm_limit AS tpm, a.concurrency_limit AS concurrency,
+              k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm, k.concurrency_limit AS key_concurrency
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id
+        WHERE k.account_id = ? AND k.revoked_at IS NULL`,
+    )
+    .bind(accountId)
+    .all<LiveKeyRow>();
+  return new Map(
+    results.map((row) => [
+      row.key_id,
+      {
+        keyId: row.key_id,
+        accountId,
+        cacheNamespace: row.cache_namespace,
+        limits: { rpm: row.rpm, tpm: row.tpm, concurrency: row.concurrency },
+        keyLimits: { rpm: row.key_rpm, tpm: row.key_tpm, concurrency: row.key_concurrency },
+      },
+    ]),
+  );
+}
+
+export function accountKeysFor(env: Env, accountId: string) {
+  return env.ACCOUNT_KEYS.get(env.ACCOUNT_KEYS.idFromName(accountId));
+}
+
+// What the gateway's own routes call after changing a key or limits of `accountId` in D1.
+export function keysChanged(env: Env, accountId: string): Promise<void> {
+  return accountKeysFor(env, accountId).changed();
+}
