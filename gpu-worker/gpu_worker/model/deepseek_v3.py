@@ -16,6 +16,7 @@ from .layers import RMSNorm, SwiGLU, empty_param, first_argmax, small_step_matmu
 from .mla import MLAttention
 from .moe import MoE
 from .rope import RotaryTable
+from .small_decode import SmallDecode
 
 
 class DecoderLayer(nn.Module):
@@ -58,6 +59,13 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.lm_head = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.rotary = RotaryTable(config, device=device)
+        self._small_decode = None  # built on first use: it folds the loaded weights
+
+    @property
+    def small_decode(self) -> SmallDecode:
+        if self._small_decode is None:
+            self._small_decode = SmallDecode(self)
+        return self._small_decode
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +102,8 @@ class DeepseekV3ForCausalLM(nn.Module):
         norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
         if kv_cache.shape[2] != meta.block_size:
             raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
+        if self.small_decode.applies(input_ids.shape[0], meta, input_ids.device):
+            return self.small_decode.forward(input_ids, positions, meta, kv_cache)
         freqs = self.rotary.lookup(positions)
         h = F.embedding(input_ids, self.embed_tokens)
         with small_step_matmuls(input_ids.shape[0], self.dtype, h.device):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gpu_worker.model.attention_metadata import AttentionMetadata
+from gpu_worker.model import small_decode
 from gpu_worker.model.loader import load_model
 
 from tiny import rel_err, write_tiny
@@ -49,7 +50,10 @@ def test_incremental_decoding_equals_full_forward(model):
     assert rel_err(torch.cat(out), full) <= TOLERANCE
 
 
-def test_absorbed_decode_equals_expanded(model):
+@pytest.mark.parametrize("decode_path", ["small_decode", "modules"])
+def test_absorbed_decode_equals_expanded(model, monkeypatch, decode_path):
+    if decode_path == "modules":  # the module path's absorbed form (MLAttention.absorbed)
+        monkeypatch.setattr(small_decode, "SMALL_DECODE_TOKENS", 0)
     seqs = [tokens(n, 10 + n) for n in (5, 12, 9)]
     tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     caches = [model.allocate_kv_cache(12, BLOCK) for _ in range(2)]
@@ -59,8 +63,10 @@ def test_absorbed_decode_equals_expanded(model):
     absorbed = run_step(model, caches[0], decode)
     expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
     assert rel_err(absorbed, expanded) <= TOLERANCE
-    # both wrote the same latents (later layers see inputs that differ by rounding only)
-    assert torch.equal(caches[0][0], caches[1][0])
+    # both wrote the same latents (later layers see inputs that differ by rounding only); the small-decode
+    # path's folded products round differently from the modules' (float32 rounding)
+    if decode_path == "modules":
+        assert torch.equal(caches[0][0], caches[1][0])
     assert torch.allclose(caches[0], caches[1], atol=1e-5)
 
 

@@ -1,0 +1,179 @@
+"""The decode step of a small model on CPU, in few ops: folded float32 weights, float32 activations.
+
+At batch 1 a decode step of the embedded model is ~0.1 MFLOP per layer spread over ~120 torch ops in the
+module path, so each op's fixed cost (dispatch, allocation, Python) is the step's cost. This path runs
+the same maths (absorbed MLA, group-limited sigmoid routing, gathered experts) with the weights folded by
+decode_weights.py, in ~50 ops per layer:
+
+- activations stay float32 for the whole step (the module path widens every small product to float32
+  on CPU anyway and rounds back after it); cache entries are rounded to the cache dtype when written,
+  the returned hidden state to the model dtype;
+- the residual stream is carried as the signed pair [h, -h]: its layer norm is h's RMSNorm (zero mean,
+  variance mean(h^2)) in one kernel, where x * rsqrt(mean(x^2) + eps) is five ops. The products that
+  add to the stream write [y, -y] (decode_weights.writes_stream), so keeping the pair costs nothing;
+- rope is one batched product per layer with a per-token [R + rope, R + rope] matrix (identity on the
+  latent, 2x2 rotations on the rope pairs), built once per step (`rotations`); it rotates every query
+  head and the new cache entry at once (the query product emits the entry as an extra head);
+- residual adds ride on the output products (addmm / baddbmm); the experts' down products, their
+  routing weights and the sum over experts are one baddbmm.
+
+Used for decode steps of at most SMALL_DECODE_TOKENS sequences on CPU when every layer is small enough
+to fold (decode_weights.FOLDED_LAYER_ELEMENTS); any other step takes the module path.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from .attention_metadata import AttentionMetadata
+from .decode_weights import FOLDED_LAYER_ELEMENTS, FoldedAttention, FoldedMLP, FoldedMoE, fold_layer, rotation_basis
+
+SMALL_DECODE_TOKENS = 4
+
+
+class SmallDecode:
+    """Folded weights of a model and the step that uses them; refolds when any parameter changes."""
+
+    def __init__(self, model):
+        self.model = model
+        self.params = list(model.parameters())
+        self.fits = all(sum(p.numel() for p in layer.parameters()) <= FOLDED_LAYER_ELEMENTS for layer in model.layers)
+        self.dim = model.config.hidden_size
+        self._key = None
+        self._layers = None
+        self._per_batch: dict[int, tuple] = {}
+        config = model.config
+        self.rotation = rotation_basis(config.kv_lora_rank + config.qk_rope_head_dim, config.qk_rope_head_dim)
+
+    def applies(self, tokens: int, meta: AttentionMetadata, device: torch.device) -> bool:
+        return self.fits and device.type == "cpu" and tokens <= SMALL_DECODE_TOKENS and meta.is_decode
+
+    def folded_layers(self):
+        key = [p._version for p in self.params]
+        if key != self._key:
+            self._layers = [fold_layer(layer, self.model.config) for layer in self.model.layers]
+            self._key = key
+        return self._layers
+
+    def forward(self, input_ids, positions, meta: AttentionMetadata, kv_cache: torch.Tensor) -> torch.Tensor:
+        """Packed new tokens [B] (one per sequence) -> final hidden states [B, hidden] in the model dtype."""
+        with one_thread():
+            return self._forward(input_ids, positions, meta, kv_cache)
+
+    def _forward(self, input_ids, positions, meta: AttentionMetadata, kv_cache: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        layers = self.folded_layers()
+        batch = input_ids.shape[0]
+        h = F.embedding(input_ids, model.embed_tokens).float()
+        stream = torch.cat((h, -h), dim=-1)  # the signed pair [h, -h]
+        rot = rotations(model.rotary.lookup(positions), *self.rotation)
+        slots, _ = meta.context_slots()
+        step = (meta.slot_mapping, slots.view(-1), meta.decode_bias(torch.float32))
+        per_batch = self._per_batch_tensors(batch, layers)
+        for folded, cache in zip(layers, kv_cache):
+            stream = attention(folded.attn, stream, folded.eps, rot, step, cache)
+            if isinstance(folded.mlp, FoldedMoE):
+                stream = moe(folded.mlp, stream, folded.eps, *per_batch)
+            else:
+                stream = mlp(folded.mlp, stream, folded.eps)
+        return stream[:, : self.dim].to(model.dtype)
+
+    def _per_batch_tensors(self, batch: int, layers) -> tuple:
+        """For the routers and experts of a batch of `batch` tokens, made once per batch size: -inf
+        [B, n_group], the shared experts' ids [B, S], and the buffers the chosen experts' weights are
+        gathered into (reused by every layer: a fresh 100+ KB tensor per gather costs more than the
+        copy, in page faults)."""
+        if batch not in self._per_batch:
+            w = next((f.mlp for f in layers if isinstance(f.mlp, FoldedMoE)), None)
+            if w is None:
+                self._per_batch[batch] = ()
+            else:
+                experts, chosen = w.router.shape[1], batch * (w.top_k + w.n_shared)
+                self._per_batch[batch] = (
+                    torch.full((batch, w.n_group), float("-inf")),
+                    torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous(),
+                    w.gate_up.new_empty(chosen, *w.gate_up.shape[1:]),
+                    w.down_t.new_empty(chosen, *w.down_t.shape[1:]),
+                )
+        return self._per_batch[batch]
+
+
+@contextmanager
+def one_thread():
+    """Run the step's ops on the calling thread only. They take microseconds, so a parallel region's
+    fork/join (a few of the expert gathers and conversions cross ATen's grain size) costs more than it
+    saves, and when another process holds the second core, waiting for it costs milliseconds (a batch-1
+    step measured 1.1 ms on two threads vs 0.8 ms on one on an idle machine, 15-25 ms vs 0.9 ms on a busy
+    one). Process-wide while it lasts, like layers.small_step_matmuls; restored afterwards."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def rotations(freqs: torch.Tensor, identity: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """freqs [T, rope/2] complex (unit phasors times YaRN's attention factor) -> [T, W, W], see
+    decode_weights.rotation_basis."""
+    cs = torch.view_as_real(freqs).reshape(freqs.shape[0], -1)  # [T, rope]: c0, s0, c1, s1, ...
+    width = int(identity.shape[1] ** 0.5)
+    return torch.addmm(identity, cs, basis).view(-1, width, width)
+
+
+def attention(w: FoldedAttention, stream, eps, rot, step, cache) -> torch.Tensor:
+    """stream [B, 2 * dim] (one new token per sequence) -> stream + attention; writes the new cache entries."""
+    slot_mapping, context_slots, bias = step
+    batch = stream.shape[0]
+    qkv = torch.mm(F.layer_norm(stream, stream.shape[-1:], eps=eps), w.qkv)
+    # q_a and kv_a norms: each row's factor for its q and latent columns; 1 for the rope key
+    factors = torch.rsqrt(torch.addmm(w.segment_eps, qkv.square(), w.segment_mean))
+    normed = qkv * torch.addmm(w.segment_ones, factors, w.segment_spread)
+    heads = normed if w.query is None else torch.mm(normed, w.query)  # [B, (H + 1) * (R + rope)]
+    heads = torch.bmm(heads.view(batch, w.heads + 1, w.entry_width), rot)  # queries then the entry, rotated
+    query, entry = heads[:, : w.heads], heads[:, w.heads]
+
+    flat_cache = cache.view(-1, w.entry_width)
+    flat_cache.index_copy_(0, slot_mapping, entry.to(cache.dtype))
+    context = flat_cache.index_select(0, context_slots).view(batch, -1, w.entry_width).float()  # [B, L, R + rope]
+    keys = context.transpose(1, 2)
+    scores = torch.bmm(query, keys) if bias is None else torch.baddbmm(bias, query, keys)  # [B, H, L]
+    latent_out = torch.bmm(scores.softmax(dim=-1), context[..., : w.rank])  # [B, H, R]
+    return torch.addmm(stream, latent_out.view(batch, -1), w.out)
+
+
+def mlp(w: FoldedMLP, stream, eps) -> torch.Tensor:
+    gate, up = torch.mm(F.layer_norm(stream, stream.shape[-1:], eps=eps), w.gate_up).split(w.inter, dim=-1)
+    return torch.addmm(stream, F.silu(gate) * up, w.down)
+
+
+def moe(w: FoldedMoE, stream, eps, dropped_groups, shared_ids, gate_up_buffer, down_buffer) -> torch.Tensor:
+    """stream [T, 2 * dim] -> stream + MoE: route (as moe.Router), then one gathered product per projection."""
+    tokens = stream.shape[0]
+    normed = F.layer_norm(stream, stream.shape[-1:], eps=eps)
+    scores = torch.mm(normed, w.router).sigmoid()  # [T, E]
+    choice = scores + w.bias
+    if w.n_group > 1 and w.topk_group < w.n_group:
+        grouped = choice.view(tokens, w.n_group, -1)
+        group_score = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
+        kept = group_score.topk(w.topk_group, dim=-1).indices
+        choice = (grouped + dropped_groups.scatter(1, kept, 0.0).unsqueeze(-1)).view(tokens, -1)
+    ids = choice.topk(w.top_k, dim=-1, sorted=False).indices
+    weights = scores.gather(1, ids)
+    if w.normalise:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    ids = torch.cat((ids, shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
+
+    chosen = ids.shape[0] // tokens
+    gate_up = torch.index_select(w.gate_up, 0, ids, out=gate_up_buffer).view(tokens, chosen * 2 * w.inter, -1)
+    hidden = torch.bmm(gate_up, normed[:, : gate_up.shape[-1], None]).view(tokens, chosen, 2, w.inter)
+    act = F.silu(hidden[:, :, 0]) * hidden[:, :, 1]  # [T, k + S, inter]
+    act[:, : w.top_k].mul_(weights.unsqueeze(-1))  # shared experts: weight 1
+    down = torch.index_select(w.down_t, 0, ids, out=down_buffer).view(tokens, chosen * w.inter, -1)  # [T, (k + S) * inter, 2 * dim]
+    return torch.baddbmm(stream.unsqueeze(1), act.view(tokens, 1, -1), down).view(tokens, -1)
