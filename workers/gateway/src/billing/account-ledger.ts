@@ -71,6 +71,13 @@ interface ModelPrices {
   maxReasoningTokens: number;
 }
 
+type Position = {
+  own: number | null;
+  settled: number | null;
+  spendable: number;
+  reserved: number;
+};
+
 interface CreditRow {
   id: number;
   kind: "granted" | "topped_up";
@@ -86,6 +93,8 @@ export class AccountLedger extends DurableObject<Env> {
   private flushRequested = false;
   private alarmAt: number | null = null;
   private readonly modelCache = new Map<string, { prices: ModelPrices; fetchedAt: number }>();
+  // The account this object belongs to, once storage has confirmed it (it never changes).
+  private boundTo: string | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -121,9 +130,9 @@ export class AccountLedger extends DurableObject<Env> {
     const { accountId, requestId } = settlement;
     this.bindAccount(accountId);
     const usage = normalizeUsage(settlement.usage);
-    const known = this.settledCost(requestId);
-    if (known !== null) return { costMicros: known, duplicate: true };
-    if (!this.reservation(requestId)) {
+    const known = this.requestState(requestId);
+    if (known.settled !== null) return { costMicros: known.settled, duplicate: true };
+    if (known.own === null) {
       // No reservation: released as stale, or settled so long ago that the id was forgotten.
       const recorded = await this.env.DB.prepare("SELECT cost_micros FROM usage_records WHERE request_id = ?")
         .bind(requestId)
@@ -133,22 +142,23 @@ export class AccountLedger extends DurableObject<Env> {
     const prices = await this.modelPrices(settlement.model);
     const { costMicros, tier } = priceUsage(prices, usage, settlement.completedAt);
 
-    // Everything above may have yielded to other calls; from here on nothing awaits until the
-    // settlement, the charge and the outbox row are committed together.
-    const again = this.settledCost(requestId);
-    if (again !== null) return { costMicros: again, duplicate: true };
-    const charged = this.ctx.storage.transactionSync(() => {
-      const charged = this.charge(requestId, costMicros);
-      if (charged < costMicros) console.warn(`ledger ${accountId}: request ${requestId} cost ${costMicros} but only ${charged} was left`);
+    // Everything above may have yielded to other calls (one of them may have settled this
+    // request); from here on nothing awaits until the settlement, the charge and the outbox row
+    // are committed together.
+    const result = this.ctx.storage.transactionSync((): SettleResult => {
       const now = Date.now();
+      const position = this.position(requestId, now);
+      if (position.settled !== null) return { costMicros: position.settled, duplicate: true };
+      const charged = this.charge(position, costMicros, now);
+      if (charged < costMicros) console.warn(`ledger ${accountId}: request ${requestId} cost ${costMicros} but only ${charged} was left`);
       this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
       this.sql.exec("INSERT INTO settlements (request_id, cost, settled_at) VALUES (?, ?, ?)", requestId, charged, now);
       const row = toUsageRow(settlement, usage, charged, tier);
       this.sql.exec("INSERT INTO outbox (request_id, row) VALUES (?, ?)", requestId, JSON.stringify(row));
-      return charged;
+      return { costMicros: charged, duplicate: false };
     });
-    await this.flushOutbox();
-    return { costMicros: charged, duplicate: false };
+    if (!result.duplicate) await this.flushOutbox();
+    return result;
   }
 
   // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
@@ -196,45 +206,56 @@ export class AccountLedger extends DurableObject<Env> {
   // ---- balances -----------------------------------------------------------------------------
 
   private bindAccount(accountId: string): void {
+    if (this.boundTo === accountId) return;
     const bound = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'account_id'").toArray()[0];
     if (!bound) this.sql.exec("INSERT INTO meta (key, value) VALUES ('account_id', ?)", accountId);
     else if (bound.value !== accountId) throw new Error(`ledger of ${bound.value} called for ${accountId}`);
+    this.boundTo = accountId;
   }
 
   private accountId(): string | null {
     return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'account_id'").toArray()[0]?.value ?? null;
   }
 
-  private spendable(now: number): number {
-    const granted = this.sql
-      .exec<{ total: number | null }>(
-        "SELECT SUM(remaining) AS total FROM grants WHERE currency = ? AND (expires_at IS NULL OR expires_at > ?)",
+  // Everything a reservation or a charge decides on, in one query: this request's reservation
+  // and settlement, the spendable balance and what all open reservations hold.
+  private position(requestId: string, now: number): Position {
+    return this.sql
+      .exec<Position>(
+        `SELECT (SELECT amount FROM reservations WHERE request_id = ?1) AS own,
+                (SELECT cost FROM settlements WHERE request_id = ?1) AS settled,
+                (SELECT COALESCE(SUM(remaining), 0) FROM grants WHERE currency = ?2 AND (expires_at IS NULL OR expires_at > ?3))
+                  + (SELECT COALESCE(SUM(amount), 0) FROM topped_up WHERE currency = ?2) AS spendable,
+                (SELECT COALESCE(SUM(amount), 0) FROM reservations) AS reserved`,
+        requestId,
         LEDGER_CURRENCY,
         now,
       )
-      .one().total;
-    const toppedUp = this.sql.exec<{ amount: number }>("SELECT amount FROM topped_up WHERE currency = ?", LEDGER_CURRENCY).toArray()[0];
-    return (granted ?? 0) + (toppedUp?.amount ?? 0);
+      .one();
   }
 
   private reservedTotal(): number {
     return this.sql.exec<{ total: number | null }>("SELECT SUM(amount) AS total FROM reservations").one().total ?? 0;
   }
 
-  private reservation(requestId: string): { amount: number } | undefined {
-    return this.sql.exec<{ amount: number }>("SELECT amount FROM reservations WHERE request_id = ?", requestId).toArray()[0];
-  }
-
-  private settledCost(requestId: string): number | null {
-    return this.sql.exec<{ cost: number }>("SELECT cost FROM settlements WHERE request_id = ?", requestId).toArray()[0]?.cost ?? null;
+  // This request's reservation and settlement, if any.
+  private requestState(requestId: string): Pick<Position, "own" | "settled"> {
+    return this.sql
+      .exec<Pick<Position, "own" | "settled">>(
+        `SELECT (SELECT amount FROM reservations WHERE request_id = ?1) AS own,
+                (SELECT cost FROM settlements WHERE request_id = ?1) AS settled`,
+        requestId,
+      )
+      .one();
   }
 
   // Synchronous from check to insert, so no other call can slip in between.
   private tryReserve(requestId: string, amountMicros: number): boolean {
-    if (this.reservation(requestId)) return true;
-    if (this.settledCost(requestId) !== null) return false; // a request id is never reused
     const now = Date.now();
-    const available = this.spendable(now) - this.reservedTotal();
+    const { own, settled, spendable, reserved } = this.position(requestId, now);
+    if (own !== null) return true;
+    if (settled !== null) return false; // a request id is never reused
+    const available = spendable - reserved;
     if (available <= 0 || amountMicros > available) return false;
     const expiresAt = now + RESERVATION_TTL_MS;
     this.sql.exec("INSERT INTO reservations (request_id, amount, expires_at) VALUES (?, ?, ?)", requestId, amountMicros, expiresAt);
@@ -245,11 +266,9 @@ export class AccountLedger extends DurableObject<Env> {
   // Takes up to `costMicros` from the balance: granted credit first (the one expiring soonest
   // first), then topped-up. Never more than this request's reservation plus what no other open
   // reservation holds, so every other request in flight stays covered. Returns what was taken.
-  private charge(requestId: string, costMicros: number): number {
-    const now = Date.now();
-    const own = this.reservation(requestId)?.amount ?? 0;
-    const othersReserved = this.reservedTotal() - own;
-    let left = Math.min(costMicros, Math.max(0, this.spendable(now) - othersReserved));
+  private charge({ own, spendable, reserved }: Position, costMicros: number, now: number): number {
+    const othersReserved = reserved - (own ?? 0);
+    let left = Math.min(costMicros, Math.max(0, spendable - othersReserved));
     const charged = left;
     const lots = this.sql
       .exec<{ credit_id: number; remaining: number }>(
@@ -388,7 +407,10 @@ export class AccountLedger extends DurableObject<Env> {
   // Writes one batch; true when it wrote a full batch (there may be more).
   private async flushOnce(): Promise<boolean> {
     const pending = this.sql
-      .exec<{ request_id: string; row: string; attempts: number }>("SELECT request_id, row, attempts FROM outbox ORDER BY rowid LIMIT ?", OUTBOX_BATCH_ROWS)
+      .exec<{ rowid: number; request_id: string; row: string; attempts: number }>(
+        "SELECT rowid, request_id, row, attempts FROM outbox ORDER BY rowid LIMIT ?",
+        OUTBOX_BATCH_ROWS,
+      )
       .toArray();
     if (pending.length === 0) return false;
     try {
@@ -400,7 +422,8 @@ export class AccountLedger extends DurableObject<Env> {
       this.ensureAlarmBy(Date.now() + Math.min(OUTBOX_RETRY_MAX_MS, 1000 * 2 ** Math.min(attempts, 20)));
       return false;
     }
-    for (const p of pending) this.sql.exec("DELETE FROM outbox WHERE request_id = ?", p.request_id);
+    // The batch is the oldest rows: everything up to its last rowid (rows added since come after).
+    this.sql.exec("DELETE FROM outbox WHERE rowid <= ?", pending[pending.length - 1]!.rowid);
     return pending.length === OUTBOX_BATCH_ROWS;
   }
 
