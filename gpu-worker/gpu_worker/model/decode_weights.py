@@ -1,25 +1,22 @@
-"""Float32 weights of the decoder layers folded for the small-decode path (small_decode.py).
+"""Weights of the decoder layers folded for the small-decode path (small_decode.py).
 
-A decode step of a small model is hundreds of tiny products, so its cost is the number of ops, not the
+A decode step of a small model is hundreds of tiny products, so its cost is the number of ops (and, as
+the lm_head streams 16 MB through the caches every step, the bytes of weights it reads), not the
 arithmetic. Everything linear between two nonlinearities is multiplied out once here (in float64, stored
 as float32), so the step runs one product where the module path runs several:
 
 - RMSNorm gains go into the products that read the normalised vector (input gain into qkv_a, q_a gain
   into the query product, kv_a gain into the product that spreads the norm factors, post-attention gain
-  into the router, the experts' gate/up and the dense MLP);
+  into the router and the dense MLP);
 - absorbed attention: q_b, W_UK and the softmax scale become one query product whose output per head is
-  [q_latent, q_pe], already scaled; it also copies the new cache entry [latent, k_pe] out as one extra
-  "head" (an exact copy: products with 1 and 0), so one rope product rotates the queries and the key;
-  W_UV then o_proj become one [heads * kv_lora, hidden] product;
+  [q_latent, q_pe], already scaled; W_UV then o_proj become one [heads * kv_lora, hidden] product;
 - the two norms inside attention (q_a over the query latent, kv_a over the KV latent) share one
   mean-of-squares product and one product spreading each row's two factors over the columns;
-- MoE: routed experts then the shared experts' slices (as MoE._fused_stacks); down projections stored
+- MoE: the routed experts then the shared experts' slices (as MoE._fused_stacks), down projections
   transposed ([E + S, inter, hidden]) so the down products of all chosen experts and their weighted sum
-  are one batched product; routed_scaling_factor folded into the routed experts' down weights.
-
-The step carries the residual stream as the signed pair [h, -h] (see small_decode.py): products that read
-the normalised stream have zero rows for its second half, and products that add to the stream write
-[out, -out].
+  are one batched product. These stay exact copies in the model dtype (half the bytes of float32 for a
+  bf16 model; only the chosen experts are widened, per step): the post-attention gain is applied to the
+  activation and routed_scaling_factor to the routing weights instead.
 """
 
 from __future__ import annotations
@@ -37,24 +34,27 @@ FOLDED_LAYER_ELEMENTS = 1 << 22
 
 @dataclass
 class FoldedAttention:
-    qkv: torch.Tensor  # [2 * dim, q_cols + R + rope]: q (or the query without q_lora), latent, rope key
+    qkv: torch.Tensor  # [dim, q_cols + R + rope]: q (or the queries without q_lora), latent, rope key
     segment_mean: torch.Tensor  # [q_cols + R + rope, 2]: 1/width on the q (col 0) and latent (col 1) columns
     segment_eps: torch.Tensor  # [1, 2]
     segment_spread: torch.Tensor  # [2, q_cols + R + rope]: factor 0 -> q columns, factor 1 -> latent (x kv_a gain)
     segment_ones: torch.Tensor  # [1, q_cols + R + rope]: 1 on the columns left unnormalised
-    query: torch.Tensor | None  # [q_cols + R + rope, (H + 1) * (R + rope)]; None: the normed row already is that
-    out: torch.Tensor  # [H * R, 2 * dim]: W_UV, o_proj, signed pair
+    query: torch.Tensor | None  # [q_cols, H * (R + rope)]; None without q_lora (qkv's q columns are the queries)
+    out: torch.Tensor  # [H * R, dim]: W_UV then o_proj
     heads: int
+    q_cols: int
     rank: int  # kv_lora_rank R
     entry_width: int  # R + rope: one cache entry, one query head in latent space
 
 
 @dataclass
 class FoldedMoE:
-    router: torch.Tensor  # [2 * dim, E]: post-attention gain folded
+    router: torch.Tensor  # [dim, E] float32: post-attention gain folded
     bias: torch.Tensor  # [E] selection bias
-    gate_up: torch.Tensor  # [E + S, 2 * inter, dim]: post-attention gain folded
-    down_t: torch.Tensor  # [E + S, inter, 2 * dim]: routed ones times routed_scaling_factor, signed pair
+    gain: torch.Tensor  # [dim] float32 post-attention gain, for the experts' input
+    gate_up: torch.Tensor  # [E + S, 2 * inter, dim], model dtype
+    down_t: torch.Tensor  # [E + S, inter, dim], model dtype
+    scale: float  # routed_scaling_factor
     n_shared: int
     top_k: int
     n_group: int
@@ -65,8 +65,8 @@ class FoldedMoE:
 
 @dataclass
 class FoldedMLP:
-    gate_up: torch.Tensor  # [2 * dim, 2 * inter]: post-attention gain folded
-    down: torch.Tensor  # [inter, 2 * dim]: signed pair
+    gate_up: torch.Tensor  # [dim, 2 * inter]: post-attention gain folded
+    down: torch.Tensor  # [inter, dim]
     inter: int
 
 
@@ -83,16 +83,6 @@ def _f64(t: torch.Tensor) -> torch.Tensor:
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32).contiguous()
-
-
-def reads_stream(weight_t: torch.Tensor) -> torch.Tensor:
-    """[dim, out] -> [2 * dim, out]: a product of the normalised signed pair [x, -x] that reads x."""
-    return torch.cat((weight_t, torch.zeros_like(weight_t)))
-
-
-def writes_stream(weight_t: torch.Tensor) -> torch.Tensor:
-    """[..., in, dim] -> [..., in, 2 * dim]: a product whose output [y, -y] adds to the signed pair."""
-    return torch.cat((weight_t, -weight_t), dim=-1)
 
 
 def fold_attention(attn, input_gain: torch.Tensor) -> FoldedAttention:
@@ -115,13 +105,11 @@ def fold_attention(attn, input_gain: torch.Tensor) -> FoldedAttention:
 
     if has_q_norm:
         q_cols = attn.q_out
-        width = q_cols + entry
-        query_t = torch.zeros(width, (heads + 1) * entry, dtype=torch.float64)
-        query_t[:q_cols, : heads * entry] = query.T
-        query_t[q_cols:, heads * entry :] = torch.eye(entry, dtype=torch.float64)  # the cache entry, copied
-    else:  # the query product joins qkv, whose row then is [queries, entry] already
+        query_t = query.T
+    else:  # the query product joins qkv, whose q columns then are the queries
         qkv = torch.cat((query, qkv[attn.q_out :]))
-        q_cols, width, query_t = heads * entry, heads * entry + entry, None
+        q_cols, query_t = heads * entry, None
+    width = q_cols + entry
 
     segment_mean = torch.zeros(width, 2, dtype=torch.float64)
     segment_spread = torch.zeros(2, width, dtype=torch.float64)
@@ -139,29 +127,27 @@ def fold_attention(attn, input_gain: torch.Tensor) -> FoldedAttention:
     w_o = _f64(attn.o_proj).view(-1, heads, v)  # [dim, H, v]
     out = torch.einsum("dhv,hvr->hrd", w_o, w_uv).reshape(heads * rank, -1)  # [H * R, dim]
     return FoldedAttention(
-        qkv=_f32(reads_stream(qkv.T)), segment_mean=_f32(segment_mean),
+        qkv=_f32(qkv.T), segment_mean=_f32(segment_mean),
         segment_eps=torch.full((1, 2), eps, dtype=torch.float32), segment_spread=_f32(segment_spread),
         segment_ones=_f32(segment_ones), query=None if query_t is None else _f32(query_t),
-        out=_f32(writes_stream(out)), heads=heads, rank=rank, entry_width=entry,
+        out=_f32(out), heads=heads, q_cols=q_cols, rank=rank, entry_width=entry,
     )
 
 
 def fold_moe(moe, post_gain: torch.Tensor, scaling: float) -> FoldedMoE:
     """moe: MoE; post_gain: the decoder layer's post_attention_layernorm weight."""
     router, experts, shared = moe.gate, moe.experts, moe.shared_experts
-    gain = _f64(post_gain)
-    gate_up = _f64(experts.gate_up_proj)
-    down_t = _f64(experts.down_proj).transpose(1, 2) * scaling  # [E, inter, dim]
+    gate_up, down_t = experts.gate_up_proj.detach(), experts.down_proj.detach().transpose(1, 2)  # [E, inter, dim]
     n_shared = moe.n_shared
     if n_shared:
         inter, dim = experts.inter, shared.down_proj.shape[0]
-        shared_gate_up = _f64(shared.gate_up_proj).view(2, n_shared, inter, dim).transpose(0, 1)
-        shared_down_t = _f64(shared.down_proj).view(dim, n_shared, inter).permute(1, 2, 0)
+        shared_gate_up = shared.gate_up_proj.detach().view(2, n_shared, inter, dim).transpose(0, 1)
+        shared_down_t = shared.down_proj.detach().view(dim, n_shared, inter).permute(1, 2, 0)
         gate_up = torch.cat((gate_up, shared_gate_up.reshape(n_shared, 2 * inter, dim)))
         down_t = torch.cat((down_t, shared_down_t))
     return FoldedMoE(
-        router=_f32(reads_stream((_f64(router.weight) * gain[None, :]).T)),
-        bias=_f32(router.e_score_correction_bias), gate_up=_f32(gate_up * gain), down_t=_f32(writes_stream(down_t)),
+        router=_f32((_f64(router.weight) * _f64(post_gain)[None, :]).T), bias=_f32(router.e_score_correction_bias),
+        gain=_f32(post_gain), gate_up=gate_up.contiguous(), down_t=down_t.contiguous(), scale=scaling,
         n_shared=n_shared, top_k=router.top_k, n_group=router.n_group, topk_group=router.topk_group,
         normalise=router.normalise, inter=experts.inter,
     )
@@ -170,7 +156,7 @@ def fold_moe(moe, post_gain: torch.Tensor, scaling: float) -> FoldedMoE:
 def fold_mlp(mlp, post_gain: torch.Tensor) -> FoldedMLP:
     """mlp: SwiGLU (a dense layer)."""
     gate_up = _f64(mlp.gate_up_proj) * _f64(post_gain)[None, :]
-    return FoldedMLP(gate_up=_f32(reads_stream(gate_up.T)), down=_f32(writes_stream(_f64(mlp.down_proj).T)), inter=mlp.inter)
+    return FoldedMLP(gate_up=_f32(gate_up.T), down=_f32(mlp.down_proj.T), inter=mlp.inter)
 
 
 def fold_layer(layer, config) -> FoldedLayer:
@@ -184,18 +170,14 @@ def fold_layer(layer, config) -> FoldedLayer:
     return FoldedLayer(attn=attn, mlp=mlp, eps=layer.input_layernorm.eps)
 
 
-def rotation_basis(entry_width: int, rope_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(identity [1, W*W], basis [rope, W*W]) with W = entry_width: for cs [T, rope] the interleaved
-    (cos, sin) of each rope pair, `addmm(identity, cs, basis).view(T, W, W)` is the matrix M with
-    x @ M = x on the first W - rope entries and each rope pair (x0, x1) -> (x0 c - x1 s, x0 s + x1 c)
-    (rope.apply_rope's complex product)."""
-    latent = entry_width - rope_dim
-    identity = torch.zeros(entry_width, entry_width)
-    identity[range(latent), range(latent)] = 1.0
-    basis = torch.zeros(rope_dim, entry_width, entry_width)
+def rotation_basis(rope_dim: int) -> torch.Tensor:
+    """[rope, rope * rope]: for cs [T, rope], the interleaved (cos, sin) of each rope pair,
+    `(cs @ basis).view(T, rope, rope)` is the matrix M with x @ M rotating each interleaved pair
+    (x0, x1) -> (x0 c - x1 s, x0 s + x1 c) (rope.apply_rope's complex product)."""
+    basis = torch.zeros(rope_dim, rope_dim, rope_dim)
     for pair in range(rope_dim // 2):
-        a, b = latent + 2 * pair, latent + 2 * pair + 1
-        cos, sin = basis[2 * pair], basis[2 * pair + 1]
+        a, b = 2 * pair, 2 * pair + 1
+        cos, sin = basis[a], basis[b]
         cos[a, a] = cos[b, b] = 1.0
         sin[a, b], sin[b, a] = 1.0, -1.0
-    return identity.view(1, -1), basis.view(rope_dim, -1)
+    return basis.view(rope_dim, -1)

@@ -1,21 +1,23 @@
-"""The decode step of a small model on CPU, in few ops: folded float32 weights, float32 activations.
+"""The decode step of a small model on CPU, in few ops: folded weights, float32 activations.
 
 At batch 1 a decode step of the embedded model is ~0.1 MFLOP per layer spread over ~120 torch ops in the
-module path, so each op's fixed cost (dispatch, allocation, Python) is the step's cost. This path runs
-the same maths (absorbed MLA, group-limited sigmoid routing, gathered experts) with the weights folded by
+module path, so each op's fixed cost (dispatch, allocation, Python) is the step's cost, plus the bytes of
+weights it reads (the lm_head's 16 MB pass evicts them from the caches every step). This path runs the
+same maths (absorbed MLA, group-limited sigmoid routing, gathered experts) with the weights folded by
 decode_weights.py, in ~50 ops per layer:
 
 - activations stay float32 for the whole step (the module path widens every small product to float32
   on CPU anyway and rounds back after it); cache entries are rounded to the cache dtype when written,
   the returned hidden state to the model dtype;
 - the residual stream is carried as the signed pair [h, -h]: its layer norm is h's RMSNorm (zero mean,
-  variance mean(h^2)) in one kernel, where x * rsqrt(mean(x^2) + eps) is five ops. The products that
-  add to the stream write [y, -y] (decode_weights.writes_stream), so keeping the pair costs nothing;
+  variance mean(h^2)) in one kernel, where x * rsqrt(mean(x^2) + eps) is five ops; a residual add is one
+  addcmul with [1, -1];
 - rope is one batched product per layer with a per-token [R + rope, R + rope] matrix (identity on the
-  latent, 2x2 rotations on the rope pairs), built once per step (`rotations`); it rotates every query
-  head and the new cache entry at once (the query product emits the entry as an extra head);
-- residual adds ride on the output products (addmm / baddbmm); the experts' down products, their
-  routing weights and the sum over experts are one baddbmm.
+  latent, 2x2 rotations on the rope pairs), built once per step (`Rotations`); it rotates every query
+  head and the new cache entry (appended as one more head) at once;
+- the chosen experts' weights are gathered (and widened) into buffers reused by every layer; their down
+  products, routing weights and sum over experts are one batched product;
+- the step runs on one thread (`one_thread`).
 
 Used for decode steps of at most SMALL_DECODE_TOKENS sequences on CPU when every layer is small enough
 to fold (decode_weights.FOLDED_LAYER_ELEMENTS); any other step takes the module path.
@@ -33,6 +35,8 @@ from .decode_weights import FOLDED_LAYER_ELEMENTS, FoldedAttention, FoldedMLP, F
 
 SMALL_DECODE_TOKENS = 4
 
+SIGNS = torch.tensor([1.0, -1.0]).view(1, 2, 1)  # a residual add to the signed pair [h, -h]
+
 
 class SmallDecode:
     """Folded weights of a model and the step that uses them; refolds when any parameter changes."""
@@ -44,9 +48,7 @@ class SmallDecode:
         self.dim = model.config.hidden_size
         self._key = None
         self._layers = None
-        self._per_batch: dict[int, tuple] = {}
-        config = model.config
-        self.rotation = rotation_basis(config.kv_lora_rank + config.qk_rope_head_dim, config.qk_rope_head_dim)
+        self._per_batch: dict[int, StepBuffers] = {}
 
     def applies(self, tokens: int, meta: AttentionMetadata, device: torch.device) -> bool:
         return self.fits and device.type == "cpu" and tokens <= SMALL_DECODE_TOKENS and meta.is_decode
@@ -55,6 +57,7 @@ class SmallDecode:
         key = [p._version for p in self.params]
         if key != self._key:
             self._layers = [fold_layer(layer, self.model.config) for layer in self.model.layers]
+            self._per_batch.clear()
             self._key = key
         return self._layers
 
@@ -67,38 +70,55 @@ class SmallDecode:
         model = self.model
         layers = self.folded_layers()
         batch = input_ids.shape[0]
+        buffers = self._per_batch.get(batch)
+        if buffers is None:
+            buffers = self._per_batch[batch] = StepBuffers(batch, layers, model.config)
         h = F.embedding(input_ids, model.embed_tokens).float()
         stream = torch.cat((h, -h), dim=-1)  # the signed pair [h, -h]
-        rot = rotations(model.rotary.lookup(positions), *self.rotation)
+        rot = buffers.rotations(model.rotary.lookup(positions))
         slots, _ = meta.context_slots()
         step = (meta.slot_mapping, slots.view(-1), meta.decode_bias(torch.float32))
-        per_batch = self._per_batch_tensors(batch, layers)
         for folded, cache in zip(layers, kv_cache):
             stream = attention(folded.attn, stream, folded.eps, rot, step, cache)
             if isinstance(folded.mlp, FoldedMoE):
-                stream = moe(folded.mlp, stream, folded.eps, *per_batch)
+                stream = moe(folded.mlp, stream, folded.eps, buffers)
             else:
                 stream = mlp(folded.mlp, stream, folded.eps)
         return stream[:, : self.dim].to(model.dtype)
 
-    def _per_batch_tensors(self, batch: int, layers) -> tuple:
-        """For the routers and experts of a batch of `batch` tokens, made once per batch size: -inf
-        [B, n_group], the shared experts' ids [B, S], and the buffers the chosen experts' weights are
-        gathered into (reused by every layer: a fresh 100+ KB tensor per gather costs more than the
-        copy, in page faults)."""
-        if batch not in self._per_batch:
-            w = next((f.mlp for f in layers if isinstance(f.mlp, FoldedMoE)), None)
-            if w is None:
-                self._per_batch[batch] = ()
-            else:
-                experts, chosen = w.router.shape[1], batch * (w.top_k + w.n_shared)
-                self._per_batch[batch] = (
-                    torch.full((batch, w.n_group), float("-inf")),
-                    torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous(),
-                    w.gate_up.new_empty(chosen, *w.gate_up.shape[1:]),
-                    w.down_t.new_empty(chosen, *w.down_t.shape[1:]),
-                )
-        return self._per_batch[batch]
+
+class StepBuffers:
+    """Per-batch-size tensors of a step, made once: constants of the routers, the buffers the chosen
+    experts' weights are gathered into (shared by all layers: a fresh 100+ KB tensor per gather costs more
+    than the copy, in page faults), and the rope matrices' buffer."""
+
+    def __init__(self, batch: int, layers, config):
+        w = next((f.mlp for f in layers if isinstance(f.mlp, FoldedMoE)), None)
+        if w is not None:
+            experts, chosen = w.router.shape[1], batch * (w.top_k + w.n_shared)
+            self.dropped_groups = torch.full((batch, w.n_group), float("-inf"))
+            self.shared_ids = torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous()
+            self.gate_up = w.gate_up.new_empty(chosen, *w.gate_up.shape[1:])
+            self.down = w.down_t.new_empty(chosen, *w.down_t.shape[1:])
+            widen = w.gate_up.dtype != torch.float32
+            self.gate_up_f32 = torch.empty(self.gate_up.shape) if widen else None
+            self.down_f32 = torch.empty(self.down.shape) if widen else None
+        rope, width = config.qk_rope_head_dim, config.kv_lora_rank + config.qk_rope_head_dim
+        self.basis = rotation_basis(rope)
+        self.rot = torch.eye(width).repeat(batch, 1, 1)  # the latent block stays the identity
+        self.rope_block = self.rot[:, width - rope :, width - rope :]
+
+    def rotations(self, freqs: torch.Tensor) -> torch.Tensor:
+        """freqs [B, rope/2] complex (unit phasors times YaRN's attention factor) -> [B, W, W]: x @ M keeps
+        x's latent entries and rotates its interleaved rope pairs (decode_weights.rotation_basis)."""
+        cs = torch.view_as_real(freqs).reshape(freqs.shape[0], -1)  # [B, rope]: c0, s0, c1, s1, ...
+        self.rope_block.copy_(torch.mm(cs, self.basis).view(self.rope_block.shape))
+        return self.rot
+
+    def gathered(self, stack, ids, buffer, widened) -> torch.Tensor:
+        """stack[ids] as float32, through the reused buffers."""
+        rows = torch.index_select(stack, 0, ids, out=buffer)
+        return rows if widened is None else widened.copy_(rows)
 
 
 @contextmanager
@@ -119,24 +139,30 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def rotations(freqs: torch.Tensor, identity: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """freqs [T, rope/2] complex (unit phasors times YaRN's attention factor) -> [T, W, W], see
-    decode_weights.rotation_basis."""
-    cs = torch.view_as_real(freqs).reshape(freqs.shape[0], -1)  # [T, rope]: c0, s0, c1, s1, ...
-    width = int(identity.shape[1] ** 0.5)
-    return torch.addmm(identity, cs, basis).view(-1, width, width)
+def normalised(stream: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of h (no gain: folded into the products that read it) from the signed pair [h, -h]:
+    [T, dim], a view of the pair's layer norm."""
+    dim = stream.shape[-1] // 2
+    return F.layer_norm(stream, stream.shape[-1:], eps=eps)[:, :dim]
+
+
+def add_to_stream(stream: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[h, -h] + [y, -y] for y [T, dim] (or [T, 1, dim])."""
+    tokens = stream.shape[0]
+    return torch.addcmul(stream.view(tokens, 2, -1), y.view(tokens, 1, -1), SIGNS).view(tokens, -1)
 
 
 def attention(w: FoldedAttention, stream, eps, rot, step, cache) -> torch.Tensor:
     """stream [B, 2 * dim] (one new token per sequence) -> stream + attention; writes the new cache entries."""
     slot_mapping, context_slots, bias = step
     batch = stream.shape[0]
-    qkv = torch.mm(F.layer_norm(stream, stream.shape[-1:], eps=eps), w.qkv)
+    qkv = torch.mm(normalised(stream, eps), w.qkv)
     # q_a and kv_a norms: each row's factor for its q and latent columns; 1 for the rope key
     factors = torch.rsqrt(torch.addmm(w.segment_eps, qkv.square(), w.segment_mean))
-    normed = qkv * torch.addmm(w.segment_ones, factors, w.segment_spread)
-    heads = normed if w.query is None else torch.mm(normed, w.query)  # [B, (H + 1) * (R + rope)]
-    heads = torch.bmm(heads.view(batch, w.heads + 1, w.entry_width), rot)  # queries then the entry, rotated
+    normed = qkv * torch.addmm(w.segment_ones, factors, w.segment_spread)  # [B, q_cols + R + rope]
+    if w.query is not None:
+        normed = torch.cat((torch.mm(normed[:, : w.q_cols], w.query), normed[:, w.q_cols :]), dim=1)
+    heads = torch.bmm(normed.view(batch, w.heads + 1, w.entry_width), rot)  # queries then the entry, rotated
     query, entry = heads[:, : w.heads], heads[:, w.heads]
 
     flat_cache = cache.view(-1, w.entry_width)
@@ -145,35 +171,38 @@ def attention(w: FoldedAttention, stream, eps, rot, step, cache) -> torch.Tensor
     keys = context.transpose(1, 2)
     scores = torch.bmm(query, keys) if bias is None else torch.baddbmm(bias, query, keys)  # [B, H, L]
     latent_out = torch.bmm(scores.softmax(dim=-1), context[..., : w.rank])  # [B, H, R]
-    return torch.addmm(stream, latent_out.view(batch, -1), w.out)
+    return add_to_stream(stream, torch.mm(latent_out.view(batch, -1), w.out))
 
 
 def mlp(w: FoldedMLP, stream, eps) -> torch.Tensor:
-    gate, up = torch.mm(F.layer_norm(stream, stream.shape[-1:], eps=eps), w.gate_up).split(w.inter, dim=-1)
-    return torch.addmm(stream, F.silu(gate) * up, w.down)
+    gate, up = torch.mm(normalised(stream, eps), w.gate_up).split(w.inter, dim=-1)
+    return add_to_stream(stream, torch.mm(F.silu(gate) * up, w.down))
 
 
-def moe(w: FoldedMoE, stream, eps, dropped_groups, shared_ids, gate_up_buffer, down_buffer) -> torch.Tensor:
+def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
     """stream [T, 2 * dim] -> stream + MoE: route (as moe.Router), then one gathered product per projection."""
     tokens = stream.shape[0]
-    normed = F.layer_norm(stream, stream.shape[-1:], eps=eps)
+    normed = normalised(stream, eps)
     scores = torch.mm(normed, w.router).sigmoid()  # [T, E]
     choice = scores + w.bias
     if w.n_group > 1 and w.topk_group < w.n_group:
         grouped = choice.view(tokens, w.n_group, -1)
         group_score = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
         kept = group_score.topk(w.topk_group, dim=-1).indices
-        choice = (grouped + dropped_groups.scatter(1, kept, 0.0).unsqueeze(-1)).view(tokens, -1)
+        choice = (grouped + buffers.dropped_groups.scatter(1, kept, 0.0).unsqueeze(-1)).view(tokens, -1)
     ids = choice.topk(w.top_k, dim=-1, sorted=False).indices
     weights = scores.gather(1, ids)
-    if w.normalise:
-        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-    ids = torch.cat((ids, shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
+    if w.normalise:  # w / (sum + 1e-20) * scale
+        weights = weights / ((weights.sum(dim=-1, keepdim=True) + 1e-20) / w.scale)
+    elif w.scale != 1.0:
+        weights = weights * w.scale
+    ids = torch.cat((ids, buffers.shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
 
     chosen = ids.shape[0] // tokens
-    gate_up = torch.index_select(w.gate_up, 0, ids, out=gate_up_buffer).view(tokens, chosen * 2 * w.inter, -1)
-    hidden = torch.bmm(gate_up, normed[:, : gate_up.shape[-1], None]).view(tokens, chosen, 2, w.inter)
+    gate_up = buffers.gathered(w.gate_up, ids, buffers.gate_up, buffers.gate_up_f32)
+    x = (normed * w.gain).unsqueeze(-1)  # [T, dim, 1]
+    hidden = torch.bmm(gate_up.view(tokens, chosen * 2 * w.inter, -1), x).view(tokens, chosen, 2, w.inter)
     act = F.silu(hidden[:, :, 0]) * hidden[:, :, 1]  # [T, k + S, inter]
     act[:, : w.top_k].mul_(weights.unsqueeze(-1))  # shared experts: weight 1
-    down = torch.index_select(w.down_t, 0, ids, out=down_buffer).view(tokens, chosen * w.inter, -1)  # [T, (k + S) * inter, 2 * dim]
-    return torch.baddbmm(stream.unsqueeze(1), act.view(tokens, 1, -1), down).view(tokens, -1)
+    down = buffers.gathered(w.down_t, ids, buffers.down, buffers.down_f32)  # [T * (k + S), inter, dim]
+    return add_to_stream(stream, torch.bmm(act.view(tokens, 1, -1), down.view(tokens, chosen * w.inter, -1)))
