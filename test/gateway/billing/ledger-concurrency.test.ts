@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { worstCaseCostMicros } from "../../../workers/gateway/src/billing/pricing";
 import { findModel } from "../../../workers/gateway/src/db/models";
 import { createAccount, credit } from "../setup/fixtures";
-import { gatewayEnv, ledger, settlement, total, usageOf, usageSums } from "./ledger-helpers";
+import { bookAgainstStorage, gatewayEnv, ledger, settlement, total, usageOf, usageSums } from "./ledger-helpers";
 
 const REQUESTS = 200;
 const PROMPT = 1000;
@@ -136,5 +136,44 @@ describe("200 concurrent requests on a balance that covers about 10", () => {
     expect(sums.rows).toBe(sums.dailyRequests);
     // Granted credit went first.
     expect(after.granted).toBe(Math.max(0, 4 * worst - settledSum));
+    // What the ledger decided on in memory is what its storage holds.
+    const book = await bookAgainstStorage(account);
+    expect(book.memory).toEqual(book.storage);
+    expect(book.storage).toEqual({ spendable: after.total, reserved: 0 });
+  });
+
+  it("keeps its in-memory book equal to storage while top-ups and grants arrive between requests", async () => {
+    const account = await createAccount();
+    const worst = await worstCase();
+    await gatewayEnv.DB.prepare("INSERT INTO balance_credits (account_id, kind, amount_micros, expires_at) VALUES (?, 'granted', ?, ?)")
+      .bind(account, 2 * worst, Date.now() + 60_000)
+      .run();
+    const l = ledger(account);
+    const rnd = random(99);
+    let credited = 2 * worst;
+    let charged = 0;
+    await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        await sleep(Math.floor(rnd() * 30));
+        if (i % 10 === 0) {
+          const amount = Math.floor(rnd() * worst) + 1;
+          await credit(account, i % 20 === 0 ? "granted" : "topped_up", amount);
+          credited += amount;
+          return;
+        }
+        const requestId = `book-${i}`;
+        // Refused here, a reservation may fit once the ledger has folded in the credit above.
+        if (!(await l.reserve({ accountId: account, requestId, amountMicros: worst })).ok) return;
+        await sleep(Math.floor(rnd() * 10));
+        if (rnd() < 0.2) return void (await l.release(requestId));
+        const { costMicros } = await l.settle(settlement(account, requestId, usageOf(PROMPT, Math.floor(rnd() * MAX_TOKENS))));
+        charged += costMicros;
+      }),
+    );
+    const after = await total(account); // folds in every credit
+    expect(after).toMatchObject({ total: credited - charged, reserved: 0 });
+    const book = await bookAgainstStorage(account);
+    expect(book.memory).toEqual(book.storage);
+    expect(book.storage).toEqual({ spendable: credited - charged, reserved: 0 });
   });
 });

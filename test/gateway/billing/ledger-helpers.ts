@@ -1,6 +1,7 @@
 // Helpers for driving the account ledger directly, the way the inference pipeline does.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { ledgerFor, type Settlement } from "../../../workers/gateway/src/billing/account-ledger";
+import { LedgerBook } from "../../../workers/gateway/src/billing/ledger-book";
 import type { Usage } from "../../../workers/gateway/src/billing/usage";
 import type { Env } from "../../../workers/gateway/src/env";
 
@@ -53,9 +54,14 @@ export async function usageSums(accountId: string): Promise<{ rows: number; rowC
   return { rows: r!.n, rowCost: r!.cost, dailyRequests: d!.n, dailyCost: d!.cost };
 }
 
-// Runs `sql` inside the account's ledger storage (for moving its clock: backdating timestamps).
+// Runs `sql` inside the account's ledger storage (for moving its clock: backdating timestamps),
+// then drops the ledger's in-memory book as a restart would, so that it reads storage again.
 export async function ledgerSql(accountId: string, sql: string, ...params: unknown[]): Promise<unknown[]> {
-  return runInDurableObject(ledger(accountId), async (_instance, state) => state.storage.sql.exec(sql, ...params).toArray());
+  return runInDurableObject(ledger(accountId), async (instance, state) => {
+    const rows = state.storage.sql.exec(sql, ...params).toArray();
+    (instance as unknown as { book: unknown }).book = null;
+    return rows;
+  });
 }
 
 export async function runLedgerAlarm(accountId: string): Promise<boolean> {
@@ -86,3 +92,14 @@ export const failingBatchDb = (): D1Database =>
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
+
+// The ledger's in-memory book against a fresh read of its storage: what reserve and settle
+// decide on must always be what storage holds.
+export async function bookAgainstStorage(accountId: string): Promise<{ memory: unknown; storage: unknown }> {
+  return runInDurableObject(ledger(accountId), async (instance, state) => {
+    const now = Date.now();
+    const view = (book: LedgerBook) => ({ spendable: book.spendable(now), reserved: book.reserved });
+    const inMemory = (instance as unknown as { book: LedgerBook | null }).book;
+    return { memory: inMemory ? view(inMemory) : null, storage: view(LedgerBook.read(state.storage.sql)) };
+  });
+}

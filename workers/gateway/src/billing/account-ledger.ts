@@ -13,9 +13,10 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
 import { priceUsage, type PriceTier } from "./pricing";
 import { normalizeUsage, type Usage } from "./usage";
+import { LEDGER_CURRENCY, LedgerBook } from "./ledger-book";
 import { usageStatements, type UsageRow } from "./usage-records";
 
-export const LEDGER_CURRENCY = "USD";
+export { LEDGER_CURRENCY };
 // Longer than any request can run: 10 minutes of queueing plus the longest completion.
 export const RESERVATION_TTL_MS = 60 * 60_000;
 // Settled request ids are remembered this long to recognise a settlement delivered twice;
@@ -71,13 +72,6 @@ interface ModelPrices {
   maxReasoningTokens: number;
 }
 
-type Position = {
-  own: number | null;
-  settled: number | null;
-  spendable: number;
-  reserved: number;
-};
-
 interface CreditRow {
   id: number;
   kind: "granted" | "topped_up";
@@ -95,6 +89,8 @@ export class AccountLedger extends DurableObject<Env> {
   private readonly modelCache = new Map<string, { prices: ModelPrices; fetchedAt: number }>();
   // The account this object belongs to, once storage has confirmed it (it never changes).
   private boundTo: string | null = null;
+  // Balances and reservations in memory (billing/ledger-book.ts); null: read from storage.
+  private book: LedgerBook | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -130,9 +126,9 @@ export class AccountLedger extends DurableObject<Env> {
     const { accountId, requestId } = settlement;
     this.bindAccount(accountId);
     const usage = normalizeUsage(settlement.usage);
-    const known = this.requestState(requestId);
-    if (known.settled !== null) return { costMicros: known.settled, duplicate: true };
-    if (known.own === null) {
+    const known = this.settledCost(requestId);
+    if (known !== null) return { costMicros: known, duplicate: true };
+    if (this.theBook().reservation(requestId) === undefined) {
       // No reservation: released as stale, or settled so long ago that the id was forgotten.
       const recorded = await this.env.DB.prepare("SELECT cost_micros FROM usage_records WHERE request_id = ?")
         .bind(requestId)
@@ -145,13 +141,13 @@ export class AccountLedger extends DurableObject<Env> {
     // Everything above may have yielded to other calls (one of them may have settled this
     // request); from here on nothing awaits until the settlement, the charge and the outbox row
     // are committed together.
-    const result = this.ctx.storage.transactionSync((): SettleResult => {
+    const result = this.writeBook((book): SettleResult => {
       const now = Date.now();
-      const position = this.position(requestId, now);
-      if (position.settled !== null) return { costMicros: position.settled, duplicate: true };
-      const charged = this.charge(position, costMicros, now);
+      const settled = this.settledCost(requestId);
+      if (settled !== null) return { costMicros: settled, duplicate: true };
+      const charged = book.charge(requestId, costMicros, now);
       if (charged < costMicros) console.warn(`ledger ${accountId}: request ${requestId} cost ${costMicros} but only ${charged} was left`);
-      this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
+      book.release(requestId);
       this.sql.exec("INSERT INTO settlements (request_id, cost, settled_at) VALUES (?, ?, ?)", requestId, charged, now);
       const row = toUsageRow(settlement, usage, charged, tier);
       this.sql.exec("INSERT INTO outbox (request_id, row) VALUES (?, ?)", requestId, JSON.stringify(row));
@@ -163,7 +159,7 @@ export class AccountLedger extends DurableObject<Env> {
 
   // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
   async release(requestId: string): Promise<void> {
-    this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
+    this.theBook().release(requestId);
   }
 
   async balances(accountId: string): Promise<BalanceSnapshot[]> {
@@ -183,7 +179,7 @@ export class AccountLedger extends DurableObject<Env> {
       entry(g.currency).grantedMicros = g.total;
     for (const t of this.sql.exec<{ currency: string; amount: number }>("SELECT currency, amount FROM topped_up"))
       entry(t.currency).toppedUpMicros = t.amount;
-    const reserved = this.reservedTotal();
+    const reserved = this.theBook().reserved;
     if (reserved > 0) entry(LEDGER_CURRENCY).reservedMicros = reserved;
     return [...byCurrency.values()].sort((a, b) => a.currency.localeCompare(b.currency));
   }
@@ -192,6 +188,7 @@ export class AccountLedger extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
+    this.book = null; // the clean-up below changes storage in bulk
     const now = Date.now();
     this.sql.exec("DELETE FROM reservations WHERE expires_at <= ?", now);
     this.sql.exec(
@@ -217,76 +214,39 @@ export class AccountLedger extends DurableObject<Env> {
     return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'account_id'").toArray()[0]?.value ?? null;
   }
 
-  // Everything a reservation or a charge decides on, in one query: this request's reservation
-  // and settlement, the spendable balance and what all open reservations hold.
-  private position(requestId: string, now: number): Position {
-    return this.sql
-      .exec<Position>(
-        `SELECT (SELECT amount FROM reservations WHERE request_id = ?1) AS own,
-                (SELECT cost FROM settlements WHERE request_id = ?1) AS settled,
-                (SELECT COALESCE(SUM(remaining), 0) FROM grants WHERE currency = ?2 AND (expires_at IS NULL OR expires_at > ?3))
-                  + (SELECT COALESCE(SUM(amount), 0) FROM topped_up WHERE currency = ?2) AS spendable,
-                (SELECT COALESCE(SUM(amount), 0) FROM reservations) AS reserved`,
-        requestId,
-        LEDGER_CURRENCY,
-        now,
-      )
-      .one();
+  private theBook(): LedgerBook {
+    this.book ??= LedgerBook.read(this.sql);
+    return this.book;
   }
 
-  private reservedTotal(): number {
-    return this.sql.exec<{ total: number | null }>("SELECT SUM(amount) AS total FROM reservations").one().total ?? 0;
+  // A storage transaction over the book; should it fail, storage rolls back and the book,
+  // which may have changed half-way, is dropped to be read again.
+  private writeBook<T>(write: (book: LedgerBook) => T): T {
+    const book = this.theBook();
+    try {
+      return this.ctx.storage.transactionSync(() => write(book));
+    } catch (err) {
+      this.book = null;
+      throw err;
+    }
   }
 
-  // This request's reservation and settlement, if any.
-  private requestState(requestId: string): Pick<Position, "own" | "settled"> {
-    return this.sql
-      .exec<Pick<Position, "own" | "settled">>(
-        `SELECT (SELECT amount FROM reservations WHERE request_id = ?1) AS own,
-                (SELECT cost FROM settlements WHERE request_id = ?1) AS settled`,
-        requestId,
-      )
-      .one();
+  private settledCost(requestId: string): number | null {
+    return this.sql.exec<{ cost: number }>("SELECT cost FROM settlements WHERE request_id = ?", requestId).toArray()[0]?.cost ?? null;
   }
 
   // Synchronous from check to insert, so no other call can slip in between.
   private tryReserve(requestId: string, amountMicros: number): boolean {
+    const book = this.theBook();
+    if (book.reservation(requestId) !== undefined) return true;
+    if (this.settledCost(requestId) !== null) return false; // a request id is never reused
     const now = Date.now();
-    const { own, settled, spendable, reserved } = this.position(requestId, now);
-    if (own !== null) return true;
-    if (settled !== null) return false; // a request id is never reused
-    const available = spendable - reserved;
+    const available = book.spendable(now) - book.reserved;
     if (available <= 0 || amountMicros > available) return false;
     const expiresAt = now + RESERVATION_TTL_MS;
-    this.sql.exec("INSERT INTO reservations (request_id, amount, expires_at) VALUES (?, ?, ?)", requestId, amountMicros, expiresAt);
+    book.reserve(requestId, amountMicros, expiresAt); // one statement: no transaction needed
     this.ensureAlarmBy(expiresAt);
     return true;
-  }
-
-  // Takes up to `costMicros` from the balance: granted credit first (the one expiring soonest
-  // first), then topped-up. Never more than this request's reservation plus what no other open
-  // reservation holds, so every other request in flight stays covered. Returns what was taken.
-  private charge({ own, spendable, reserved }: Position, costMicros: number, now: number): number {
-    const othersReserved = reserved - (own ?? 0);
-    let left = Math.min(costMicros, Math.max(0, spendable - othersReserved));
-    const charged = left;
-    const lots = this.sql
-      .exec<{ credit_id: number; remaining: number }>(
-        `SELECT credit_id, remaining FROM grants
-          WHERE currency = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?)
-          ORDER BY expires_at IS NULL, expires_at, credit_id`,
-        LEDGER_CURRENCY,
-        now,
-      )
-      .toArray();
-    for (const lot of lots) {
-      if (left === 0) break;
-      const take = Math.min(left, lot.remaining);
-      this.sql.exec("UPDATE grants SET remaining = remaining - ? WHERE credit_id = ?", take, lot.credit_id);
-      left -= take;
-    }
-    if (left > 0) this.sql.exec("UPDATE topped_up SET amount = amount - ? WHERE currency = ?", left, LEDGER_CURRENCY);
-    return charged;
   }
 
   // Folds credits written to D1 since the last sync into the balances. Concurrent callers share
@@ -312,6 +272,7 @@ export class AccountLedger extends DurableObject<Env> {
       .bind(accountId, this.lastCreditId())
       .all<CreditRow>();
     if (results.length === 0) return;
+    this.book = null; // credits change balances in bulk: read them again after
     this.ctx.storage.transactionSync(() => {
       let last = this.lastCreditId();
       for (const credit of results) {
