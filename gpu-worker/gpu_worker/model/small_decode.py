@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from .attention_metadata import AttentionMetadata
 from .decode_weights import FOLDED_LAYER_ELEMENTS, FoldedAttention, FoldedMLP, FoldedMoE, fold_layer, rotation_basis
 
-SMALL_DECODE_TOKENS = 4
+SMALL_DECODE_TOKENS = 32
+# From this many tokens on, the experts run as one product over all experts (weights of the unchosen: 0)
+# instead of gathering each token's chosen experts.
+ALL_EXPERTS_TOKENS = 8
+# Steps of at most this many tokens run on one thread (see one_thread).
+ONE_THREAD_TOKENS = 8
 
 SIGNS = torch.tensor([1.0, -1.0]).view(1, 2, 1)  # a residual add to the signed pair [h, -h]
 
@@ -63,6 +68,8 @@ class SmallDecode:
 
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_cache: torch.Tensor) -> torch.Tensor:
         """Packed new tokens [B] (one per sequence) -> final hidden states [B, hidden] in the model dtype."""
+        if input_ids.shape[0] > ONE_THREAD_TOKENS:
+            return self._forward(input_ids, positions, meta, kv_cache)
         with one_thread():
             return self._forward(input_ids, positions, meta, kv_cache)
 
@@ -97,6 +104,8 @@ class StepBuffers:
         if w is not None:
             experts, chosen = w.router.shape[1], batch * (w.top_k + w.n_shared)
             self.dropped_groups = torch.full((batch, w.n_group), float("-inf"))
+            self.no_routed = torch.zeros(batch, experts + w.n_shared)  # routing weights: 0, shared experts 1
+            self.no_routed[:, experts:] = 1.0
             self.shared_ids = torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous()
             self.gate_up = w.gate_up.new_empty(chosen, *w.gate_up.shape[1:])
             self.down = w.down_t.new_empty(chosen, *w.down_t.shape[1:])
@@ -196,6 +205,8 @@ def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
         weights = weights / ((weights.sum(dim=-1, keepdim=True) + 1e-20) / w.scale)
     elif w.scale != 1.0:
         weights = weights * w.scale
+    if tokens >= ALL_EXPERTS_TOKENS:
+        return add_to_stream(stream, all_experts(w, normed, buffers.no_routed.scatter(1, ids, weights)))
     ids = torch.cat((ids, buffers.shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
 
     chosen = ids.shape[0] // tokens
@@ -206,3 +217,12 @@ def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
     act[:, : w.top_k].mul_(weights.unsqueeze(-1))  # shared experts: weight 1
     down = buffers.gathered(w.down_t, ids, buffers.down, buffers.down_f32)  # [T * (k + S), inter, dim]
     return add_to_stream(stream, torch.bmm(act.view(tokens, 1, -1), down.view(tokens, chosen * w.inter, -1)))
+
+
+def all_experts(w: FoldedMoE, normed: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """normed [T, dim], weights [T, E + S] (0 for experts not chosen) -> [T, dim]: every expert on every
+    token, weighted."""
+    gate_up, down = w.all_experts()
+    hidden = torch.mm(normed, gate_up).view(normed.shape[0], -1, 2, w.inter)
+    act = F.silu(hidden[:, :, 0]) * hidden[:, :, 1] * weights.unsqueeze(-1)  # [T, E + S, inter]
+    return torch.mm(act.view(normed.shape[0], -1), down)

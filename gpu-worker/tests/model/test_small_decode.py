@@ -43,13 +43,26 @@ def both_paths(model, monkeypatch, lengths, seed=0):
     return out[0][0], out[1][0], out[0][1], out[1][1]
 
 
+NINE = (5, 12, 9, 3, 16, 4, 8, 11, 2)  # at least ALL_EXPERTS_TOKENS sequences: every expert on every token
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("lengths", [(9,), (5, 12, 9), (13, 2, 7, 16)])
+@pytest.mark.parametrize("lengths", [(9,), (5, 12, 9), (13, 2, 7, 16), NINE])
 def test_float32_small_decode_equals_module_path(tmp_path, monkeypatch, name, lengths):
     model = load_model(write_tiny(tmp_path, name, seed=7), dtype=torch.float32)
     small, modules, small_cache, module_cache = both_paths(model, monkeypatch, lengths)
     assert rel_err(small, modules) <= 1e-5
     assert torch.allclose(small_cache, module_cache, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_all_experts_equals_gathered_experts(tmp_path, monkeypatch, name):
+    model = load_model(write_tiny(tmp_path, name, seed=4), dtype=torch.float32)
+    assert len(NINE) >= small_decode.ALL_EXPERTS_TOKENS
+    all_experts, _, all_cache, _ = both_paths(model, monkeypatch, NINE)
+    monkeypatch.setattr(small_decode, "ALL_EXPERTS_TOKENS", len(NINE) + 1)
+    gathered = decode_step(model, *prefilled(model, NINE, 0))[0]
+    assert rel_err(all_experts, gathered) <= 1e-5
 
 
 def test_bfloat16_small_decode_is_close_to_float32(tmp_path, monkeypatch):
@@ -59,12 +72,14 @@ def test_bfloat16_small_decode_is_close_to_float32(tmp_path, monkeypatch):
     path = write_tiny(tmp_path, seed=5, dtype=torch.bfloat16)
     model, reference = load_model(path, dtype=torch.bfloat16), load_model(path, dtype=torch.float32)
     for seed in range(3):
-        for lengths in ((9,), (5, 12, 9), (13, 2, 7, 16)):
+        for lengths in ((9,), (5, 12, 9), (13, 2, 7, 16), NINE):
             small, _, small_cache, _ = both_paths(model, monkeypatch, lengths, seed)
             expected, _, expected_cache, _ = both_paths(reference, monkeypatch, lengths, seed)
             assert small.dtype == torch.float32 and small_cache.dtype == torch.bfloat16
             assert rel_err(small, expected) <= 2.5e-2, (seed, lengths)
-            assert rel_err(small_cache, expected_cache) <= 2e-2, (seed, lengths)
+            # layer 0's entries (later layers' prompt entries come from bf16 prefills, whose expert choices
+            # may differ from float32's)
+            assert rel_err(small_cache[0], expected_cache[0]) <= 2e-2, (seed, lengths)
 
 
 def test_weights_changed_in_place_are_refolded(tmp_path, monkeypatch):
@@ -80,11 +95,11 @@ def test_weights_changed_in_place_are_refolded(tmp_path, monkeypatch):
 
 def test_only_small_cpu_decode_steps_take_it(tmp_path):
     model = load_model(write_tiny(tmp_path, seed=2), dtype=torch.float32)
-    decode = AttentionMetadata.build([([b], 2, 1) for b in range(5)], block_size=BLOCK)
+    too_many = small_decode.SMALL_DECODE_TOKENS + 1
+    decode = AttentionMetadata.build([([b], 2, 1) for b in range(too_many)], block_size=BLOCK)
     prefill = AttentionMetadata.build([([0], 0, 3)], block_size=BLOCK)
     cpu = torch.device("cpu")
-    assert small_decode.SMALL_DECODE_TOKENS < 5
-    assert model.small_decode.applies(5, decode, cpu) is False
+    assert model.small_decode.applies(too_many, decode, cpu) is False
     assert model.small_decode.applies(3, prefill, cpu) is False
     one = AttentionMetadata.build([([0], 2, 1)], block_size=BLOCK)
     assert model.small_decode.applies(1, one, cpu) is True
