@@ -61,20 +61,6 @@ class FoldedMoE:
     topk_group: int
     normalise: bool
     inter: int
-    _all_experts: tuple | None = None
-
-    def all_experts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gate_up [dim, (E + S) * 2 * inter] with the post-attention gain folded, down [(E + S) * inter, dim]),
-        float32, every expert side by side: for batches where most experts are chosen anyway, one product
-        over all of them beats gathering each token's (small_decode.moe). Built on first use."""
-        if self._all_experts is None:
-            experts, inter, dim = self.gate_up.shape[0], self.inter, self.gate_up.shape[2]
-            gate_up = _f64(self.gate_up) * _f64(self.gain)  # [E + S, 2 * inter, dim]
-            self._all_experts = (
-                _f32(gate_up.permute(2, 0, 1).reshape(dim, experts * 2 * inter)),
-                _f32(self.down_t.reshape(experts * inter, dim)),
-            )
-        return self._all_experts
 
 
 @dataclass

@@ -66,9 +66,11 @@ def test_all_experts_equals_gathered_experts(tmp_path, monkeypatch, name):
 
 
 def test_bfloat16_small_decode_is_close_to_float32(tmp_path, monkeypatch):
-    # Reference: the same (bf16) weights run in float32. This path keeps activations float32 and rounds
-    # only the cache entries, so it stays close; the module path rounds to bf16 after every product,
-    # which can flip an expert choice (it is off by 0.3 in one of these cases: seed 1, three sequences).
+    # Reference: the same (bf16) weights run in float32. Up to ALL_EXPERTS_TOKENS sequences this path keeps
+    # every product float32 and rounds only the cache entries, so it stays close; the module path rounds
+    # to bf16 after every product, which can flip an expert choice (it is off by 0.3 in one of these
+    # cases: seed 1, three sequences). From ALL_EXPERTS_TOKENS on, the expert products are bf16 too, and
+    # a row may flip an expert the same way (as the module path's rows do): most rows must stay close.
     path = write_tiny(tmp_path, seed=5, dtype=torch.bfloat16)
     model, reference = load_model(path, dtype=torch.bfloat16), load_model(path, dtype=torch.float32)
     for seed in range(3):
@@ -76,7 +78,12 @@ def test_bfloat16_small_decode_is_close_to_float32(tmp_path, monkeypatch):
             small, _, small_cache, _ = both_paths(model, monkeypatch, lengths, seed)
             expected, _, expected_cache, _ = both_paths(reference, monkeypatch, lengths, seed)
             assert small.dtype == torch.float32 and small_cache.dtype == torch.bfloat16
-            assert rel_err(small, expected) <= 2.5e-2, (seed, lengths)
+            rows = sorted(rel_err(a, b) for a, b in zip(small, expected))
+            if len(lengths) < small_decode.ALL_EXPERTS_TOKENS:
+                assert rows[-1] <= 2.5e-2, (seed, lengths)
+            else:
+                assert rows[-2] <= 2.5e-2, (seed, lengths)
+                assert (small.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.75
             # layer 0's entries (later layers' prompt entries come from bf16 prefills, whose expert choices
             # may differ from float32's)
             assert rel_err(small_cache[0], expected_cache[0]) <= 2e-2, (seed, lengths)
