@@ -126,10 +126,13 @@ export class AccountLedger extends DurableObject<Env> {
     const { accountId, requestId } = settlement;
     this.bindAccount(accountId);
     const usage = normalizeUsage(settlement.usage);
-    const known = this.settledCost(requestId);
-    if (known !== null) return { costMicros: known, duplicate: true };
+    // A request with an open reservation has not settled: settling drops the reservation in the
+    // same transaction, and an id that settled is never reserved again.
     if (this.theBook().reservation(requestId) === undefined) {
-      // No reservation: released as stale, or settled so long ago that the id was forgotten.
+      // No reservation: settled already, released as stale, or settled so long ago that the id
+      // was forgotten.
+      const known = this.settledCost(requestId);
+      if (known !== null) return { costMicros: known, duplicate: true };
       const recorded = await this.env.DB.prepare("SELECT cost_micros FROM usage_records WHERE request_id = ?")
         .bind(requestId)
         .first<{ cost_micros: number }>();
@@ -143,7 +146,7 @@ export class AccountLedger extends DurableObject<Env> {
     // are committed together.
     const result = this.writeBook((book): SettleResult => {
       const now = Date.now();
-      const settled = this.settledCost(requestId);
+      const settled = book.reservation(requestId) === undefined ? this.settledCost(requestId) : null;
       if (settled !== null) return { costMicros: settled, duplicate: true };
       const charged = book.charge(requestId, costMicros, now);
       if (charged < costMicros) console.warn(`ledger ${accountId}: request ${requestId} cost ${costMicros} but only ${charged} was left`);
