@@ -4,7 +4,7 @@
 //
 // The upstream is a fake GPU worker (its own process) that answers a streamed chat request at
 // once. Our gateway runs with local D1, the ledger and rate limiter Durable Objects in the path
-// (auth, validation, prompt count, limits, reserve, forward, settle); Portkey does none of that.
+// (key check, validation, prompt count, limits, reserve, forward, settle); Portkey does none of that.
 //
 // 1. Latency: the same requests, sequential, rotating through the three paths; added = path
 //    minus the direct request next to it (paired), p50 and p99.
@@ -159,7 +159,7 @@ async function main() {
     const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : "-");
     const col = (text, width = 11) => String(text).padStart(width);
     console.log(`\nStreamed chat request (64 max_tokens, 16 tokens answered at once by a fake worker), runtime: ${RUNTIME}`);
-    console.log("gateway = auth (D1) + validate + prompt count + rate limiter DO + ledger DO reserve + forward + settle\n");
+    console.log("gateway = key check (AccountKeys DO) + validate + prompt count + rate limiter DO + ledger DO reserve + forward + settle\n");
     console.log(`${"path".padEnd(10)}${col("p50 ms")}${col("p99 ms")}${col("added p50")}${col("added p99")}${col("max req/s")}${col("at conc.")}${col("rate/direct", 13)}`);
     for (const p of paths) {
       const r = report[p.name];

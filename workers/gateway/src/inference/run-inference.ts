@@ -121,7 +121,9 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
 
   // A worker that answers within one keep-alive interval gets a normal response (real status
   // codes for errors); a queued request gets a started response with keep-alives instead.
-  const early = await Promise.race([connecting.then((conn) => ({ conn }), (error) => ({ error })), sleep(keepAliveMs).then(() => null)]);
+  const waiting = timer(keepAliveMs);
+  const early = await Promise.race([connecting.then((conn) => ({ conn }), (error) => ({ error })), waiting.done.then(() => null)]);
+  waiting.cancel(); // a timer per request left running for seconds costs the runtime work
   if (early && "error" in early) return refuse(early.error);
   if (early) c.get("timings").first_event = performance.now() - forwardStarted;
 
@@ -141,9 +143,9 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
         if (!conn) {
           const keepAlive = setInterval(() => send(encoder.keepAlive()), keepAliveMs);
           send(encoder.keepAlive());
-          const timeout = sleep(firstByteTimeoutMs).then(() => "timeout" as const);
+          const firstByte = timer(firstByteTimeoutMs);
           try {
-            const result = await Promise.race([connecting, timeout]);
+            const result = await Promise.race([connecting, firstByte.done.then(() => "timeout" as const)]);
             if (result === "timeout") {
               abort.abort();
               send(encoder.fail(null));
@@ -155,6 +157,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
             return { outcome: clientGone ? "aborted" : "failed", conn: null };
           } finally {
             clearInterval(keepAlive);
+            firstByte.cancel();
           }
         }
         try {
@@ -256,4 +259,9 @@ function errorOut(encoder: ResponseEncoder, err: unknown, traceId: string, heade
   return response;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+// A timer that can be cancelled once it no longer matters.
+function timer(ms: number): { done: Promise<void>; cancel(): void } {
+  let handle: ReturnType<typeof setTimeout> | undefined;
+  const done = new Promise<void>((resolve) => (handle = setTimeout(resolve, ms)));
+  return { done, cancel: () => clearTimeout(handle) };
+}
