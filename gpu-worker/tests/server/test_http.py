@@ -155,8 +155,13 @@ def test_stop_string_and_length(client):
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
-def test_client_disconnect_cancels_and_frees_blocks(client, server):
+def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch):
     state = server[1]
+    # A step of at least 5 ms, so the 900 tokens take seconds: the embedded model decodes ~1 ms a token,
+    # and on a busy machine the request could finish before the health check or the disconnect.
+    runner = state.engine.engine.runner
+    run = runner.run
+    monkeypatch.setattr(runner, "run", lambda batch: (time.sleep(0.005), run(batch))[1])
     with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=900, stream=True)) as r:
         for i, line in enumerate(r.iter_lines()):
             if i > 4:
