@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_model.py [--checkpoint DIR] [--dtype bfloat16] [--threads 2]
 
 Ours runs the serving path (packed forward over the paged latent cache, metadata built every step as
-the engine does); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step by step
+the engine does; decode steps of up to 32 sequences take `small_decode.py`, as in the engine, which
+runs them on one thread up to 8 sequences and computes in float32 from the bf16 weights and cache, see
+gpu_worker/model/README.md); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step by step
 with past_key_values (what `generate` does), with its fastest CPU settings for this model: SDPA attention
 and `experts_implementation="batched_mm"` (its default, grouped_mm, was ~30% slower per decode step
 here). Both pick the greedy next token of the last token of each sequence per step. Ours calls
