@@ -107,11 +107,8 @@ class StepBuffers:
             self.no_routed = torch.zeros(batch, experts + w.n_shared)  # routing weights: 0, shared experts 1
             self.no_routed[:, experts:] = 1.0
             self.shared_ids = torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous()
-            self.gate_up = w.gate_up.new_empty(chosen, *w.gate_up.shape[1:])
-            self.down = w.down_t.new_empty(chosen, *w.down_t.shape[1:])
-            widen = w.gate_up.dtype != torch.float32
-            self.gate_up_f32 = torch.empty(self.gate_up.shape) if widen else None
-            self.down_f32 = torch.empty(self.down.shape) if widen else None
+            self._gather_shapes = (chosen, w.gate_up, w.down_t)
+            self._gather_buffers = None  # made on first use: batches of ALL_EXPERTS_TOKENS+ gather nothing
         rope, width = config.qk_rope_head_dim, config.kv_lora_rank + config.qk_rope_head_dim
         self.basis = rotation_basis(rope)
         self.rot = torch.eye(width).repeat(batch, 1, 1)  # the latent block stays the identity
@@ -124,8 +121,16 @@ class StepBuffers:
         self.rope_block.copy_(torch.mm(cs, self.basis).view(self.rope_block.shape))
         return self.rot
 
-    def gathered(self, stack, ids, buffer, widened) -> torch.Tensor:
-        """stack[ids] as float32, through the reused buffers."""
+    def gathered(self, which: int, stack, ids) -> torch.Tensor:
+        """stack[ids] as float32, through the reused buffers (which: 0 gate/up, 1 down)."""
+        if self._gather_buffers is None:
+            chosen, *stacks = self._gather_shapes
+            widen = stacks[0].dtype != torch.float32
+            self._gather_buffers = [
+                (s.new_empty(chosen, *s.shape[1:]), torch.empty(chosen, *s.shape[1:]) if widen else None)
+                for s in stacks
+            ]
+        buffer, widened = self._gather_buffers[which]
         rows = torch.index_select(stack, 0, ids, out=buffer)
         return rows if widened is None else widened.copy_(rows)
 
@@ -210,12 +215,12 @@ def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
     ids = torch.cat((ids, buffers.shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
 
     chosen = ids.shape[0] // tokens
-    gate_up = buffers.gathered(w.gate_up, ids, buffers.gate_up, buffers.gate_up_f32)
+    gate_up = buffers.gathered(0, w.gate_up, ids)
     x = (normed * w.gain).unsqueeze(-1)  # [T, dim, 1]
     hidden = torch.bmm(gate_up.view(tokens, chosen * 2 * w.inter, -1), x).view(tokens, chosen, 2, w.inter)
     act = F.silu(hidden[:, :, 0]) * hidden[:, :, 1]  # [T, k + S, inter]
     act[:, : w.top_k].mul_(weights.unsqueeze(-1))  # shared experts: weight 1
-    down = buffers.gathered(w.down_t, ids, buffers.down, buffers.down_f32)  # [T * (k + S), inter, dim]
+    down = buffers.gathered(1, w.down_t, ids)  # [T * (k + S), inter, dim]
     return add_to_stream(stream, torch.bmm(act.view(tokens, 1, -1), down.view(tokens, chosen * w.inter, -1)))
 
 
