@@ -55,11 +55,12 @@ export async function usageSums(accountId: string): Promise<{ rows: number; rowC
 }
 
 // Runs `sql` inside the account's ledger storage (for moving its clock: backdating timestamps),
-// then drops the ledger's in-memory book as a restart would, so that it reads storage again.
+// then drops the ledger's in-memory book, as a restart would, so that it reads storage again
+// (holds not yet in storage are gone, as after a restart).
 export async function ledgerSql(accountId: string, sql: string, ...params: unknown[]): Promise<unknown[]> {
   return runInDurableObject(ledger(accountId), async (instance, state) => {
     const rows = state.storage.sql.exec(sql, ...params).toArray();
-    (instance as unknown as { book: unknown }).book = null;
+    (instance as unknown as { book: LedgerBook | null }).book = null;
     return rows;
   });
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RESERVATION_TTL_MS } from "../../../workers/gateway/src/billing/account-ledger";
+import { HOLD_PERSIST_AFTER_MS } from "../../../workers/gateway/src/billing/ledger-book";
 import { createAccount, credit } from "../setup/fixtures";
 import {
   failingBatchDb,
@@ -239,6 +240,8 @@ describe("exactly once", () => {
   });
 });
 
+const holdsStored = () => new Promise((resolve) => setTimeout(resolve, HOLD_PERSIST_AFTER_MS + 100));
+
 describe("alarm", () => {
   it("releases a reservation whose request never settled", async () => {
     const account = await createAccount();
@@ -248,7 +251,10 @@ describe("alarm", () => {
     await l.reserve({ accountId: account, requestId: "live", amountMicros: 1_000 });
     expect(await l.reserve({ accountId: account, requestId: "next", amountMicros: 5_000 })).toEqual({ ok: false });
 
-    // The alarm is set for the reservation's expiry; before it, nothing is released.
+    // Holds that last reach storage, and the alarm is set for the earliest expiry among them;
+    // before that expiry, the alarm releases nothing.
+    await holdsStored();
+    expect(await ledgerSql(account, "SELECT request_id FROM reservations ORDER BY request_id")).toEqual([{ request_id: "crashed" }, { request_id: "live" }]);
     expect(await runLedgerAlarm(account)).toBe(true);
     expect(await total(account)).toMatchObject({ reserved: 10_000 });
 
@@ -257,6 +263,7 @@ describe("alarm", () => {
     expect(await runLedgerAlarm(account)).toBe(true);
     expect(await total(account)).toMatchObject({ total: 10_000, reserved: 1_000 });
     expect(await l.reserve({ accountId: account, requestId: "next", amountMicros: 5_000 })).toEqual({ ok: true });
+    await holdsStored();
     const [next] = (await ledgerSql(account, "SELECT expires_at FROM reservations WHERE request_id = 'next'")) as { expires_at: number }[];
     expect(next!.expires_at).toBeGreaterThan(Date.now() + RESERVATION_TTL_MS - 60_000);
   });
@@ -266,6 +273,7 @@ describe("alarm", () => {
     await credit(account, "topped_up", 1_000);
     const l = ledger(account);
     await l.reserve({ accountId: account, requestId: "slow", amountMicros: 1_000 });
+    await holdsStored();
     await ledgerSql(account, "UPDATE reservations SET expires_at = ?", Date.now() - 1);
     await runLedgerAlarm(account);
     await l.reserve({ accountId: account, requestId: "other", amountMicros: 600 });
@@ -273,5 +281,37 @@ describe("alarm", () => {
     expect(await l.settle(settlement(account, "slow", usageOf(0, 1000)))).toEqual({ costMicros: 400, duplicate: false });
     expect(await total(account)).toMatchObject({ total: 600, reserved: 600 });
     expect(await usageSums(account)).toMatchObject({ rows: 1, rowCost: 400 });
+  });
+});
+
+describe("holds in memory and in storage", () => {
+  it("writes nothing for a hold settled within HOLD_PERSIST_AFTER_MS", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "quick", amountMicros: 5_000 });
+    await l.settle(settlement(account, "quick", usageOf(1000, 0)));
+    await holdsStored();
+    expect(await ledgerSql(account, "SELECT * FROM reservations")).toEqual([]);
+    expect(await ledgerSql(account, "SELECT request_id FROM settlements")).toEqual([{ request_id: "quick" }]);
+  });
+
+  it("after a restart keeps the holds that lasted; a younger one's request is still charged, within the balance", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "long", amountMicros: 6_000 });
+    await holdsStored();
+    await l.reserve({ accountId: account, requestId: "young", amountMicros: 3_000 });
+    expect(await total(account)).toMatchObject({ reserved: 9_000 });
+
+    await ledgerSql(account, "SELECT 1"); // the ledger restarts: memory is gone
+    expect(await total(account)).toMatchObject({ total: 10_000, reserved: 6_000 });
+    // Its hold gone, the young request's money can be reserved by another...
+    expect(await l.reserve({ accountId: account, requestId: "other", amountMicros: 4_000 })).toEqual({ ok: true });
+    // ...and when it settles it is charged only what the other holds leave: never below zero.
+    expect(await l.settle(settlement(account, "young", usageOf(0, 3000)))).toEqual({ costMicros: 0, duplicate: false });
+    expect(await l.settle(settlement(account, "long", usageOf(0, 1000)))).toEqual({ costMicros: 1100, duplicate: false });
+    expect(await total(account)).toMatchObject({ total: 8_900, reserved: 4_000 });
   });
 });

@@ -4,16 +4,19 @@
 //   Granted credit is kept per credit so that it can expire; topped-up credit never expires.
 // - reserve() holds the worst case of a request before it is forwarded; it fits only when the
 //   spendable balance minus every open reservation covers it, so concurrent requests can never
-//   spend the balance below zero.
+//   spend the balance below zero. Balances and holds are read from memory (ledger-book.ts);
+//   a hold is written to storage only once it has lasted a second, so the answer to reserve()
+//   never waits for a storage write.
 // - settle() charges exactly once per request id (granted credit first, earliest expiry first,
 //   then topped-up), drops the reservation and records the usage row in an outbox in the same
 //   storage transaction. The outbox is written to D1 idempotently and retried from the alarm.
-// - The alarm also releases reservations whose request never settled (a crashed gateway).
+// - The alarm also releases reservations whose request never settled (a crashed gateway),
+//   RESERVATION_TTL_MS after they were made.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
 import { priceUsage, type PriceTier } from "./pricing";
 import { normalizeUsage, type Usage } from "./usage";
-import { LEDGER_CURRENCY, LedgerBook } from "./ledger-book";
+import { HOLD_PERSIST_AFTER_MS, LEDGER_CURRENCY, LedgerBook } from "./ledger-book";
 import { usageStatements, type UsageRow } from "./usage-records";
 
 export { LEDGER_CURRENCY };
@@ -91,6 +94,7 @@ export class AccountLedger extends DurableObject<Env> {
   private boundTo: string | null = null;
   // Balances and reservations in memory (billing/ledger-book.ts); null: read from storage.
   private book: LedgerBook | null = null;
+  private holdWriteAt: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -191,14 +195,15 @@ export class AccountLedger extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
-    this.book = null; // the clean-up below changes storage in bulk
     const now = Date.now();
-    this.sql.exec("DELETE FROM reservations WHERE expires_at <= ?", now);
+    const book = this.theBook();
+    book.releaseExpired(now);
     this.sql.exec(
       "DELETE FROM settlements WHERE settled_at <= ? AND request_id NOT IN (SELECT request_id FROM outbox)",
       now - SETTLEMENT_MEMORY_MS,
     );
     this.sql.exec("DELETE FROM grants WHERE remaining = 0 OR expires_at <= ?", now);
+    book.reloadBalances();
     await this.flushOutbox();
     this.scheduleNextAlarm();
   }
@@ -222,14 +227,14 @@ export class AccountLedger extends DurableObject<Env> {
     return this.book;
   }
 
-  // A storage transaction over the book; should it fail, storage rolls back and the book,
-  // which may have changed half-way, is dropped to be read again.
+  // A storage transaction over the book; should it fail, storage rolls back and the balances,
+  // which may have changed half-way, are read again.
   private writeBook<T>(write: (book: LedgerBook) => T): T {
     const book = this.theBook();
     try {
       return this.ctx.storage.transactionSync(() => write(book));
     } catch (err) {
-      this.book = null;
+      book.reloadBalances();
       throw err;
     }
   }
@@ -246,10 +251,23 @@ export class AccountLedger extends DurableObject<Env> {
     const now = Date.now();
     const available = book.spendable(now) - book.reserved;
     if (available <= 0 || amountMicros > available) return false;
-    const expiresAt = now + RESERVATION_TTL_MS;
-    book.reserve(requestId, amountMicros, expiresAt); // one statement: no transaction needed
-    this.ensureAlarmBy(expiresAt);
+    book.reserve(requestId, amountMicros, now + RESERVATION_TTL_MS, now);
+    this.writeHoldsBy(now + HOLD_PERSIST_AFTER_MS);
     return true;
+  }
+
+  // Holds reach storage once they have lasted HOLD_PERSIST_AFTER_MS (see ledger-book.ts), and
+  // the alarm is set for the earliest expiry among them.
+  private writeHoldsBy(at: number): void {
+    if (this.holdWriteAt !== null && this.holdWriteAt <= at) return;
+    this.holdWriteAt = at;
+    setTimeout(() => {
+      if (this.holdWriteAt !== at) return; // superseded by an earlier one
+      this.holdWriteAt = null;
+      const { earliestExpiry, nextDue } = this.theBook().storeHolds(Date.now() - HOLD_PERSIST_AFTER_MS);
+      if (earliestExpiry !== null) this.ensureAlarmBy(earliestExpiry);
+      if (nextDue !== null) this.writeHoldsBy(nextDue);
+    }, Math.max(0, at - Date.now()));
   }
 
   // Folds credits written to D1 since the last sync into the balances. Concurrent callers share
@@ -275,7 +293,6 @@ export class AccountLedger extends DurableObject<Env> {
       .bind(accountId, this.lastCreditId())
       .all<CreditRow>();
     if (results.length === 0) return;
-    this.book = null; // credits change balances in bulk: read them again after
     this.ctx.storage.transactionSync(() => {
       let last = this.lastCreditId();
       for (const credit of results) {
@@ -285,6 +302,7 @@ export class AccountLedger extends DurableObject<Env> {
       }
       this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_credit_id', ?)", String(last));
     });
+    this.book?.reloadBalances(); // credits change balances in bulk
   }
 
   // A negative amount (an operator's correction) takes from the same kind of balance, never below zero.

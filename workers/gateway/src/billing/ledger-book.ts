@@ -1,9 +1,19 @@
-// The ledger's balances in memory: granted lots, topped-up credit and open reservations of the
-// ledger currency, as the checks of every reserve and settle read them. Storage stays the
-// record; the ledger is its only writer, and every write here goes to both, inside the
-// ledger's synchronous sections. Bulk changes (credits folded in, the alarm's clean-up) make
-// the ledger drop its book and read a fresh one from storage.
+// The ledger's balances in memory: granted lots and topped-up credit of the ledger currency, and
+// the holds (reservations) of requests in flight, as every reserve and settle reads them.
+//
+// Balances: storage is the record; the ledger is its only writer, and every change here goes to
+// both, inside the ledger's synchronous sections. After a bulk change in storage (credits
+// folded in, the alarm's clean-up) the ledger calls `reloadBalances()`.
+//
+// Holds live in memory and reach storage only once they have lasted HOLD_PERSIST_AFTER_MS: most
+// requests settle sooner, and a hold written on the request path would hold back the reserve
+// answer until storage confirms the write (a Durable Object's output gate), on every request.
+// A hold that lasts (a long generation, a request whose gateway died) is in storage well before
+// anything could evict the ledger, so the alarm can release it after its time-to-live. A ledger
+// that crashes loses the holds younger than that; their requests still settle, charged at most
+// what no other hold needs, so a balance never goes below zero.
 export const LEDGER_CURRENCY = "USD";
+export const HOLD_PERSIST_AFTER_MS = 1_000;
 
 interface Lot {
   creditId: number;
@@ -11,33 +21,42 @@ interface Lot {
   expiresAt: number | null;
 }
 
+interface Hold {
+  amount: number;
+  expiresAt: number;
+  createdAt: number;
+  stored: boolean;
+}
+
 export class LedgerBook {
-  private constructor(
-    private readonly sql: SqlStorage,
-    // In spending order: soonest expiry first, never-expiring last, then by credit id.
-    private readonly lots: Lot[],
-    private toppedUp: number,
-    private readonly reservations: Map<string, number>,
-    private reservedTotal: number,
-  ) {}
+  private lots: Lot[] = [];
+  private toppedUp = 0;
+  private readonly holds = new Map<string, Hold>();
+  private held = 0;
+
+  private constructor(private readonly sql: SqlStorage) {}
 
   static read(sql: SqlStorage): LedgerBook {
-    const lots = sql
+    const book = new LedgerBook(sql);
+    book.reloadBalances();
+    for (const r of sql.exec<{ request_id: string; amount: number; expires_at: number }>("SELECT request_id, amount, expires_at FROM reservations")) {
+      book.holds.set(r.request_id, { amount: r.amount, expiresAt: r.expires_at, createdAt: 0, stored: true });
+      book.held += r.amount;
+    }
+    return book;
+  }
+
+  reloadBalances(): void {
+    this.lots = this.sql
       .exec<{ credit_id: number; remaining: number; expires_at: number | null }>(
+        // In spending order: soonest expiry first, never-expiring last, then by credit id.
         `SELECT credit_id, remaining, expires_at FROM grants
           WHERE currency = ? AND remaining > 0 ORDER BY expires_at IS NULL, expires_at, credit_id`,
         LEDGER_CURRENCY,
       )
       .toArray()
       .map((r) => ({ creditId: r.credit_id, remaining: r.remaining, expiresAt: r.expires_at }));
-    const toppedUp = sql.exec<{ amount: number }>("SELECT amount FROM topped_up WHERE currency = ?", LEDGER_CURRENCY).toArray()[0]?.amount ?? 0;
-    const reservations = new Map<string, number>();
-    let reserved = 0;
-    for (const r of sql.exec<{ request_id: string; amount: number }>("SELECT request_id, amount FROM reservations")) {
-      reservations.set(r.request_id, r.amount);
-      reserved += r.amount;
-    }
-    return new LedgerBook(sql, lots, toppedUp, reservations, reserved);
+    this.toppedUp = this.sql.exec<{ amount: number }>("SELECT amount FROM topped_up WHERE currency = ?", LEDGER_CURRENCY).toArray()[0]?.amount ?? 0;
   }
 
   // Granted credit not expired at `now` plus topped-up credit.
@@ -48,32 +67,55 @@ export class LedgerBook {
   }
 
   reservation(requestId: string): number | undefined {
-    return this.reservations.get(requestId);
+    return this.holds.get(requestId)?.amount;
   }
 
   get reserved(): number {
-    return this.reservedTotal;
+    return this.held;
   }
 
-  reserve(requestId: string, amountMicros: number, expiresAt: number): void {
-    this.sql.exec("INSERT INTO reservations (request_id, amount, expires_at) VALUES (?, ?, ?)", requestId, amountMicros, expiresAt);
-    this.reservations.set(requestId, amountMicros);
-    this.reservedTotal += amountMicros;
+  reserve(requestId: string, amountMicros: number, expiresAt: number, now: number): void {
+    this.holds.set(requestId, { amount: amountMicros, expiresAt, createdAt: now, stored: false });
+    this.held += amountMicros;
   }
 
   release(requestId: string): void {
-    this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
-    const amount = this.reservations.get(requestId);
-    if (amount === undefined) return;
-    this.reservations.delete(requestId);
-    this.reservedTotal -= amount;
+    const hold = this.holds.get(requestId);
+    if (hold?.stored !== false) this.sql.exec("DELETE FROM reservations WHERE request_id = ?", requestId);
+    if (!hold) return;
+    this.holds.delete(requestId);
+    this.held -= hold.amount;
+  }
+
+  // Writes the holds made at or before `madeBy` that storage does not have yet. Returns the
+  // earliest expiry among them and when the next unwritten hold comes due (null: none).
+  storeHolds(madeBy: number): { earliestExpiry: number | null; nextDue: number | null } {
+    let earliestExpiry: number | null = null;
+    let nextDue: number | null = null;
+    for (const [requestId, hold] of this.holds) {
+      if (hold.stored) continue;
+      if (hold.createdAt > madeBy) {
+        nextDue = Math.min(nextDue ?? Infinity, hold.createdAt + HOLD_PERSIST_AFTER_MS);
+        continue;
+      }
+      this.sql.exec("INSERT OR REPLACE INTO reservations (request_id, amount, expires_at) VALUES (?, ?, ?)", requestId, hold.amount, hold.expiresAt);
+      hold.stored = true;
+      earliestExpiry = Math.min(earliestExpiry ?? Infinity, hold.expiresAt);
+    }
+    return { earliestExpiry, nextDue };
+  }
+
+  // Releases the holds whose time-to-live has passed (their requests never settled).
+  releaseExpired(now: number): void {
+    for (const [requestId, hold] of this.holds) if (hold.expiresAt <= now) this.release(requestId);
+    this.sql.exec("DELETE FROM reservations WHERE expires_at <= ?", now);
   }
 
   // Takes up to `costMicros`: granted credit first (the one expiring soonest first), then
   // topped-up. Never more than this request's reservation plus what no other open reservation
   // holds, so every other request in flight stays covered. Returns what was taken.
   charge(requestId: string, costMicros: number, now: number): number {
-    const othersReserved = this.reservedTotal - (this.reservations.get(requestId) ?? 0);
+    const othersReserved = this.held - (this.holds.get(requestId)?.amount ?? 0);
     let left = Math.min(costMicros, Math.max(0, this.spendable(now) - othersReserved));
     const charged = left;
     for (const lot of this.lots) {
