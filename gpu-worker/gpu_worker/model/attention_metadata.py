@@ -88,13 +88,15 @@ class AttentionMetadata:
         Positions past a sequence's context point at a valid slot of its own table (masked later)."""
         if "context_slots" not in self._derived:
             length = self._max_context()
-            device = self.context_lens.device
-            pos = torch.arange(length, device=device)
-            valid = pos[None, :] < self.context_lens[:, None]
-            block_index = (pos // self.block_size).clamp(max=self.block_tables.shape[1] - 1)
-            blocks = self.block_tables[:, block_index]
-            blocks = torch.where(valid, blocks, self.block_tables[:, :1])
-            slots = blocks * self.block_size + (pos % self.block_size)[None, :]
+            block_index, offset, pos = _position_split(
+                length, self.block_size, self.block_tables.shape[1], self.context_lens.device)
+            blocks = self.block_tables.index_select(1, block_index)  # [B, L]
+            if self.num_seqs == 1:  # L is exactly its context: nothing is padding
+                valid = torch.ones(1, length, dtype=torch.bool, device=blocks.device)
+            else:
+                valid = pos[None, :] < self.context_lens[:, None]
+                blocks = torch.where(valid, blocks, self.block_tables[:, :1])
+            slots = blocks * self.block_size + offset[None, :]
             self._derived["context_slots"] = (slots, valid)
         return self._derived["context_slots"]
 
@@ -106,7 +108,7 @@ class AttentionMetadata:
         key = ("decode_bias", dtype)
         if key not in self._derived:
             _, valid = self.context_slots()
-            bias = torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+            bias = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device).masked_fill_(valid, 0.0)
             self._derived[key] = bias[:, None, :]
         return self._derived[key]
 
@@ -145,3 +147,19 @@ class AttentionMetadata:
             mask = torch.where(is_query[:, :, None], mask, t[None, None, :] == 0)
             self._derived["prefill_layout"] = (padded_index, mask[:, None], q_max)
         return self._derived["prefill_layout"]
+
+
+_SPLITS: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _position_split(length: int, block_size: int, table_width: int, device) -> tuple[torch.Tensor, ...]:
+    """(block index [L] (clamped to the table), offset in the block [L], position [L]) of positions
+    0..L-1; made once per shape, as every step would otherwise rebuild them."""
+    key = (length, block_size, table_width, str(device))
+    split = _SPLITS.get(key)
+    if split is None:
+        if len(_SPLITS) > 4096:  # bounded: lengths grow by one per decode step
+            _SPLITS.clear()
+        pos = torch.arange(length, device=device)
+        split = _SPLITS[key] = ((pos // block_size).clamp(max=table_width - 1), pos % block_size, pos)
+    return split
