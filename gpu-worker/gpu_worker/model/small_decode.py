@@ -15,8 +15,9 @@ decode_weights.py, in ~50 ops per layer:
 - rope is one batched product per layer with a per-token [R + rope, R + rope] matrix (identity on the
   latent, 2x2 rotations on the rope pairs), built once per step (`Rotations`); it rotates every query
   head and the new cache entry (appended as one more head) at once;
-- the chosen experts' weights are gathered (and widened) into buffers reused by every layer; their down
-  products, routing weights and sum over experts are one batched product;
+- the chosen experts' weights are gathered (and widened) per token, or from ALL_EXPERTS_TOKENS tokens on
+  every expert runs on every token; the down products, routing weights and sum over experts are one
+  product;
 - the step runs on one thread (`one_thread`).
 
 Used for decode steps of at most SMALL_DECODE_TOKENS sequences on CPU when every layer is small enough
@@ -95,20 +96,16 @@ class SmallDecode:
 
 
 class StepBuffers:
-    """Per-batch-size tensors of a step, made once: constants of the routers, the buffers the chosen
-    experts' weights are gathered into (shared by all layers: a fresh 100+ KB tensor per gather costs more
-    than the copy, in page faults), and the rope matrices' buffer."""
+    """Per-batch-size tensors of a step, made once: constants of the routers and the rope matrices' buffer."""
 
     def __init__(self, batch: int, layers, config):
         w = next((f.mlp for f in layers if isinstance(f.mlp, FoldedMoE)), None)
         if w is not None:
-            experts, chosen = w.router.shape[1], batch * (w.top_k + w.n_shared)
+            experts = w.router.shape[1]
             self.dropped_groups = torch.full((batch, w.n_group), float("-inf"))
             self.no_routed = torch.zeros(batch, experts + w.n_shared)  # routing weights: 0, shared experts 1
             self.no_routed[:, experts:] = 1.0
             self.shared_ids = torch.arange(experts, experts + w.n_shared).expand(batch, -1).contiguous()
-            self._gather_shapes = (chosen, w.gate_up, w.down_t)
-            self._gather_buffers = None  # made on first use: batches of ALL_EXPERTS_TOKENS+ gather nothing
         rope, width = config.qk_rope_head_dim, config.kv_lora_rank + config.qk_rope_head_dim
         self.basis = rotation_basis(rope)
         self.rot = torch.eye(width).repeat(batch, 1, 1)  # the latent block stays the identity
@@ -120,19 +117,6 @@ class StepBuffers:
         cs = torch.view_as_real(freqs).reshape(freqs.shape[0], -1)  # [B, rope]: c0, s0, c1, s1, ...
         self.rope_block.copy_(torch.mm(cs, self.basis).view(self.rope_block.shape))
         return self.rot
-
-    def gathered(self, which: int, stack, ids) -> torch.Tensor:
-        """stack[ids] as float32, through the reused buffers (which: 0 gate/up, 1 down)."""
-        if self._gather_buffers is None:
-            chosen, *stacks = self._gather_shapes
-            widen = stacks[0].dtype != torch.float32
-            self._gather_buffers = [
-                (s.new_empty(chosen, *s.shape[1:]), torch.empty(chosen, *s.shape[1:]) if widen else None)
-                for s in stacks
-            ]
-        buffer, widened = self._gather_buffers[which]
-        rows = torch.index_select(stack, 0, ids, out=buffer)
-        return rows if widened is None else widened.copy_(rows)
 
 
 @contextmanager
@@ -215,12 +199,12 @@ def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
     ids = torch.cat((ids, buffers.shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
 
     chosen = ids.shape[0] // tokens
-    gate_up = buffers.gathered(0, w.gate_up, ids)
+    gate_up = w.gate_up.index_select(0, ids).float()
     x = (normed * w.gain).unsqueeze(-1)  # [T, dim, 1]
     hidden = torch.bmm(gate_up.view(tokens, chosen * 2 * w.inter, -1), x).view(tokens, chosen, 2, w.inter)
     act = F.silu(hidden[:, :, 0]) * hidden[:, :, 1]  # [T, k + S, inter]
     act[:, : w.top_k].mul_(weights.unsqueeze(-1))  # shared experts: weight 1
-    down = buffers.gathered(1, w.down_t, ids)  # [T * (k + S), inter, dim]
+    down = w.down_t.index_select(0, ids).float()  # [T * (k + S), inter, dim]
     return add_to_stream(stream, torch.bmm(act.view(tokens, 1, -1), down.view(tokens, chosen * w.inter, -1)))
 
 
