@@ -82,7 +82,7 @@ class SmallDecode:
         if buffers is None:
             buffers = self._per_batch[batch] = StepBuffers(batch, layers, model.config)
         h = F.embedding(input_ids, model.embed_tokens).float()
-        stream = torch.cat((h, -h), dim=-1)  # the signed pair [h, -h]
+        stream = torch.stack((h, -h), dim=1)  # the signed pair [h, -h]: [B, 2, dim]
         rot = buffers.rotations(model.rotary.lookup(positions))
         slots, _ = meta.context_slots()
         step = (meta.slot_mapping, slots.view(-1), meta.decode_bias(torch.float32))
@@ -92,7 +92,7 @@ class SmallDecode:
                 stream = moe(folded.mlp, stream, folded.eps, buffers)
             else:
                 stream = mlp(folded.mlp, stream, folded.eps)
-        return stream[:, : self.dim].to(model.dtype)
+        return stream[:, 0].to(model.dtype)
 
 
 class StepBuffers:
@@ -138,20 +138,18 @@ def one_thread():
 
 
 def normalised(stream: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm of h (no gain: folded into the products that read it) from the signed pair [h, -h]:
-    [T, dim], a view of the pair's layer norm."""
-    dim = stream.shape[-1] // 2
-    return F.layer_norm(stream, stream.shape[-1:], eps=eps)[:, :dim]
+    """RMSNorm of h (no gain: folded into the products that read it) from the signed pair
+    stream [T, 2, dim] = [h, -h]: [T, dim], a view of the pair's layer norm."""
+    return F.layer_norm(stream, stream.shape[1:], eps=eps)[:, 0]
 
 
 def add_to_stream(stream: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """[h, -h] + [y, -y] for y [T, dim] (or [T, 1, dim])."""
-    tokens = stream.shape[0]
-    return torch.addcmul(stream.view(tokens, 2, -1), y.view(tokens, 1, -1), SIGNS).view(tokens, -1)
+    """[h, -h] + [y, -y] for y [T, 1, dim]."""
+    return torch.addcmul(stream, y, SIGNS)
 
 
 def attention(w: FoldedAttention, stream, eps, rot, step, cache) -> torch.Tensor:
-    """stream [B, 2 * dim] (one new token per sequence) -> stream + attention; writes the new cache entries."""
+    """stream [B, 2, dim] (one new token per sequence) -> stream + attention; writes the new cache entries."""
     slot_mapping, context_slots, bias = step
     batch = stream.shape[0]
     qkv = torch.mm(normalised(stream, eps), w.qkv)
@@ -169,16 +167,16 @@ def attention(w: FoldedAttention, stream, eps, rot, step, cache) -> torch.Tensor
     keys = context.transpose(1, 2)
     scores = torch.bmm(query, keys) if bias is None else torch.baddbmm(bias, query, keys)  # [B, H, L]
     latent_out = torch.bmm(scores.softmax(dim=-1), context[..., : w.rank])  # [B, H, R]
-    return add_to_stream(stream, torch.mm(latent_out.view(batch, -1), w.out))
+    return add_to_stream(stream, torch.mm(latent_out.view(batch, -1), w.out).unsqueeze(1))
 
 
 def mlp(w: FoldedMLP, stream, eps) -> torch.Tensor:
     gate, up = torch.mm(normalised(stream, eps), w.gate_up).split(w.inter, dim=-1)
-    return add_to_stream(stream, torch.mm(F.silu(gate) * up, w.down))
+    return add_to_stream(stream, torch.mm(F.silu(gate) * up, w.down).unsqueeze(1))
 
 
 def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
-    """stream [T, 2 * dim] -> stream + MoE: route (as moe.Router), then one gathered product per projection."""
+    """stream [T, 2, dim] -> stream + MoE: route (as moe.Router), then one gathered product per projection."""
     tokens = stream.shape[0]
     normed = normalised(stream, eps)
     scores = torch.mm(normed, w.router).sigmoid()  # [T, E]
@@ -195,7 +193,7 @@ def moe(w: FoldedMoE, stream, eps, buffers: StepBuffers) -> torch.Tensor:
     elif w.scale != 1.0:
         weights = weights * w.scale
     if tokens >= ALL_EXPERTS_TOKENS:
-        return add_to_stream(stream, all_experts(w, normed, buffers.no_routed.scatter(1, ids, weights)))
+        return add_to_stream(stream, all_experts(w, normed, buffers.no_routed.scatter(1, ids, weights)).unsqueeze(1))
     ids = torch.cat((ids, buffers.shared_ids), dim=1).view(-1)  # [T * (k + S)]: the shared experts always run
 
     chosen = ids.shape[0] // tokens
