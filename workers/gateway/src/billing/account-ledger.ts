@@ -26,7 +26,9 @@ export const RESERVATION_TTL_MS = 60 * 60_000;
 // after that, D1's usage_records (keyed by request id) still answers.
 export const SETTLEMENT_MEMORY_MS = 7 * 24 * 60 * 60_000;
 const OUTBOX_BATCH_ROWS = 40;
-const OUTBOX_GATHER_MS = 20;
+const SETTLE_GATHER_MS = 20;
+// Settlements already come in batches (SETTLE_GATHER_MS): their rows go to D1 right after.
+const OUTBOX_GATHER_MS = 0;
 const OUTBOX_RETRY_MAX_MS = 5 * 60_000;
 const MODEL_CACHE_MS = 60_000;
 
@@ -95,6 +97,7 @@ export class AccountLedger extends DurableObject<Env> {
   // Balances and reservations in memory (billing/ledger-book.ts); null: read from storage.
   private book: LedgerBook | null = null;
   private holdWriteAt: number | null = null;
+  private settleQueue: { work: () => SettleResult; resolve(result: SettleResult): void; reject(err: unknown): void }[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -146,9 +149,9 @@ export class AccountLedger extends DurableObject<Env> {
     const { costMicros, tier } = priceUsage(prices, usage, settlement.completedAt);
 
     // Everything above may have yielded to other calls (one of them may have settled this
-    // request); from here on nothing awaits until the settlement, the charge and the outbox row
-    // are committed together.
-    const result = this.writeBook((book): SettleResult => {
+    // request); the batch's work runs without awaiting, and the settlement, the charge and the
+    // outbox row are committed together.
+    const result = await this.inSettleBatch(() => this.writeBook((book): SettleResult => {
       const now = Date.now();
       const settled = book.reservation(requestId) === undefined ? this.settledCost(requestId) : null;
       if (settled !== null) return { costMicros: settled, duplicate: true };
@@ -159,9 +162,32 @@ export class AccountLedger extends DurableObject<Env> {
       const row = toUsageRow(settlement, usage, charged, tier);
       this.sql.exec("INSERT INTO outbox (request_id, row) VALUES (?, ?)", requestId, JSON.stringify(row));
       return { costMicros: charged, duplicate: false };
-    });
+    }));
     if (!result.duplicate) await this.flushOutbox();
     return result;
+  }
+
+  // Settlements arriving within SETTLE_GATHER_MS are written in one synchronous pass: one
+  // storage commit for the batch. While a commit is unconfirmed this object's answers wait
+  // (the output gate), so one commit per batch instead of one per request keeps reserve()
+  // answers off the disk path. Each settle() answers once its batch is committed; until then
+  // its request's hold keeps its money reserved.
+  private inSettleBatch(work: () => SettleResult): Promise<SettleResult> {
+    return new Promise((resolve, reject) => {
+      this.settleQueue.push({ work, resolve, reject });
+      if (this.settleQueue.length > 1) return;
+      setTimeout(() => {
+        const batch = this.settleQueue;
+        this.settleQueue = [];
+        for (const item of batch) {
+          try {
+            item.resolve(item.work());
+          } catch (err) {
+            item.reject(err);
+          }
+        }
+      }, SETTLE_GATHER_MS);
+    });
   }
 
   // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
@@ -372,8 +398,8 @@ export class AccountLedger extends DurableObject<Env> {
     }
     this.flushing = (async () => {
       try {
-        // Requests that settle within a few milliseconds of each other go to D1 in one batch:
-        // under load that is one D1 write per interval instead of one per request.
+        // Let the rest of a settlement batch answer first; the batch's rows go to D1 together:
+        // under load one D1 write per interval instead of one per request.
         await new Promise((resolve) => setTimeout(resolve, OUTBOX_GATHER_MS));
         do {
           this.flushRequested = false;

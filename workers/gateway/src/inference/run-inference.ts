@@ -14,6 +14,7 @@ import { ApiError, insufficientBalance } from "../errors/api-error";
 import { admit, type Admission } from "../limits/admit";
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
 import type { ResponseEncoder, WireUsage } from "./encoder";
+import { timer, withRetries } from "./timers";
 
 export interface InferenceJob {
   endpoint: "chat.completions" | "completions" | "anthropic.messages";
@@ -208,8 +209,11 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           return;
         }
         const usage = usageFromWire(charged);
+        const completedAt = Date.now();
         // Settle and finish are independent Durable Objects: neither waits for the other.
-        const settled = ledger.settle({
+        // Settling is idempotent by request id, so a failed attempt (the ledger restarting) is
+        // simply made again.
+        const settled = withRetries(() => ledger.settle({
           accountId: auth.accountId,
           requestId,
           keyId: auth.keyId,
@@ -219,8 +223,8 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           status: outcome,
           workerId: conn.worker.id,
           startedAt,
-          completedAt: Date.now(),
-        });
+          completedAt,
+        }));
         await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens)]);
       });
       c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
@@ -257,11 +261,4 @@ function errorOut(encoder: ResponseEncoder, err: unknown, traceId: string, heade
   const response = encoder.errorResponse(error, traceId);
   for (const [k, v] of Object.entries(headers)) if (!response.headers.has(k)) response.headers.set(k, v);
   return response;
-}
-
-// A timer that can be cancelled once it no longer matters.
-function timer(ms: number): { done: Promise<void>; cancel(): void } {
-  let handle: ReturnType<typeof setTimeout> | undefined;
-  const done = new Promise<void>((resolve) => (handle = setTimeout(resolve, ms)));
-  return { done, cancel: () => clearTimeout(handle) };
 }
