@@ -37,6 +37,9 @@ export class AccountKeys extends DurableObject<Env> {
   async check(accountId: string, keyId: string): Promise<AuthenticatedKey | null> {
     const now = Date.now();
     if (this.keys && now - this.readAt < KEY_STATE_MAX_AGE_MS) {
+      // Past half its age the copy is read again in the background, so that a steady stream of
+      // requests never waits for D1.
+      if (now - this.readAt > KEY_STATE_MAX_AGE_MS / 2) this.read(accountId, this.readAt + 1).catch(() => undefined);
       const live = this.keys.get(keyId);
       if (live) return live;
     }
