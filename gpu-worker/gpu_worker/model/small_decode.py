@@ -13,7 +13,7 @@ decode_weights.py, in ~50 ops per layer:
   variance mean(h^2)) in one kernel, where x * rsqrt(mean(x^2) + eps) is five ops; a residual add is one
   addcmul with [1, -1];
 - rope is one batched product per layer with a per-token [R + rope, R + rope] matrix (identity on the
-  latent, 2x2 rotations on the rope pairs), built once per step (`Rotations`); it rotates every query
+  latent, 2x2 rotations on the rope pairs), built once per step (`StepBuffers.rotations`); it rotates every query
   head and the new cache entry (appended as one more head) at once;
 - the chosen experts' weights are gathered (and widened) per token, or from ALL_EXPERTS_TOKENS tokens on
   every expert runs on every token; the down products, routing weights and sum over experts are one
