@@ -19,6 +19,8 @@ export interface RecordedRequest {
   body: any;
   cancelled: boolean;
   completed: boolean;
+  // Which TCP connection carried it (numbered in order of arrival): shows connection reuse.
+  connection: number;
 }
 
 export interface FakeUpstream {
@@ -54,6 +56,8 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
   // Per cache namespace, the prompts seen so far: a later prompt sharing a prefix gets cache hits.
   const seenPrompts = new Map<string, string[]>();
 
+  const connectionIds = new WeakMap<object, number>();
+  let connections = 0;
   const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     if (req.method === "GET" && path === "/health") {
@@ -75,7 +79,7 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
     let raw = "";
     for await (const chunk of req) raw += chunk;
     const body = JSON.parse(raw);
-    const record: RecordedRequest = { path, headers: req.headers, body, cancelled: false, completed: false };
+    const record: RecordedRequest = { path, headers: req.headers, body, cancelled: false, completed: false, connection: connectionIds.get(req.socket) ?? 0 };
     requests.push(record);
     res.on("close", () => {
       if (!record.completed) record.cancelled = true;
@@ -214,6 +218,7 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
     res.end("data: [DONE]\n\n");
   }
 
+  server.on("connection", (socket) => connectionIds.set(socket, ++connections));
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -119,4 +119,17 @@ describe("chat completions through the openai SDK", () => {
     expect(seen.body.stream).toBe(true);
     expect(seen.body.stream_options).toEqual({ include_usage: true, continuous_usage_stats: true });
   });
+
+  it("reuses its connection to the worker: the answer is read to its end before the next request", async () => {
+    const { client } = await readyClient();
+    const marker = `reuse-${crypto.randomUUID()}`;
+    for (let i = 0; i < 6; i++) {
+      await client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: `${marker} ${i} [[words:2]]` }] });
+      // Draining the worker's answer happens just after the client's answer is complete.
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const seen = (await fakeRequests()).filter((r) => JSON.stringify(r.body).includes(marker));
+    expect(seen).toHaveLength(6);
+    expect(new Set(seen.map((r) => r.connection)).size).toBeLessThan(6);
+  });
 });

@@ -202,10 +202,10 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
 
       const settle = pump().then(async ({ outcome, conn }) => {
         if (!clientGone) controller.close();
-        conn?.release();
+        const drained = conn?.release();
         const charged = chargedUsage(outcome, latest, delivered);
         if (!conn || !charged) {
-          await Promise.all([ledger.release(requestId), admission.finish(0)]);
+          await Promise.all([ledger.release(requestId), admission.finish(0), drained]);
           return;
         }
         const usage = usageFromWire(charged);
@@ -225,7 +225,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           startedAt,
           completedAt,
         }));
-        await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens)]);
+        await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens), drained]);
       });
       c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
     },

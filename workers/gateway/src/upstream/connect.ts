@@ -20,11 +20,15 @@ export interface UpstreamConnection {
   worker: WorkerEntry;
   // Upstream SSE payloads in the batches they arrived in, starting with the first one already received.
   events: AsyncGenerator<string[]>;
-  // Call exactly once when the request is over; frees this isolate's load slot.
-  release(): void;
+  // Call exactly once when the request is over: frees this isolate's load slot and reads what
+  // is left of the worker's answer (after [DONE], only the end of the stream), so that the
+  // runtime can use the connection for the next request instead of opening a new one.
+  release(): Promise<void>;
 }
 
 const MAX_ATTEMPTS = 4;
+// A worker that keeps its answer open after [DONE] for longer than this loses the connection.
+const DRAIN_TIMEOUT_MS = 1_000;
 
 async function upstreamError(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => "");
@@ -90,7 +94,15 @@ export async function connectUpstream(
         continue;
       }
       markUp(worker.id);
-      return { worker, events: prepend(first.value, events), release };
+      const body = response.body;
+      return {
+        worker,
+        events: prepend(first.value, events),
+        release: () => {
+          release();
+          return drain(body);
+        },
+      };
     } catch (err) {
       release();
       if (err instanceof ApiError) throw err;
@@ -99,6 +111,20 @@ export async function connectUpstream(
     }
   }
   throw serverOverloaded();
+}
+
+// Reads a body to its end, if nobody holds it; gives up (closing it) after DRAIN_TIMEOUT_MS.
+async function drain(body: ReadableStream<Uint8Array>): Promise<void> {
+  if (body.locked) return;
+  const reader = body.getReader();
+  const timeout = setTimeout(() => void reader.cancel().catch(() => undefined), DRAIN_TIMEOUT_MS);
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // cancelled or failed: the connection is not reused, nothing else to do
+  } finally {
+    clearTimeout(timeout);
+  }
 }
 
 async function* prepend<T>(first: T, rest: AsyncGenerator<T>): AsyncGenerator<T> {
