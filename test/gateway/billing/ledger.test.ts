@@ -284,6 +284,20 @@ describe("alarm", () => {
   });
 });
 
+describe("settlement batches", () => {
+  it("a balance read includes every settlement the ledger has received, even one still waiting for its batch", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", 10_000);
+    const l = ledger(account);
+    await l.reserve({ accountId: account, requestId: "batched", amountMicros: 5_000 });
+    const settling = l.settle(settlement(account, "batched", usageOf(1000, 0)));
+    await new Promise((r) => setTimeout(r, 2)); // the settlement has arrived; its batch runs later
+    expect(await total(account)).toMatchObject({ total: 10_000 - 270, reserved: 0 });
+    expect(await settling).toEqual({ costMicros: 270, duplicate: false });
+    expect(await total(account)).toMatchObject({ total: 10_000 - 270, reserved: 0 });
+  });
+});
+
 describe("holds in memory and in storage", () => {
   it("writes nothing for a hold settled within HOLD_PERSIST_AFTER_MS", async () => {
     const account = await createAccount();

@@ -175,19 +175,21 @@ export class AccountLedger extends DurableObject<Env> {
   private inSettleBatch(work: () => SettleResult): Promise<SettleResult> {
     return new Promise((resolve, reject) => {
       this.settleQueue.push({ work, resolve, reject });
-      if (this.settleQueue.length > 1) return;
-      setTimeout(() => {
-        const batch = this.settleQueue;
-        this.settleQueue = [];
-        for (const item of batch) {
-          try {
-            item.resolve(item.work());
-          } catch (err) {
-            item.reject(err);
-          }
-        }
-      }, SETTLE_GATHER_MS);
+      if (this.settleQueue.length === 1) setTimeout(() => this.runSettleBatch(), SETTLE_GATHER_MS);
     });
+  }
+
+  // Also run early by a balance read, which must include every settlement already received.
+  private runSettleBatch(): void {
+    const batch = this.settleQueue;
+    this.settleQueue = [];
+    for (const item of batch) {
+      try {
+        item.resolve(item.work());
+      } catch (err) {
+        item.reject(err);
+      }
+    }
   }
 
   // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
@@ -198,6 +200,7 @@ export class AccountLedger extends DurableObject<Env> {
   async balances(accountId: string): Promise<BalanceSnapshot[]> {
     this.bindAccount(accountId);
     await this.syncCredits(accountId);
+    this.runSettleBatch();
     const now = Date.now();
     const byCurrency = new Map<string, BalanceSnapshot>();
     const entry = (currency: string) => {
