@@ -10,18 +10,8 @@
 //   and the CLI waits that long before it returns.
 import { DurableObject } from "cloudflare:workers";
 import type { AuthenticatedKey, Env } from "../env";
+import { SELECT_LIVE_KEYS, toAuthenticatedKey, type LiveKeyRow } from "./key-rows";
 import { KEY_STATE_MAX_AGE_MS } from "./key-state";
-
-interface LiveKeyRow {
-  key_id: string;
-  cache_namespace: string;
-  rpm: number | null;
-  tpm: number | null;
-  concurrency: number | null;
-  key_rpm: number | null;
-  key_tpm: number | null;
-  key_concurrency: number | null;
-}
 
 type LiveKeys = Map<string, AuthenticatedKey>;
 
@@ -76,28 +66,8 @@ export class AccountKeys extends DurableObject<Env> {
 }
 
 async function readLiveKeys(db: D1Database, accountId: string): Promise<LiveKeys> {
-  const { results } = await db
-    .prepare(
-      `SELECT k.id AS key_id, a.cache_namespace,
-              a.rpm_limit AS rpm, a.tpm_limit AS tpm, a.concurrency_limit AS concurrency,
-              k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm, k.concurrency_limit AS key_concurrency
-         FROM api_keys k JOIN accounts a ON a.id = k.account_id
-        WHERE k.account_id = ? AND k.revoked_at IS NULL`,
-    )
-    .bind(accountId)
-    .all<LiveKeyRow>();
-  return new Map(
-    results.map((row) => [
-      row.key_id,
-      {
-        keyId: row.key_id,
-        accountId,
-        cacheNamespace: row.cache_namespace,
-        limits: { rpm: row.rpm, tpm: row.tpm, concurrency: row.concurrency },
-        keyLimits: { rpm: row.key_rpm, tpm: row.key_tpm, concurrency: row.key_concurrency },
-      },
-    ]),
-  );
+  const { results } = await db.prepare(`${SELECT_LIVE_KEYS} AND k.account_id = ?`).bind(accountId).all<LiveKeyRow>();
+  return new Map(results.map((row) => [row.key_id, toAuthenticatedKey(row)]));
 }
 
 export function accountKeysFor(env: Env, accountId: string) {

@@ -17,6 +17,7 @@ import { authenticationFails } from "../errors/api-error";
 import type { AppEnv, AuthenticatedKey } from "../env";
 import { accountKeysFor } from "./account-keys";
 import { API_KEY_PATTERN, sha256Hex } from "./api-keys";
+import { SELECT_LIVE_KEYS, toAuthenticatedKey, type LiveKeyRow } from "./key-rows";
 
 const LAST_USED_RESOLUTION_MS = 60_000;
 // Bounds the isolate's memory; a cleared cache only means one request waits for its lookup.
@@ -29,19 +30,6 @@ export function presentedKey(headers: Headers): string | null {
     return match?.[1]?.trim() ?? authorization.trim();
   }
   return headers.get("x-api-key")?.trim() ?? null;
-}
-
-interface KeyRow {
-  key_id: string;
-  account_id: string;
-  cache_namespace: string;
-  last_used_at: number | null;
-  rpm: number | null;
-  tpm: number | null;
-  concurrency: number | null;
-  key_rpm: number | null;
-  key_tpm: number | null;
-  key_concurrency: number | null;
 }
 
 // By key hash: a key's immutable facts, with the limits its last lookup read (a guess, checked).
@@ -86,28 +74,14 @@ async function checkKnownKey(c: Context<AppEnv>, key: string, keyHash: string, k
 // A key not seen before: by hash in D1, not revoked, with its current limits.
 async function lookUpKey(c: Context<AppEnv>, key: string, keyHash: string): Promise<AuthenticatedKey> {
   const started = performance.now();
-  const row = await c.env.DB.prepare(
-    `SELECT k.id AS key_id, k.account_id, a.cache_namespace, k.last_used_at,
-            a.rpm_limit AS rpm, a.tpm_limit AS tpm, a.concurrency_limit AS concurrency,
-            k.rpm_limit AS key_rpm, k.tpm_limit AS key_tpm, k.concurrency_limit AS key_concurrency
-       FROM api_keys k JOIN accounts a ON a.id = k.account_id
-      WHERE k.key_hash = ? AND k.revoked_at IS NULL`,
-  )
-    .bind(keyHash)
-    .first<KeyRow>();
+  const row = await c.env.DB.prepare(`${SELECT_LIVE_KEYS} AND k.key_hash = ?`).bind(keyHash).first<LiveKeyRow>();
   c.get("timings").auth = performance.now() - started;
   if (!row) {
     knownKeys.delete(keyHash);
     throw authenticationFails(key);
   }
 
-  const auth: AuthenticatedKey = {
-    keyId: row.key_id,
-    accountId: row.account_id,
-    cacheNamespace: row.cache_namespace,
-    limits: { rpm: row.rpm, tpm: row.tpm, concurrency: row.concurrency },
-    keyLimits: { rpm: row.key_rpm, tpm: row.key_tpm, concurrency: row.key_concurrency },
-  };
+  const auth = toAuthenticatedKey(row);
   if (!knownKeys.has(keyHash) && knownKeys.size >= KNOWN_KEYS_MAX) {
     knownKeys.clear();
     lastUsedAt.clear();
