@@ -9,7 +9,8 @@
 //   never waits for a storage write.
 // - settle() charges exactly once per request id (granted credit first, earliest expiry first,
 //   then topped-up), drops the reservation and records the usage row in an outbox in the same
-//   storage transaction. The outbox is written to D1 idempotently and retried from the alarm.
+//   storage transaction; settlements arriving within 20 ms share one commit. The outbox is
+//   written to D1 idempotently and retried from the alarm.
 // - The alarm also releases reservations whose request never settled (a crashed gateway),
 //   RESERVATION_TTL_MS after they were made.
 import { DurableObject } from "cloudflare:workers";
