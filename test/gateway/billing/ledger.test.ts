@@ -179,6 +179,57 @@ describe("granted before topped-up", () => {
 });
 
 describe("exactly once", () => {
+  it("rolls up a batch of settlements per day, key and model, each row once", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    const NEXT_DAY = PEAK_NOON + 24 * 60 * 60_000;
+    const requests = [
+      { id: "b1", keyId: "key_a", model: "deepseek-chat", completedAt: PEAK_NOON, usage: usageOf(1000, 100) },
+      { id: "b2", keyId: "key_a", model: "deepseek-chat", completedAt: PEAK_NOON + 1, usage: usageOf(2000, 200, 500) },
+      { id: "b3", keyId: "key_b", model: "deepseek-chat", completedAt: PEAK_NOON, usage: usageOf(3000, 300) },
+      { id: "b4", keyId: "key_a", model: "deepseek-reasoner", completedAt: PEAK_NOON, usage: usageOf(4000, 400, 0, 100) },
+      { id: "b5", keyId: null, model: "deepseek-chat", completedAt: NEXT_DAY, usage: usageOf(5000, 500) },
+    ];
+    for (const r of requests) await l.reserve({ accountId: account, requestId: r.id, amountMicros: 100_000 });
+    // Settled side by side: one settlement batch, one D1 delivery.
+    const settled = await Promise.all(
+      requests.map((r) => l.settle(settlement(account, r.id, r.usage, { keyId: r.keyId, model: r.model, completedAt: r.completedAt, startedAt: r.completedAt - 10 }))),
+    );
+    const cost = (ids: string[]) => ids.reduce((sum, id) => sum + settled[requests.findIndex((r) => r.id === id)]!.costMicros, 0);
+
+    const daily = await gatewayEnv.DB.prepare(
+      "SELECT day, key_id, model, requests, cache_hit_tokens, cache_miss_tokens, completion_tokens, reasoning_tokens, cost_micros FROM usage_daily WHERE account_id = ? ORDER BY day, key_id, model",
+    )
+      .bind(account)
+      .all();
+    expect(daily.results).toEqual([
+      { day: "2025-04-01", key_id: "key_a", model: "deepseek-chat", requests: 2, cache_hit_tokens: 500, cache_miss_tokens: 3000, completion_tokens: 300, reasoning_tokens: 0, cost_micros: cost(["b1", "b2"]) },
+      { day: "2025-04-01", key_id: "key_a", model: "deepseek-reasoner", requests: 1, cache_hit_tokens: 0, cache_miss_tokens: 4000, completion_tokens: 400, reasoning_tokens: 100, cost_micros: cost(["b4"]) },
+      { day: "2025-04-01", key_id: "key_b", model: "deepseek-chat", requests: 1, cache_hit_tokens: 0, cache_miss_tokens: 3000, completion_tokens: 300, reasoning_tokens: 0, cost_micros: cost(["b3"]) },
+      { day: "2025-04-02", key_id: "", model: "deepseek-chat", requests: 1, cache_hit_tokens: 0, cache_miss_tokens: 5000, completion_tokens: 500, reasoning_tokens: 0, cost_micros: cost(["b5"]) },
+    ]);
+    const rows = await usageRows(account);
+    expect(rows.map((r) => [r.request_id, r.key_id, r.model, r.cost_micros])).toEqual(
+      requests.map((r, i) => [r.id, r.keyId, r.model, settled[i]!.costMicros]),
+    );
+
+    // The same rows delivered again (a lost acknowledgement) together with a new settlement's row,
+    // in one delivery: only the new row is added.
+    const again = (r: (typeof requests)[number], i: number) => JSON.stringify({
+      requestId: r.id, accountId: account, keyId: r.keyId, model: r.model, endpoint: "chat.completions",
+      cacheHitTokens: r.usage.cacheHitTokens, cacheMissTokens: r.usage.cacheMissTokens, completionTokens: r.usage.completionTokens,
+      reasoningTokens: r.usage.reasoningTokens, costMicros: settled[i]!.costMicros, priceTier: "standard", status: "ok",
+      workerId: "worker-1", startedAt: r.completedAt - 10, completedAt: r.completedAt,
+    });
+    for (const [i, r] of requests.entries()) await ledgerSql(account, "INSERT INTO outbox (request_id, row) VALUES (?, ?)", r.id, again(r, i));
+    await l.reserve({ accountId: account, requestId: "b6", amountMicros: 100_000 });
+    const late = await l.settle(settlement(account, "b6", usageOf(10, 1), { keyId: "key_b" }));
+    expect(await ledgerSql(account, "SELECT * FROM outbox")).toEqual([]);
+    const all = cost(requests.map((r) => r.id)) + late.costMicros;
+    expect(await usageSums(account)).toEqual({ rows: 6, rowCost: all, dailyRequests: 6, dailyCost: all });
+  });
+
   it("counts a settlement delivered twice once", async () => {
     const account = await createAccount();
     await credit(account, "topped_up", USD);

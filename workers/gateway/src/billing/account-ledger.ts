@@ -26,7 +26,8 @@ export const RESERVATION_TTL_MS = 60 * 60_000;
 // Settled request ids are remembered this long to recognise a settlement delivered twice;
 // after that, D1's usage_records (keyed by request id) still answers.
 export const SETTLEMENT_MEMORY_MS = 7 * 24 * 60 * 60_000;
-const OUTBOX_BATCH_ROWS = 40;
+// Rows per D1 delivery: one JSON parameter of ~400 bytes a row, well under D1's 1 MB per value.
+const OUTBOX_BATCH_ROWS = 200;
 const SETTLE_GATHER_MS = 20;
 // Settlements already come in batches (SETTLE_GATHER_MS): their rows go to D1 right after.
 const OUTBOX_GATHER_MS = 0;
@@ -426,7 +427,8 @@ export class AccountLedger extends DurableObject<Env> {
       .toArray();
     if (pending.length === 0) return false;
     try {
-      await this.env.DB.batch(pending.flatMap((p) => usageStatements(this.env.DB, JSON.parse(p.row) as UsageRow)));
+      // The outbox keeps each row as UsageRow JSON: the batch's rows are one JSON array as they are.
+      await this.env.DB.batch(usageStatements(this.env.DB, `[${pending.map((p) => p.row).join(",")}]`));
     } catch (err) {
       const attempts = Math.max(...pending.map((p) => p.attempts)) + 1;
       for (const p of pending) this.sql.exec("UPDATE outbox SET attempts = attempts + 1 WHERE request_id = ?", p.request_id);
