@@ -1,7 +1,9 @@
 // CPU time per request of two gateway checkouts (A: the path given, B: this one), measured as
 // the workerd process's user+system time over N requests at a fixed concurrency: unlike
 // wall-clock rates it holds up on a machine busy with other work.
-//   node scripts/bench/cpu-ab.mjs <other checkout> [requests=2000] [concurrency=8]
+//   node scripts/bench/cpu-ab.mjs <other checkout> [requests=2000] [concurrency=8] [rounds=8]
+// The two alternate in `rounds` rounds; the median round of each is the figure (a VM's neighbours
+// move single rounds by ±30%).
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
@@ -11,9 +13,10 @@ import { pathToFileURL } from "node:url";
 import { repoRoot } from "../ensure-deps.mjs";
 import { closeClient, completeAnswer, post } from "./http-client.mjs";
 
-const [other, requests = "2000", concurrency = "8"] = process.argv.slice(2);
+const [other, requests = "2000", concurrency = "8", rounds = "8"] = process.argv.slice(2);
 const N = Number(requests);
 const C = Number(concurrency);
+const ROUNDS = Number(rounds);
 const TICKS = 100; // USER_HZ
 
 const cpuMs = (pid) => {
@@ -45,16 +48,19 @@ try {
     );
   };
   for (const g of gateways) await run(g, 200, 0);
-  for (let round = 0; round < 4; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     for (const g of round % 2 ? [...gateways].reverse() : gateways) {
       await new Promise((r) => setTimeout(r, 300)); // let the previous batch's settlements finish
       const before = cpuMs(g.pid);
-      await run(g, N / 4, 1_000_000 * (round + 1));
+      await run(g, N / ROUNDS, 1_000_000 * (round + 1));
       await new Promise((r) => setTimeout(r, 300));
-      g.samples.push((cpuMs(g.pid) - before) / (N / 4));
+      g.samples.push((cpuMs(g.pid) - before) / (N / ROUNDS));
     }
   }
-  for (const g of gateways) console.log(`${g.name}: ${g.samples.map((s) => s.toFixed(2)).join(" ")} ms of workerd CPU per request (concurrency ${C})`);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  for (const g of gateways) console.log(`${g.name}: median ${median(g.samples).toFixed(3)} (${g.samples.map((s) => s.toFixed(2)).join(" ")}) ms of workerd CPU per request (concurrency ${C})`);
+  const [a, b] = gateways.map((g) => median(g.samples));
+  console.log(`B/A: ${(b / a).toFixed(3)}`);
 } finally {
   closeClient();
   for (const g of gateways) await g.close();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { RESERVATION_TTL_MS } from "../../../workers/gateway/src/billing/account-ledger";
+import { runInDurableObject } from "cloudflare:test";
+import { moveOldOutbox, RESERVATION_TTL_MS } from "../../../workers/gateway/src/billing/account-ledger";
 import { HOLD_PERSIST_AFTER_MS } from "../../../workers/gateway/src/billing/ledger-book";
 import { createAccount, credit } from "../setup/fixtures";
 import {
@@ -222,10 +223,10 @@ describe("exactly once", () => {
       reasoningTokens: r.usage.reasoningTokens, costMicros: settled[i]!.costMicros, priceTier: "standard", status: "ok",
       workerId: "worker-1", startedAt: r.completedAt - 10, completedAt: r.completedAt,
     });
-    for (const [i, r] of requests.entries()) await ledgerSql(account, "INSERT INTO outbox (request_id, row) VALUES (?, ?)", r.id, again(r, i));
+    await ledgerSql(account, "INSERT INTO usage_outbox (rows) VALUES (?)", `[${requests.map(again).join(",")}]`);
     await l.reserve({ accountId: account, requestId: "b6", amountMicros: 100_000 });
     const late = await l.settle(settlement(account, "b6", usageOf(10, 1), { keyId: "key_b" }));
-    expect(await ledgerSql(account, "SELECT * FROM outbox")).toEqual([]);
+    expect(await ledgerSql(account, "SELECT * FROM usage_outbox")).toEqual([]);
     const all = cost(requests.map((r) => r.id)) + late.costMicros;
     expect(await usageSums(account)).toEqual({ rows: 6, rowCost: all, dailyRequests: 6, dailyCost: all });
   });
@@ -246,15 +247,54 @@ describe("exactly once", () => {
     expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
   });
 
-  it("recognises a duplicate after the ledger forgot the id, from the usage row", async () => {
+  it("recognises a duplicate after the ledger forgot the id (a restart), from the usage row", async () => {
     const account = await createAccount();
     await credit(account, "topped_up", USD);
     const l = ledger(account);
     await l.reserve({ accountId: account, requestId: "old", amountMicros: 50_000 });
     await l.settle(settlement(account, "old", usageOf(1000, 0)));
-    await ledgerSql(account, "DELETE FROM settlements");
+    expect(await ledgerSql(account, "SELECT * FROM usage_outbox")).toEqual([]); // delivered to D1
+    await ledgerSql(account, "SELECT 1"); // the ledger restarts: memory is gone
     expect(await l.settle(settlement(account, "old", usageOf(1000, 0)))).toEqual({ costMicros: 270, duplicate: true });
     expect(await total(account)).toMatchObject({ total: USD - 270 });
+    expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 270, dailyRequests: 1, dailyCost: 270 });
+  });
+
+  it("recognises a duplicate after a restart while its usage row still waits in the outbox", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    const restore = await withLedgerDb(account, failingBatchDb());
+    await l.reserve({ accountId: account, requestId: "waiting", amountMicros: 50_000 });
+    await l.settle(settlement(account, "waiting", usageOf(1000, 0)));
+    await ledgerSql(account, "SELECT 1"); // the ledger restarts: memory is gone, the outbox is not
+    expect(await l.settle(settlement(account, "waiting", usageOf(5000, 0)))).toEqual({ costMicros: 270, duplicate: true });
+    await restore();
+    expect(await runLedgerAlarm(account)).toBe(true);
+    expect(await total(account)).toMatchObject({ total: USD - 270 });
+    expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 270, dailyRequests: 1, dailyCost: 270 });
+  });
+
+  it("moves usage rows left in the outbox of an older ledger (a row per request) into one outbox row, and delivers them", async () => {
+    const account = await createAccount();
+    await credit(account, "topped_up", USD);
+    const l = ledger(account);
+    await total(account);
+    const old = (id: string, cost: number) => JSON.stringify({
+      requestId: id, accountId: account, keyId: "key_test", model: "deepseek-chat", endpoint: "chat.completions",
+      cacheHitTokens: 0, cacheMissTokens: 10, completionTokens: 1, reasoningTokens: 0, costMicros: cost, priceTier: "standard",
+      status: "ok", workerId: "worker-1", startedAt: PEAK_NOON - 10, completedAt: PEAK_NOON,
+    });
+    await ledgerSql(account, "CREATE TABLE outbox (request_id TEXT PRIMARY KEY, row TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)");
+    await ledgerSql(account, "CREATE TABLE settlements (request_id TEXT PRIMARY KEY, cost INTEGER NOT NULL, settled_at INTEGER NOT NULL)");
+    await ledgerSql(account, "INSERT INTO outbox (request_id, row, attempts) VALUES ('o1', ?, 2), ('o2', ?, 3)", old("o1", 11), old("o2", 22));
+    await runInDurableObject(l, async (_, state) => moveOldOutbox(state.storage.sql));
+    expect(await ledgerSql(account, "SELECT name FROM sqlite_master WHERE name IN ('outbox', 'settlements')")).toEqual([]);
+    expect(await ledgerSql(account, "SELECT json_array_length(rows) AS n, attempts FROM usage_outbox")).toEqual([{ n: 2, attempts: 3 }]);
+    await l.reserve({ accountId: account, requestId: "new", amountMicros: 50_000 });
+    await l.settle(settlement(account, "new", usageOf(1000, 0)));
+    expect(await ledgerSql(account, "SELECT * FROM usage_outbox")).toEqual([]);
+    expect((await usageRows(account)).map((r) => [r.request_id, r.cost_micros])).toEqual([["new", 270], ["o1", 11], ["o2", 22]]);
   });
 
   it("keeps the settlement when D1 is down and writes the usage row from the alarm, once", async () => {
@@ -266,15 +306,15 @@ describe("exactly once", () => {
     await l.reserve({ accountId: account, requestId: "outage", amountMicros: 50_000 });
     expect((await l.settle(settlement(account, "outage", usageOf(1000, 1000)))).costMicros).toBe(1370);
     expect(await usageSums(account)).toEqual({ rows: 0, rowCost: 0, dailyRequests: 0, dailyCost: 0 });
-    expect(await ledgerSql(account, "SELECT request_id, attempts FROM outbox")).toEqual([{ request_id: "outage", attempts: 1 }]);
+    expect(await ledgerSql(account, "SELECT rows ->> '$[0].requestId' AS request_id, attempts FROM usage_outbox")).toEqual([{ request_id: "outage", attempts: 1 }]);
 
     // Still down: the alarm retries and keeps the row.
     expect(await runLedgerAlarm(account)).toBe(true);
-    expect(await ledgerSql(account, "SELECT attempts FROM outbox")).toEqual([{ attempts: 2 }]);
+    expect(await ledgerSql(account, "SELECT attempts FROM usage_outbox")).toEqual([{ attempts: 2 }]);
 
     await restore();
     expect(await runLedgerAlarm(account)).toBe(true);
-    expect(await ledgerSql(account, "SELECT * FROM outbox")).toEqual([]);
+    expect(await ledgerSql(account, "SELECT * FROM usage_outbox")).toEqual([]);
     expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
 
     // A delivery repeated after a lost acknowledgement changes nothing in D1.
@@ -284,7 +324,7 @@ describe("exactly once", () => {
       cacheHitTokens: 0, cacheMissTokens: 1000, completionTokens: 1000, reasoningTokens: 0, costMicros: 1370,
       priceTier: "standard", status: "ok", workerId: row.worker_id, startedAt: row.started_at, completedAt: row.completed_at,
     });
-    await ledgerSql(account, "INSERT INTO outbox (request_id, row) VALUES ('outage', ?)", again);
+    await ledgerSql(account, "INSERT INTO usage_outbox (rows) VALUES (?)", `[${again}]`);
     await runLedgerAlarm(account);
     expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
     expect(await total(account)).toMatchObject({ total: USD - 1370 });
@@ -358,7 +398,8 @@ describe("holds in memory and in storage", () => {
     await l.settle(settlement(account, "quick", usageOf(1000, 0)));
     await holdsStored();
     expect(await ledgerSql(account, "SELECT * FROM reservations")).toEqual([]);
-    expect(await ledgerSql(account, "SELECT request_id FROM settlements")).toEqual([{ request_id: "quick" }]);
+    expect(await ledgerSql(account, "SELECT * FROM usage_outbox")).toEqual([]);
+    expect(await usageRows(account)).toMatchObject([{ request_id: "quick", cost_micros: 270 }]);
   });
 
   it("after a restart keeps the holds that lasted; a younger one's request is still charged, within the balance", async () => {

@@ -1,9 +1,11 @@
 // The ledger's balances in memory: granted lots and topped-up credit of the ledger currency, and
 // the holds (reservations) of requests in flight, as every reserve and settle reads them.
 //
-// Balances: storage is the record; the ledger is its only writer, and every change here goes to
-// both, inside the ledger's synchronous sections. After a bulk change in storage (credits
-// folded in, the alarm's clean-up) the ledger calls `reloadBalances()`.
+// Balances: storage is the record; the ledger is its only writer. A charge changes memory at
+// once and storage at `storeBalances()`, which the ledger calls at the end of the same
+// synchronous section (one settlement batch): one UPDATE per lot the batch touched, not one per
+// request. After a bulk change in storage (credits folded in, the alarm's clean-up, a failed
+// transaction) the ledger calls `reloadBalances()`.
 //
 // Holds live in memory and reach storage only once they have lasted HOLD_PERSIST_AFTER_MS: most
 // requests settle sooner, and a hold written on the request path would hold back the reserve
@@ -19,6 +21,7 @@ interface Lot {
   creditId: number;
   remaining: number;
   expiresAt: number | null;
+  changed: boolean; // since the last storeBalances()
 }
 
 interface Hold {
@@ -31,8 +34,11 @@ interface Hold {
 export class LedgerBook {
   private lots: Lot[] = [];
   private toppedUp = 0;
+  private toppedUpChanged = false;
   private readonly holds = new Map<string, Hold>();
   private held = 0;
+  // Request ids settled lately, with what each was charged and when (insertion order = time).
+  private readonly settled = new Map<string, { cost: number; at: number }>();
 
   private constructor(private readonly sql: SqlStorage) {}
 
@@ -55,7 +61,8 @@ export class LedgerBook {
         LEDGER_CURRENCY,
       )
       .toArray()
-      .map((r) => ({ creditId: r.credit_id, remaining: r.remaining, expiresAt: r.expires_at }));
+      .map((r) => ({ creditId: r.credit_id, remaining: r.remaining, expiresAt: r.expires_at, changed: false }));
+    this.toppedUpChanged = false;
     this.toppedUp = this.sql.exec<{ amount: number }>("SELECT amount FROM topped_up WHERE currency = ?", LEDGER_CURRENCY).toArray()[0]?.amount ?? 0;
   }
 
@@ -114,9 +121,24 @@ export class LedgerBook {
     this.sql.exec("DELETE FROM reservations WHERE expires_at <= ?", now); // storage's copies, in one statement
   }
 
+  settledCost(requestId: string): number | null {
+    return this.settled.get(requestId)?.cost ?? null;
+  }
+
+  // Remembers a committed batch's settlements and forgets those settled before `forgetBefore`.
+  rememberSettled(settlements: Iterable<[string, number]>, forgetBefore: number): void {
+    const now = Date.now();
+    for (const [requestId, cost] of settlements) this.settled.set(requestId, { cost, at: now });
+    for (const [requestId, { at }] of this.settled) {
+      if (at >= forgetBefore) break;
+      this.settled.delete(requestId);
+    }
+  }
+
   // Takes up to `costMicros`: granted credit first (the one expiring soonest first), then
   // topped-up. Never more than this request's reservation plus what no other open reservation
-  // holds, so every other request in flight stays covered. Returns what was taken.
+  // holds, so every other request in flight stays covered. Returns what was taken. Storage gets
+  // the new balances at storeBalances().
   charge(requestId: string, costMicros: number, now: number): number {
     const othersReserved = this.held - (this.holds.get(requestId)?.amount ?? 0);
     let left = Math.min(costMicros, Math.max(0, this.spendable(now) - othersReserved));
@@ -125,14 +147,27 @@ export class LedgerBook {
       if (left === 0) break;
       if (lot.remaining === 0 || (lot.expiresAt !== null && lot.expiresAt <= now)) continue;
       const take = Math.min(left, lot.remaining);
-      this.sql.exec("UPDATE grants SET remaining = remaining - ? WHERE credit_id = ?", take, lot.creditId);
       lot.remaining -= take;
+      lot.changed = true;
       left -= take;
     }
     if (left > 0) {
-      this.sql.exec("UPDATE topped_up SET amount = amount - ? WHERE currency = ?", left, LEDGER_CURRENCY);
       this.toppedUp -= left;
+      this.toppedUpChanged = true;
     }
     return charged;
+  }
+
+  // Writes the balances charged since the last call.
+  storeBalances(): void {
+    for (const lot of this.lots) {
+      if (!lot.changed) continue;
+      this.sql.exec("UPDATE grants SET remaining = ? WHERE credit_id = ?", lot.remaining, lot.creditId);
+      lot.changed = false;
+    }
+    if (this.toppedUpChanged) {
+      this.sql.exec("UPDATE topped_up SET amount = ? WHERE currency = ?", this.toppedUp, LEDGER_CURRENCY);
+      this.toppedUpChanged = false;
+    }
   }
 }
