@@ -4,7 +4,8 @@
 
 Ours runs the serving path (packed forward over the paged latent cache, metadata built every step as
 the engine does; decode steps of up to 32 sequences take `small_decode.py`, as in the engine, which
-runs them on one thread up to 8 sequences and computes in float32 from the bf16 weights and cache, see
+computes in float32 from the bf16 weights and cache, up to 8 sequences as one call into the compiled
+kernel `decode_kernel.cpp` (built on first use; torch ops on one thread where it cannot be), see
 gpu_worker/model/README.md); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step by step
 with past_key_values (what `generate` does), with its fastest CPU settings for this model: SDPA attention
 and `experts_implementation="batched_mm"` (its default, grouped_mm, was ~30% slower per decode step

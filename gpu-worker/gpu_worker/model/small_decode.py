@@ -20,6 +20,10 @@ decode_weights.py, in ~50 ops per layer:
   product;
 - the step runs on one thread (`one_thread`).
 
+Steps of at most COMPILED_TOKENS sequences run all of this as one call into a compiled kernel instead
+(compiled_decode.py, decode_kernel.cpp: same folded weights, same float32 maths, plain loops), when it
+could be built; these functions are then its fallback and the path of larger steps.
+
 Used for decode steps of at most SMALL_DECODE_TOKENS sequences on CPU when every layer is small enough
 to fold (decode_weights.FOLDED_LAYER_ELEMENTS); any other step takes the module path.
 """
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention_metadata import AttentionMetadata
+from .compiled_decode import CompiledDecode
 from .decode_weights import FOLDED_LAYER_ELEMENTS, FoldedAttention, FoldedMLP, FoldedMoE, fold_layer, rotation_basis
 
 SMALL_DECODE_TOKENS = 32
@@ -40,6 +45,8 @@ SMALL_DECODE_TOKENS = 32
 ALL_EXPERTS_TOKENS = 8
 # Steps of at most this many tokens run on one thread (see one_thread).
 ONE_THREAD_TOKENS = 8
+# Steps of at most this many tokens run the compiled kernel when it is available (compiled_decode.py).
+COMPILED_TOKENS = ONE_THREAD_TOKENS
 
 SIGNS = torch.tensor([1.0, -1.0]).view(1, 2, 1)  # a residual add to the signed pair [h, -h]
 
@@ -55,6 +62,8 @@ class SmallDecode:
         self._key = None
         self._layers = None
         self._per_batch: dict[int, StepBuffers] = {}
+        self._compiled: CompiledDecode | None = None
+        self._compiled_for = None  # the folded layers _compiled points into
 
     def applies(self, tokens: int, meta: AttentionMetadata, device: torch.device) -> bool:
         return self.fits and device.type == "cpu" and tokens <= SMALL_DECODE_TOKENS and meta.is_decode
@@ -67,8 +76,19 @@ class SmallDecode:
             self._key = key
         return self._layers
 
+    def compiled(self) -> CompiledDecode | None:
+        layers = self.folded_layers()
+        if self._compiled_for is not layers:
+            self._compiled, self._compiled_for = CompiledDecode.build(self.model, layers), layers
+        return self._compiled
+
     def forward(self, input_ids, positions, meta: AttentionMetadata, kv_cache: torch.Tensor) -> torch.Tensor:
         """Packed new tokens [B] (one per sequence) -> final hidden states [B, hidden] in the model dtype."""
+        if input_ids.shape[0] <= COMPILED_TOKENS:
+            compiled = self.compiled()
+            hidden = None if compiled is None else compiled(input_ids, positions, meta, kv_cache)
+            if hidden is not None:
+                return hidden
         if input_ids.shape[0] > ONE_THREAD_TOKENS:
             return self._forward(input_ids, positions, meta, kv_cache)
         with one_thread():

@@ -1,4 +1,5 @@
-"""The small-decode path (folded float32 weights, few ops per layer) computes what the module path does."""
+"""The small-decode path (folded float32 weights, few ops per layer) computes what the module path does,
+whether steps of up to COMPILED_TOKENS sequences run the compiled kernel or (its fallback) torch ops."""
 
 import pytest
 import torch
@@ -7,26 +8,19 @@ from gpu_worker.model import small_decode
 from gpu_worker.model.attention_metadata import AttentionMetadata
 from gpu_worker.model.loader import load_model
 
+from decoding import BLOCK, decode_step, prefilled
 from tiny import CONFIGS, rel_err, write_tiny
 
-BLOCK = 4
 
-
-def prefilled(model, lengths, seed):
-    """Caches holding prompts of `lengths` (one 4-block table each) and their decode steps' inputs."""
-    g = torch.Generator().manual_seed(seed)
-    seqs = [torch.randint(0, model.config.vocab_size, (n,), generator=g) for n in lengths]
-    tables = [[4 * b + i for i in range(4)] for b in range(len(seqs))][::-1]  # blocks not in sequence order
-    cache = model.allocate_kv_cache(4 * len(seqs), BLOCK)
-    meta = AttentionMetadata.build([(t, 0, len(s) - 1) for s, t in zip(seqs, tables)], block_size=BLOCK)
-    model(torch.cat([s[:-1] for s in seqs]), torch.cat([torch.arange(len(s) - 1) for s in seqs]), meta, cache)
-    return seqs, tables, cache
-
-
-def decode_step(model, seqs, tables, cache):
-    meta = AttentionMetadata.build([(t, len(s) - 1, 1) for s, t in zip(seqs, tables)], block_size=BLOCK)
-    hidden = model(torch.cat([s[-1:] for s in seqs]), torch.tensor([len(s) - 1 for s in seqs]), meta, cache)
-    return model.compute_logits(hidden), meta
+@pytest.fixture(autouse=True, params=["compiled", "torch_ops"])
+def small_path(request):
+    """Every test runs with and without the compiled kernel. Set directly, not with monkeypatch: the tests'
+    monkeypatch.undo() would undo it."""
+    saved = small_decode.COMPILED_TOKENS
+    if request.param == "torch_ops":
+        small_decode.COMPILED_TOKENS = 0
+    yield request.param
+    small_decode.COMPILED_TOKENS = saved
 
 
 def both_paths(model, monkeypatch, lengths, seed=0):
