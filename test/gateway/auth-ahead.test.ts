@@ -5,7 +5,8 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { keysChanged } from "../../workers/gateway/src/auth/account-keys";
-import { limiterFor } from "../../workers/gateway/src/limits/admit";
+import { ledgerFor } from "../../workers/gateway/src/billing/account-ledger";
+import type { LimiterBuckets } from "../../workers/gateway/src/limits/limiter-buckets";
 import { fakeRequests, post, setupFakeWorker } from "./chat/helpers";
 import { gatewayEnv, total, usageRows } from "./billing/ledger-helpers";
 import { readyAccount } from "./setup/fixtures";
@@ -22,7 +23,7 @@ async function waitForUsageRows(account: string, count: number) {
 }
 
 async function limiterLeases(account: string): Promise<number> {
-  return runInDurableObject(limiterFor(gatewayEnv, `account:${account}`), async (instance) => (instance as unknown as { leases: Map<string, unknown> }).leases.size);
+  return runInDurableObject(ledgerFor(gatewayEnv, account), async (instance) => (instance as unknown as { limiter: LimiterBuckets }).limiter.leases.size);
 }
 
 describe("a key refused by its lookup after this isolate has seen it", () => {
@@ -83,6 +84,27 @@ describe("limits changed after this isolate has seen the key", () => {
     expect(first.headers.get("x-ratelimit-limit-requests")).toBe("1");
     await first.text();
     expect((await post("/chat/completions", key, chat("limits-second"))).status).toBe(429);
+    expect(await limiterLeases(account)).toBe(0);
+  });
+
+  it("serves and charges a request the remembered limits would refuse when the current ones allow it", async () => {
+    await setupFakeWorker();
+    const { account, key } = await readyAccount();
+    // No request may run at once: refused, and the isolate remembers these limits.
+    await env.DB.prepare("UPDATE accounts SET concurrency_limit = 0 WHERE id = ?").bind(account).run();
+    await keysChanged(env, account);
+    expect((await post("/chat/completions", key, chat("closed"))).status).toBe(429);
+    const before = await total(account);
+
+    await env.DB.prepare("UPDATE accounts SET concurrency_limit = 10 WHERE id = ?").bind(account).run();
+    await keysChanged(env, account);
+    const opened = await post("/chat/completions", key, chat("opened"));
+    expect(opened.status).toBe(200);
+    await opened.text();
+    const [row] = await waitForUsageRows(account, 1);
+    expect(row!.request_id).toBe(opened.headers.get("x-ds-trace-id"));
+    expect(row!.cost_micros).toBeGreaterThan(0);
+    expect(await total(account)).toMatchObject({ total: before.total - row!.cost_micros, reserved: 0 });
     expect(await limiterLeases(account)).toBe(0);
   });
 });

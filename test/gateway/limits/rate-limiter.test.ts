@@ -5,6 +5,8 @@ import { ApiError } from "../../../workers/gateway/src/errors/api-error";
 import { admit, formatDuration, limiterFor, type Admission } from "../../../workers/gateway/src/limits/admit";
 import { LEASE_TTL_MS, PLATFORM_DEFAULT_LIMITS, type Limits } from "../../../workers/gateway/src/limits/defaults";
 import { gatewayEnv } from "../billing/ledger-helpers";
+import { ledgerFor } from "../../../workers/gateway/src/billing/account-ledger";
+import type { LimiterBuckets } from "../../../workers/gateway/src/limits/limiter-buckets";
 
 const none: Limits = { rpm: null, tpm: null, concurrency: null };
 
@@ -31,9 +33,12 @@ async function tryAdmit(auth: AuthenticatedKey, tokens = 100): Promise<Admission
 const admitted = (r: Admission | ApiError): r is Admission => !(r instanceof ApiError);
 
 // Moves a limiter's clock: as if `ms` had passed since its last update (and leases aged too).
+// An account's limits live in its ledger; a key's in its RateLimiter.
 async function advance(scope: string, ms: number): Promise<void> {
-  await runInDurableObject(limiterFor(gatewayEnv, scope), async (instance) => {
-    const limiter = instance as unknown as { buckets: { updatedAt: number } | null; leases: Map<string, { expiresAt: number }> };
+  const [kind, id] = scope.split(":") as [string, string];
+  const stub = kind === "account" ? ledgerFor(gatewayEnv, id) : limiterFor(gatewayEnv, scope);
+  await runInDurableObject(stub as DurableObjectStub, async (instance) => {
+    const { limiter } = instance as unknown as { limiter: LimiterBuckets };
     if (limiter.buckets) limiter.buckets.updatedAt -= ms;
     for (const lease of limiter.leases.values()) lease.expiresAt -= ms;
   });

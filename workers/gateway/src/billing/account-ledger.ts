@@ -15,8 +15,13 @@
 //   SETTLED_MEMORY_MS), else from the outbox, else from D1's usage_records (keyed by request id).
 // - The alarm also releases reservations whose request never settled (a crashed gateway),
 //   RESERVATION_TTL_MS after they were made.
+// - The account's rate limits live here too (limits/limiter-buckets.ts), so that admitting a
+//   request and holding its money are one call (`reserve` with `admit`), and settle or release
+//   finishes its lease: three Durable Object calls per request fewer than separate objects.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
+import type { Limits } from "../limits/defaults";
+import { persistedLimiter, type AdmitRequest, type AdmitResult, type LimiterBuckets } from "../limits/limiter-buckets";
 import { priceUsage, type PriceTier } from "./pricing";
 import { normalizeUsage, type Usage } from "./usage";
 import { HOLD_PERSIST_AFTER_MS, LEDGER_CURRENCY, LedgerBook } from "./ledger-book";
@@ -53,9 +58,14 @@ export interface ReserveRequest {
   accountId: string;
   requestId: string;
   amountMicros: number;
+  // Admit the request against the account's limits first (tokens: its worst case).
+  admit?: { limits: Limits; tokens: number };
 }
 
-export type ReserveResult = { ok: true } | { ok: false };
+// Not ok with a refused `admission`: rate limited (no money held). Not ok otherwise: the balance
+// does not cover the worst case (the admission, if any, is finished: its slot freed, its tokens
+// given back; the request still counts against requests per minute).
+export type ReserveResult = { ok: boolean; admission?: AdmitResult };
 
 export type SettlementStatus = "ok" | "aborted" | "failed";
 
@@ -106,11 +116,13 @@ export class AccountLedger extends DurableObject<Env> {
   // Balances and reservations in memory (billing/ledger-book.ts); null: read from storage.
   private book: LedgerBook | null = null;
   private holdWriteAt: number | null = null;
+  private readonly limiter: LimiterBuckets;
   private settleQueue: { work: (batch: SettleBatch) => SettleResult; resolve(result: SettleResult): void; reject(err: unknown): void }[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.limiter = persistedLimiter(ctx);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS grants (
       credit_id INTEGER PRIMARY KEY, currency TEXT NOT NULL, remaining INTEGER NOT NULL, expires_at INTEGER)`);
@@ -129,19 +141,39 @@ export class AccountLedger extends DurableObject<Env> {
 
   // ---- RPC ----------------------------------------------------------------------------------
 
-  async reserve({ accountId, requestId, amountMicros }: ReserveRequest): Promise<ReserveResult> {
+  async reserve({ accountId, requestId, amountMicros, admit }: ReserveRequest): Promise<ReserveResult> {
     this.bindAccount(accountId);
     if (!Number.isSafeInteger(amountMicros) || amountMicros < 0) throw new Error(`invalid reservation amount ${amountMicros}`);
-    if (this.tryReserve(requestId, amountMicros)) return { ok: true };
-    // Maybe a top-up arrived since the last sync; look once before refusing.
-    await this.syncCredits(accountId);
-    return this.tryReserve(requestId, amountMicros) ? { ok: true } : { ok: false };
+    const admission = admit ? this.limiter.admit({ requestId, ...admit }) : undefined;
+    if (admission && !admission.ok) return { ok: false, admission };
+    let ok = this.tryReserve(requestId, amountMicros);
+    if (!ok) {
+      // Maybe a top-up arrived since the last sync; look once before refusing.
+      await this.syncCredits(accountId);
+      ok = this.tryReserve(requestId, amountMicros);
+    }
+    if (!ok && admission) this.limiter.finish(requestId, 0);
+    return admission ? { ok, admission } : { ok };
+  }
+
+  // The account's rate limits on their own (a re-admission under changed limits, tests).
+  async admit(request: AdmitRequest): Promise<AdmitResult> {
+    return this.limiter.admit(request);
+  }
+
+  async finishAdmission(requestId: string, actualTokens: number): Promise<void> {
+    this.limiter.finish(requestId, actualTokens);
+  }
+
+  async cancelAdmission(requestId: string): Promise<void> {
+    this.limiter.cancel(requestId);
   }
 
   async settle(settlement: Settlement): Promise<SettleResult> {
     const { accountId, requestId } = settlement;
     this.bindAccount(accountId);
     const usage = normalizeUsage(settlement.usage);
+    this.limiter.finish(requestId, usage.promptTokens + usage.completionTokens);
     // A request with an open reservation has not settled: settling drops the reservation in the
     // same transaction, and an id that settled is never reserved again.
     if (this.theBook().reservation(requestId) === undefined) {
@@ -211,8 +243,11 @@ export class AccountLedger extends DurableObject<Env> {
     queued.forEach((item, i) => item.resolve(results.done[i]!));
   }
 
-  // A request refused before forwarding (rate limit, no worker, ...): nothing is charged.
-  async release(requestId: string): Promise<void> {
+  // A request refused before forwarding (rate limit, no worker, ...): nothing is charged, and its
+  // admission is finished (nothing used) or, with `cancelAdmission` (its key was refused), undone.
+  async release(requestId: string, { cancelAdmission = false } = {}): Promise<void> {
+    if (cancelAdmission) this.limiter.cancel(requestId);
+    else this.limiter.finish(requestId, 0);
     this.theBook().release(requestId);
   }
 

@@ -11,7 +11,7 @@ import { usageFromWire } from "../billing/usage";
 import type { Model } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError, insufficientBalance } from "../errors/api-error";
-import { admit, type Admission } from "../limits/admit";
+import { accountAdmission, admit, admitKey, cancelKey, combine, type Admission } from "../limits/admit";
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
 import type { ResponseEncoder, WireUsage } from "./encoder";
 import { timer, withRetries } from "./timers";
@@ -55,45 +55,62 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   const speculative = c.get("auth");
   const startedAt = Date.now();
   const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
+  const worstCaseMicros = worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens));
   const ledger = ledgerFor(c.env, speculative.accountId);
 
-  // rateLimit and reserve, side by side: they are independent Durable Objects, and a request
-  // refused by either one undoes what the other granted. The key lookup may still be running
-  // beside them (auth/authenticate.ts); nothing is forwarded until it has answered.
+  // rateLimit and reserve: one call to the account's ledger admits the request against the
+  // account's limits and holds its worst-case cost; a key with limits of its own is admitted by
+  // its limiter beside it. A request refused by either is undone in the other. The key lookup may
+  // still be running beside them (auth/authenticate.ts); nothing is forwarded until it has answered.
   const gateStarted = performance.now();
-  const [checked, reserved, firstAdmission] = await Promise.allSettled([
+  const [checked, reserved, keyAdmitted] = await Promise.allSettled([
     c.get("keyCheck"),
     ledger.reserve({
       accountId: speculative.accountId,
       requestId,
-      amountMicros: worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens)),
+      amountMicros: worstCaseMicros,
+      admit: accountAdmission(speculative, worstCaseTokens),
     }),
-    admit(c.env, speculative, requestId, worstCaseTokens),
+    admitKey(c.env, speculative, requestId, worstCaseTokens),
   ]);
-  let admitted: PromiseSettledResult<Admission> = firstAdmission;
   c.get("timings").admit_reserve = performance.now() - gateStarted;
-  const reservationHeld = reserved.status === "fulfilled" && reserved.value.ok;
+  let held = reserved.status === "fulfilled" && reserved.value.ok;
+  const undoGate = () =>
+    Promise.all([
+      reserved.status === "fulfilled" ? ledger.release(requestId, { cancelAdmission: true }) : null,
+      keyAdmitted.status === "fulfilled" && keyAdmitted.value?.ok ? cancelKey(c.env, speculative, requestId) : null,
+    ]);
   if (checked.status === "rejected") {
-    // Unknown or revoked key: undo both and answer 401; nothing was forwarded or charged.
-    await Promise.all([reservationHeld ? ledger.release(requestId) : null, admitted.status === "fulfilled" ? admitted.value.cancel() : null]);
+    // Unknown or revoked key: undo the hold and both admissions and answer 401; nothing was
+    // forwarded or charged.
+    await undoGate();
     throw checked.reason;
   }
   const auth = checked.value;
   c.set("auth", auth);
+  if (reserved.status === "rejected" || keyAdmitted.status === "rejected") {
+    // A Durable Object failed: undo what the other granted and answer 500.
+    await undoGate();
+    return errorOut(encoder, reserved.status === "rejected" ? reserved.reason : (keyAdmitted as PromiseRejectedResult).reason, requestId);
+  }
+  let [admitted] = await Promise.allSettled([combine(c.env, speculative, requestId, reserved.value.admission!, keyAdmitted.value, { finishAccount: false })]);
   if (!sameLimits(auth, speculative)) {
-    // The limits changed since this isolate last read them: admit again under the current ones.
+    // The limits changed since this isolate last read them: admit again under the current ones
+    // (and hold the money now if the old limits had refused the request before its hold).
     if (admitted.status === "fulfilled") await admitted.value.cancel();
     [admitted] = await Promise.allSettled([admit(c.env, auth, requestId, worstCaseTokens)]);
+    if (admitted.status === "fulfilled" && !held && !reserved.value.admission!.ok) {
+      held = (await ledger.reserve({ accountId: auth.accountId, requestId, amountMicros: worstCaseMicros })).ok;
+    }
   }
   if (admitted.status === "rejected") {
-    if (reservationHeld) await ledger.release(requestId);
+    if (held) await ledger.release(requestId);
     return errorOut(encoder, admitted.reason, requestId);
   }
   const admission: Admission = admitted.value;
-  if (!reservationHeld) {
+  if (!held) {
     await admission.finish(0);
-    const error = reserved.status === "rejected" ? reserved.reason : insufficientBalance();
-    return errorOut(encoder, error, requestId, admission.headers);
+    return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
   }
   const refuse = async (err: unknown) => {
     await ledger.release(requestId);

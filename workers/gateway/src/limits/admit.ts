@@ -2,10 +2,16 @@
 // own, the key's too. Refused: a 429 `Rate Limit Reached` with Retry-After. Admitted: the
 // x-ratelimit-* headers for the response and `finish`, which frees the concurrency slot and
 // reconciles tokens per minute with what the request really used.
+//
+// The account's limits live in the account's ledger (billing/account-ledger.ts): the inference
+// pipeline admits and holds the request's money in one call (`reserve` with `admit`), and the
+// ledger's settle or release finishes the account's lease. A key with limits of its own has a
+// RateLimiter Durable Object (limits/rate-limiter.ts).
+import { ledgerFor } from "../billing/account-ledger";
 import type { AuthenticatedKey, Env } from "../env";
 import { rateLimited } from "../errors/api-error";
 import { accountLimits, keyLimits, type Limits } from "./defaults";
-import type { LimiterState } from "./rate-limiter";
+import type { AdmitResult, LimiterState } from "./limiter-buckets";
 
 export interface Admission {
   headers: Record<string, string>;
@@ -15,32 +21,58 @@ export interface Admission {
   cancel(): Promise<void>;
 }
 
-interface Scope {
-  name: string;
-  limits: Limits;
-}
-
 export function limiterFor(env: Env, scopeName: string) {
   return env.LIMITER.get(env.LIMITER.idFromName(scopeName));
 }
 
-export function scopesOf(auth: AuthenticatedKey): Scope[] {
-  const scopes: Scope[] = [{ name: `account:${auth.accountId}`, limits: accountLimits(auth.limits) }];
-  const ownKeyLimits = keyLimits(auth.keyLimits);
-  if (ownKeyLimits) scopes.push({ name: `key:${auth.keyId}`, limits: ownKeyLimits });
-  return scopes;
+export const accountAdmission = (auth: AuthenticatedKey, tokens: number) => ({ limits: accountLimits(auth.limits), tokens });
+
+// The key's own limits, when it has any.
+function keyScope(auth: AuthenticatedKey): { name: string; limits: Limits } | null {
+  const limits = keyLimits(auth.keyLimits);
+  return limits ? { name: `key:${auth.keyId}`, limits } : null;
 }
 
-export async function admit(env: Env, auth: AuthenticatedKey, requestId: string, estimatedTokens: number): Promise<Admission> {
-  const scopes = scopesOf(auth);
-  const results = await Promise.all(
-    scopes.map((scope) => limiterFor(env, scope.name).admit({ requestId, limits: scope.limits, tokens: estimatedTokens })),
-  );
+// The key scope's answer; null when the key has no limits of its own.
+export async function admitKey(env: Env, auth: AuthenticatedKey, requestId: string, tokens: number): Promise<AdmitResult | null> {
+  const scope = keyScope(auth);
+  return scope ? limiterFor(env, scope.name).admit({ requestId, limits: scope.limits, tokens }) : null;
+}
+
+// Undoes the key scope's admission (its request was refused elsewhere before `combine`).
+export async function cancelKey(env: Env, auth: AuthenticatedKey, requestId: string): Promise<void> {
+  const scope = keyScope(auth);
+  if (scope) await limiterFor(env, scope.name).cancel(requestId, scope.limits);
+}
+
+// Both scopes, standalone (a re-admission under changed limits): the account's in its ledger.
+// `finish` finishes both.
+export async function admit(env: Env, auth: AuthenticatedKey, requestId: string, tokens: number): Promise<Admission> {
+  const ledger = ledgerFor(env, auth.accountId);
+  const [account, key] = await Promise.all([ledger.admit({ requestId, ...accountAdmission(auth, tokens) }), admitKey(env, auth, requestId, tokens)]);
+  return combine(env, auth, requestId, account, key, { finishAccount: true });
+}
+
+// From the account scope's answer (given by the ledger) and the key scope's: the Admission, or a
+// 429 once the scope that admitted has been undone. With `finishAccount` false, the account's
+// lease is left for the ledger to finish (at settle or release).
+export async function combine(
+  env: Env,
+  auth: AuthenticatedKey,
+  requestId: string,
+  account: AdmitResult,
+  key: AdmitResult | null,
+  { finishAccount }: { finishAccount: boolean },
+): Promise<Admission> {
+  const ledger = ledgerFor(env, auth.accountId);
+  const scope = keyScope(auth);
+  const results = key ? [account, key] : [account];
   const headers = rateLimitHeaders(results.map((r) => r.state));
+  const cancelAccount = () => ledger.cancelAdmission(requestId);
 
   const refusals = results.flatMap((r) => (r.ok ? [] : [r.retryAfterMs]));
   if (refusals.length > 0) {
-    await Promise.all(scopes.map((scope, i) => (results[i]!.ok ? limiterFor(env, scope.name).cancel(requestId, scope.limits) : null)));
+    await Promise.all([account.ok ? cancelAccount() : null, key?.ok ? cancelKey(env, auth, requestId) : null]);
     const retryAfterMs = Math.max(...refusals);
     throw rateLimited(Math.max(1, Math.ceil(retryAfterMs / 1000)), { ...headers, "retry-after-ms": String(retryAfterMs) });
   }
@@ -49,13 +81,16 @@ export async function admit(env: Env, auth: AuthenticatedKey, requestId: string,
   return {
     headers,
     finish(actualTokens: number) {
-      finished ??= Promise.all(scopes.map((scope) => limiterFor(env, scope.name).finish(requestId, actualTokens, scope.limits)))
+      finished ??= Promise.all([
+        finishAccount ? ledger.finishAdmission(requestId, actualTokens) : null,
+        scope ? limiterFor(env, scope.name).finish(requestId, actualTokens, scope.limits) : null,
+      ])
         .then(() => undefined)
         .catch((err) => console.error(`request ${requestId}: releasing its rate-limit lease failed`, err));
       return finished;
     },
     cancel() {
-      finished ??= Promise.all(scopes.map((scope) => limiterFor(env, scope.name).cancel(requestId, scope.limits))).then(() => undefined);
+      finished ??= Promise.all([cancelAccount(), cancelKey(env, auth, requestId)]).then(() => undefined);
       return finished;
     },
   };
