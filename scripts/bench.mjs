@@ -6,8 +6,9 @@
 // once. Our gateway runs with local D1, the ledger and rate limiter Durable Objects in the path
 // (key check, validation, prompt count, limits, reserve, forward, settle); Portkey does none of that.
 //
-// 1. Latency: the same requests, sequential, rotating through the three paths; added = path
-//    minus the direct request next to it (paired), p50 and p99.
+// 1. Latency: the same requests, sequential, in blocks of 10 per path with the paths' blocks in
+//    rotating order; added = path minus the direct request at the same position of its block
+//    (paired), p50 and p99.
 // 2. Rate: for each path a closed loop at rising concurrency (fixed duration per step); the
 //    highest rate with no errors. All processes share this machine's CPUs, so this measures
 //    what each path costs per request as much as how it scales.
@@ -31,6 +32,7 @@ const RUNTIME = process.env.BENCH_RUNTIME ?? "miniflare";
 const GATEWAY_PORT = Number(process.env.BENCH_PORT ?? 8799);
 const PORTKEY_PORT = GATEWAY_PORT + 1;
 const WARMUP = 50;
+const LATENCY_BLOCK = 10;
 const log = (text) => console.log(`[bench] ${text}`);
 
 function percentile(sorted, p) {
@@ -136,17 +138,25 @@ async function main() {
     for (let i = 0; i < WARMUP; i++) for (const path of paths) await send(path, i);
     for (const k of Object.keys(serverTimings)) delete serverTimings[k];
 
-    log(`latency: ${REQUESTS} sequential requests per path, rotating paths`);
+    // Latency: sequential requests in blocks of LATENCY_BLOCK per path, the paths' blocks in
+    // rotating order; the first request of each block is not counted. Interleaving single
+    // requests instead would start most gateway requests after a Portkey request (~30 ms of
+    // idle), and on a VM waking idle processes after such a gap costs each hop of a multi-hop
+    // path ~1 ms more: that measured the machine's idle-wake cost, not the path's work.
+    log(`latency: ${REQUESTS} sequential requests per path, in blocks of ${LATENCY_BLOCK} per path (rotating), paired by position with direct`);
     const samples = Object.fromEntries(paths.map((p) => [p.name, []]));
     const added = Object.fromEntries(paths.map((p) => [p.name, []]));
-    for (let i = 0; i < REQUESTS; i++) {
-      // Rotate the order so that no path always runs right after another.
-      const order = paths.map((_, k) => paths[(i + k) % paths.length]);
+    for (let block = 0; block * LATENCY_BLOCK < REQUESTS; block++) {
+      const order = paths.map((_, k) => paths[(block + k) % paths.length]);
       const ms = {};
-      for (const path of order) ms[path.name] = await send(path, WARMUP + i);
+      for (const path of order) {
+        await send(path, WARMUP + block * (LATENCY_BLOCK + 1)); // the block's first: not counted
+        ms[path.name] = [];
+        for (let j = 1; j <= LATENCY_BLOCK; j++) ms[path.name].push(await send(path, WARMUP + block * (LATENCY_BLOCK + 1) + j));
+      }
       for (const path of paths) {
-        samples[path.name].push(ms[path.name]);
-        added[path.name].push(ms[path.name] - ms.direct);
+        samples[path.name].push(...ms[path.name]);
+        added[path.name].push(...ms[path.name].map((v, j) => v - ms.direct[j]));
       }
     }
 
@@ -180,9 +190,7 @@ async function main() {
       );
     }
     console.log(`targets: added p50 <= 2 ms, added p99 <= 10 ms, max rate >= Portkey's`);
-    // The latency phase above interleaves the paths, so every gateway request starts after an idle
-    // gap (a Portkey request takes ~30 ms); on a VM, waking idle processes after such a gap costs
-    // each hop of a multi-hop path extra time. The concurrency-1 step sends requests back to back.
+    // The concurrency-1 step of the rate phase also sends requests back to back.
     const backToBack = (name) => report[name]?.maxRate?.single?.p50;
     if (backToBack("gateway") !== undefined && backToBack("direct") !== undefined)
       console.log(
