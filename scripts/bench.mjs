@@ -3,7 +3,7 @@
 // gateway (@portkey-ai/gateway) in front of the same upstream, all in one run.
 //
 // The upstream is a fake GPU worker (its own process) that answers a streamed chat request at
-// once. Our gateway runs with local D1, the ledger and rate limiter Durable Objects in the path
+// once. Our gateway runs with local D1, the key and ledger Durable Objects in the path
 // (key check, validation, prompt count, limits, reserve, forward, settle); Portkey does none of that.
 //
 // 1. Latency: the same requests, sequential, in blocks of 10 per path with the paths' blocks in
@@ -171,7 +171,7 @@ async function main() {
     const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : "-");
     const col = (text, width = 11) => String(text).padStart(width);
     console.log(`\nStreamed chat request (64 max_tokens, 16 tokens answered at once by a fake worker), runtime: ${RUNTIME}`);
-    console.log("gateway = key check (AccountKeys DO) + validate + prompt count + rate limiter DO + ledger DO reserve + forward + settle\n");
+    console.log("gateway = key check (AccountKeys DO) + validate + prompt count + account limits and money hold (ledger DO) + forward + settle\n");
     console.log(`${"path".padEnd(10)}${col("p50 ms")}${col("p99 ms")}${col("added p50")}${col("added p99")}${col("max req/s")}${col("at conc.")}${col("rate/direct", 13)}`);
     for (const p of paths) {
       const r = report[p.name];
