@@ -15,17 +15,21 @@ export async function* readSseData(body: ReadableStream<Uint8Array>): AsyncGener
       if (done) break;
       buffer += decoder.decode(value, { stream: true });
       const batch: string[] = [];
+      // Walk the lines by position and cut the buffer once: cutting it per line copied the rest
+      // of the read for every line.
+      let start = 0;
       let newline: number;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline).replace(/\r$/, "");
-        buffer = buffer.slice(newline + 1);
-        if (line === "") {
-          if (data.length > 0) batch.push(data.join("\n"));
+      while ((newline = buffer.indexOf("\n", start)) >= 0) {
+        const end = newline > start && buffer.charCodeAt(newline - 1) === 13 ? newline - 1 : newline; // CRLF
+        if (end === start) {
+          if (data.length > 0) batch.push(data.length === 1 ? data[0]! : data.join("\n"));
           data = [];
-        } else if (line.startsWith("data:")) {
-          data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+        } else if (buffer.startsWith("data:", start)) {
+          data.push(buffer.slice(start + (buffer.charCodeAt(start + 5) === 32 ? 6 : 5), end));
         }
+        start = newline + 1;
       }
+      buffer = buffer.slice(start);
       if (batch.length > 0) yield batch;
     }
     if (data.length > 0) yield [data.join("\n")];
