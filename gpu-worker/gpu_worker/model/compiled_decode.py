@@ -2,12 +2,16 @@
 
 The torch-op small path (small_decode.py) is ~400 ops of ~2.7 us each at batch 1, for ~0.1 MFLOP of
 arithmetic per layer: the ops' fixed cost is the step. The kernel runs the same maths over the same folded
-weights (decode_weights.py) as plain loops, every layer in one call, single-threaded, all float32.
+weights (decode_weights.py) as plain loops, every layer in one call, all float32; steps of many sequences
+in chunks on torch's OpenMP threads when that pays (decode_threads.py), others on the calling thread.
 
 `CompiledDecode.build` packs the folded layers into the kernel's descriptors (pointers into the folded
 tensors, which SmallDecode keeps alive with them); it is None when the kernel is unavailable (no compiler,
 GPU_WORKER_COMPILED_DECODE=0) or the model is one it does not take (float16, sizes past its bounds), and
 the caller keeps the torch-op path. Which path small decodes take is logged once per process.
+
+The expert gate/up stacks are passed transposed ([E + S, dim, 2 * inter], a copy made here): the kernel
+multiplies several tokens by one expert at once, which wants rows of the input dimension.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import torch
 
 from . import native
+from .decode_threads import CHUNK_TOKENS, ThreadChoice
 from .decode_weights import FoldedMoE
 
 log = logging.getLogger("gpu_worker.model")
@@ -46,12 +51,25 @@ class ModelDesc(ctypes.Structure):  # decode_kernel.cpp's ModelDesc
 
 
 STEP_ARGS = [ctypes.POINTER(ModelDesc), _i32, _ptr, _ptr, _ptr, _ptr, _ptr, _i32, _i32, _ptr, _ptr, _i32,
-             _ptr, _i32, _i64, _ptr, _ptr, _i64]
+             _ptr, _i32, _i64, _ptr, _ptr, _i64, _i32, _i32, ctypes.POINTER(_i64)]
 ERRORS = {-1: "token id out of range", -2: "position past max_position_embeddings",
           -3: "context longer than its block table", -4: "cache slot or block out of range"}
 
 _library: ctypes.CDLL | None = None
 _loaded = False
+
+
+def _build() -> tuple[ctypes.CDLL, bool]:
+    """(library, whether it runs steps on OpenMP threads). With OpenMP where torch has it; where that
+    build fails (a compiler without OpenMP), without: every step then runs on the calling thread."""
+    if not torch.backends.openmp.is_available():
+        return native.load(SOURCE), False
+    try:
+        return native.load(SOURCE, openmp=True), True
+    except native.NativeBuildError as e:
+        lib = native.load(SOURCE)
+        log.info("small decode: compiled kernel without OpenMP, one thread per step (%s)", e)
+        return lib, False
 
 
 def _load() -> ctypes.CDLL | None:
@@ -61,7 +79,7 @@ def _load() -> ctypes.CDLL | None:
         return None
     start = time.perf_counter()
     try:
-        lib = native.load(SOURCE)
+        lib, openmp = _build()
     except native.NativeBuildError as e:
         log.warning("small decode: torch ops (compiled kernel unavailable: %s)", e)
         return None
@@ -73,7 +91,7 @@ def _load() -> ctypes.CDLL | None:
                     (ctypes.sizeof(LayerDesc), ctypes.sizeof(ModelDesc)))
         return None
     log.info("small decode: compiled kernel (%s, ready in %.2f s)",
-             " ".join(native.compiler_flags()), time.perf_counter() - start)
+             " ".join(native.compiler_flags(openmp)), time.perf_counter() - start)
     return lib
 
 
@@ -117,8 +135,10 @@ class CompiledDecode:
             desc.qkv, desc.kv_gain, desc.query, desc.out = map(_address, (a.qkv, kv_gain, a.query, a.out))
             if isinstance(mlp, FoldedMoE):
                 desc.moe = 1
+                gate_up_t = mlp.gate_up.transpose(1, 2).contiguous()  # [E + S, dim, 2 * inter]: x @ it per expert
+                self.keep.append(gate_up_t)
                 desc.router, desc.bias, desc.gain, desc.expert_gate_up, desc.expert_down = map(
-                    _address, (mlp.router, mlp.bias, mlp.gain, mlp.gate_up, mlp.down_t))
+                    _address, (mlp.router, mlp.bias, mlp.gain, gate_up_t, mlp.down_t))
             else:
                 desc.mlp_gate_up, desc.mlp_down = _address(mlp.gate_up), _address(mlp.down)
         a = layers[0].attn
@@ -133,7 +153,9 @@ class CompiledDecode:
             vocab=c.vocab_size, max_positions=model.rotary.freqs.shape[0])
         self.descs = descs
         self.desc_ref = ctypes.byref(self.desc)
-        self.scratch = torch.empty(0)
+        self.scratch = torch.empty(0)  # grown to what the kernel asks for
+        self.timing = (_i64 * 4)()  # the threads a step ran on, and their timing (decode_kernel.cpp, run_chunks)
+        self.thread_choice = ThreadChoice()
 
     def __call__(self, input_ids, positions, meta, kv_cache: torch.Tensor) -> torch.Tensor | None:
         """As SmallDecode.forward; None when the cache is not one the kernel takes (torch ops then)."""
@@ -150,12 +172,16 @@ class CompiledDecode:
                 lengths.data_ptr(), tables.data_ptr(), tables.shape[1], meta.block_size,
                 model.embed_tokens.data_ptr(), model.rotary.freqs.data_ptr(), self.dtype == torch.bfloat16,
                 kv_cache.data_ptr(), kv_cache.dtype == torch.bfloat16, kv_cache.shape[1], out.data_ptr(),
-                self.scratch.data_ptr(), self.scratch.numel()]
+                self.scratch.data_ptr(), self.scratch.numel(), self.thread_choice.threads(batch), CHUNK_TOKENS,
+                self.timing]
         code = self.step(*args)
         if code > 0:  # the scratch buffer is too small (first step, or a longer context): grow, run again
             self.scratch = torch.empty(max(code, 2 * self.scratch.numel()))
-            args[-2:] = self.scratch.data_ptr(), self.scratch.numel()
+            args[16:18] = self.scratch.data_ptr(), self.scratch.numel()
             code = self.step(*args)
         if code < 0:
             raise IndexError(f"compiled decode step: {ERRORS.get(code, code)}")
+        threads, work_ns, wait_ns, own_chunks = self.timing
+        if threads > 1:
+            self.thread_choice.record(work_ns, wait_ns, own_chunks)
         return out

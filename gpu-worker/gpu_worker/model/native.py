@@ -44,20 +44,24 @@ def compiler() -> str:
     return found
 
 
-def compiler_flags() -> list[str]:
+def compiler_flags(openmp: bool = False) -> list[str]:
     """Optimised, portable to this CPU class only: AVX2 + FMA where torch found AVX2 or better (never
     -march=native, whose library would crash on an older CPU sharing the cache). -fno-trapping-math lets
     clamps and selects vectorise; it assumes FP exceptions are not trapped (they never are here) and
-    changes no result, unlike -ffast-math, which would reorder sums."""
+    changes no result, unlike -ffast-math, which would reorder sums. With openmp, -fopenmp: the library
+    then needs libgomp.so.1, which resolves to the copy torch already loaded (same soname), so its
+    parallel regions run on torch's OpenMP threads."""
     flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-trapping-math"]
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
+    if openmp:
+        flags.append("-fopenmp")
     return flags
 
 
-def build(source: Path, cache: Path | None = None) -> Path:
+def build(source: Path, cache: Path | None = None, openmp: bool = False) -> Path:
     """The shared library of `source`, compiled now unless a cached one exists. Raises NativeBuildError."""
-    cxx, flags = compiler(), compiler_flags()
+    cxx, flags = compiler(), compiler_flags(openmp)
     try:
         text = source.read_text()
     except OSError as e:
@@ -87,9 +91,9 @@ def build(source: Path, cache: Path | None = None) -> Path:
     return target
 
 
-def load(source: Path, cache: Path | None = None) -> ctypes.CDLL:
+def load(source: Path, cache: Path | None = None, openmp: bool = False) -> ctypes.CDLL:
     """build(source) then load it. ctypes.CDLL calls release the GIL while the C code runs."""
-    path = build(source, cache)
+    path = build(source, cache, openmp)
     try:
         return ctypes.CDLL(str(path))
     except OSError as e:

@@ -20,9 +20,10 @@ decode_weights.py, in ~50 ops per layer:
   product;
 - the step runs on one thread (`one_thread`).
 
-Steps of at most COMPILED_TOKENS sequences run all of this as one call into a compiled kernel instead
-(compiled_decode.py, decode_kernel.cpp: same folded weights, same float32 maths, plain loops), when it
-could be built; these functions are then its fallback and the path of larger steps.
+Steps of at most COMPILED_TOKENS (all of them) run all of this as one call into a compiled kernel
+instead (compiled_decode.py, decode_kernel.cpp: same folded weights, same float32 maths, plain loops),
+when it could be built; these functions are its fallback (no C++ compiler, GPU_WORKER_COMPILED_DECODE=0,
+a float16 model or cache).
 
 Used for decode steps of at most SMALL_DECODE_TOKENS sequences on CPU when every layer is small enough
 to fold (decode_weights.FOLDED_LAYER_ELEMENTS); any other step takes the module path.
@@ -45,8 +46,9 @@ SMALL_DECODE_TOKENS = 32
 ALL_EXPERTS_TOKENS = 8
 # Steps of at most this many tokens run on one thread (see one_thread).
 ONE_THREAD_TOKENS = 8
-# Steps of at most this many tokens run the compiled kernel when it is available (compiled_decode.py).
-COMPILED_TOKENS = ONE_THREAD_TOKENS
+# Steps of at most this many tokens run the compiled kernel when it is available (compiled_decode.py):
+# every small decode step (the tests lower it to run the torch ops).
+COMPILED_TOKENS = SMALL_DECODE_TOKENS
 
 SIGNS = torch.tensor([1.0, -1.0]).view(1, 2, 1)  # a residual add to the signed pair [h, -h]
 
