@@ -171,7 +171,7 @@ async function main() {
     const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}x` : "-");
     const col = (text, width = 11) => String(text).padStart(width);
     console.log(`\nStreamed chat request (64 max_tokens, 16 tokens answered at once by a fake worker), runtime: ${RUNTIME}`);
-    console.log("gateway = key check (AccountKeys DO) + validate + prompt count + account limits and money hold (ledger DO) + forward + settle\n");
+    console.log("gateway = validate + prompt count + key check, account limits and money hold (one ledger DO call) + forward + settle\n");
     console.log(`${"path".padEnd(10)}${col("p50 ms")}${col("p99 ms")}${col("added p50")}${col("added p99")}${col("max req/s")}${col("at conc.")}${col("rate/direct", 13)}`);
     for (const p of paths) {
       const r = report[p.name];

@@ -78,7 +78,6 @@ async function startMiniflare(persistTo, port, inspectorPort) {
           LEDGER: { className: "AccountLedger", useSQLite: true },
           LIMITER: { className: "RateLimiter", useSQLite: true },
           SIGNIN_THROTTLE: { className: "SignInThrottle", useSQLite: true },
-          ACCOUNT_KEYS: { className: "AccountKeys", useSQLite: true },
         },
         bindings: { ENVIRONMENT: "development" },
       },

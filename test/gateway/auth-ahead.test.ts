@@ -4,7 +4,7 @@
 // limits apply at once.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { keysChanged } from "../../workers/gateway/src/auth/account-keys";
+import { keysChanged } from "../../workers/gateway/src/auth/keys-changed";
 import { ledgerFor } from "../../workers/gateway/src/billing/account-ledger";
 import type { LimiterBuckets } from "../../workers/gateway/src/limits/limiter-buckets";
 import { fakeRequests, post, setupFakeWorker } from "./chat/helpers";

@@ -2,7 +2,7 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../workers/gateway/src/app";
-import { keysChanged } from "../../workers/gateway/src/auth/account-keys";
+import { keysChanged } from "../../workers/gateway/src/auth/keys-changed";
 import { KEY_STATE_MAX_AGE_MS } from "../../workers/gateway/src/auth/key-state";
 import { createAccount, createKey, credit, readyAccount } from "./setup/fixtures";
 import { setupFakeWorker } from "./chat/helpers";

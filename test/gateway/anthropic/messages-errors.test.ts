@@ -3,7 +3,7 @@
 import { env, SELF } from "cloudflare:test";
 import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, it } from "vitest";
-import { keysChanged } from "../../../workers/gateway/src/auth/account-keys";
+import { keysChanged } from "../../../workers/gateway/src/auth/keys-changed";
 import { invalidateWorkerRegistry } from "../../../workers/gateway/src/upstream/worker-registry";
 import { BASE, setupFakeWorker } from "../chat/helpers";
 import { readyAccount, registerWorker } from "../setup/fixtures";

@@ -1,5 +1,5 @@
 // Bindings of the gateway worker (wrangler.toml) and per-request context variables.
-import type { AccountKeys } from "./auth/account-keys";
+import type { KeyCheck } from "./auth/authenticate";
 import type { AccountLedger } from "./billing/account-ledger";
 import type { RateLimiter } from "./limits/rate-limiter";
 
@@ -7,7 +7,6 @@ export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
   LIMITER: DurableObjectNamespace<RateLimiter>;
-  ACCOUNT_KEYS: DurableObjectNamespace<AccountKeys>;
   ASSETS?: Fetcher;
   ENVIRONMENT?: string;
   // HMAC secret of the payment provider's webhook (dashboard top-ups).
@@ -27,9 +26,9 @@ export interface Variables {
   // Server-Timing entries (name -> ms) of the pipeline's steps, reported on the response.
   timings: Record<string, number>;
   auth: AuthenticatedKey;
-  // The authoritative key check; `auth` may be this isolate's earlier copy until it settles
-  // (see auth/authenticate.ts). Rejects with a 401 for an unknown or revoked key.
-  keyCheck: Promise<AuthenticatedKey>;
+  // The authoritative key check; `auth` may be this isolate's earlier copy until it is decided
+  // (see auth/authenticate.ts).
+  keyCheck: KeyCheck;
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };

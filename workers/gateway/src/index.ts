@@ -1,7 +1,6 @@
 // Worker entry: the Hono app plus the Durable Object classes wrangler.toml declares.
 import { buildApp } from "./app";
 
-export { AccountKeys } from "./auth/account-keys";
 export { AccountLedger } from "./billing/account-ledger";
 export { SignInThrottle } from "./dashboard/sign-in-throttle";
 export { RateLimiter } from "./limits/rate-limiter";

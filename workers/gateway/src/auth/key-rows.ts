@@ -1,6 +1,6 @@
 // Live API keys as D1 holds them: a key that is not revoked, with its account's facts and the
 // rate limits of the account and of the key. Both ways of reading keys share this shape: by
-// hash for a key not seen before (authenticate.ts), by account for its live keys (account-keys.ts).
+// hash for a key not seen before (authenticate.ts), by account for its live keys (live-keys.ts).
 import type { AuthenticatedKey } from "../env";
 
 export const SELECT_LIVE_KEYS = `SELECT k.id AS key_id, k.account_id, a.cache_namespace, k.last_used_at,

@@ -15,12 +15,15 @@
 //   SETTLED_MEMORY_MS), else from the outbox, else from D1's usage_records (keyed by request id).
 // - The alarm also releases reservations whose request never settled (a crashed gateway),
 //   RESERVATION_TTL_MS after they were made.
-// - The account's rate limits live here too (limits/limiter-buckets.ts), so that admitting a
-//   request and holding its money are one call (`reserve` with `admit`), and settle or release
-//   finishes its lease: three Durable Object calls per request fewer than separate objects.
+// - The account's live API keys and rate limits live here too (auth/live-keys.ts,
+//   limits/limiter-buckets.ts), so that checking a request's key, admitting it under the
+//   account's current limits and holding its money are one call (`reserve` with `keyId` and
+//   `admit`), and settle or release finishes its lease: four Durable Object calls per request
+//   fewer than separate objects.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../env";
-import type { Limits } from "../limits/defaults";
+import { LiveKeys } from "../auth/live-keys";
+import type { AuthenticatedKey, Env } from "../env";
+import { accountLimits, type Limits } from "../limits/defaults";
 import { persistedLimiter, type AdmitRequest, type AdmitResult, type LimiterBuckets } from "../limits/limiter-buckets";
 import { priceUsage, type PriceTier } from "./pricing";
 import { normalizeUsage, type Usage } from "./usage";
@@ -58,14 +61,19 @@ export interface ReserveRequest {
   accountId: string;
   requestId: string;
   amountMicros: number;
-  // Admit the request against the account's limits first (tokens: its worst case).
-  admit?: { limits: Limits; tokens: number };
+  // The request's key, checked first: a key that is not a live key of this account gets
+  // `key: null` and nothing else happens.
+  keyId?: string;
+  // Admit the request against the account's limits first (tokens: its worst case); without
+  // `limits`, the current limits of the checked key's account.
+  admit?: { limits?: Limits; tokens: number };
 }
 
 // Not ok with a refused `admission`: rate limited (no money held). Not ok otherwise: the balance
 // does not cover the worst case (the admission, if any, is finished: its slot freed, its tokens
-// given back; the request still counts against requests per minute).
-export type ReserveResult = { ok: boolean; admission?: AdmitResult };
+// given back; the request still counts against requests per minute). `key`: the checked key
+// with its current limits.
+export type ReserveResult = { ok: boolean; key?: AuthenticatedKey | null; admission?: AdmitResult };
 
 export type SettlementStatus = "ok" | "aborted" | "failed";
 
@@ -117,6 +125,7 @@ export class AccountLedger extends DurableObject<Env> {
   private book: LedgerBook | null = null;
   private holdWriteAt: number | null = null;
   private readonly limiter: LimiterBuckets;
+  private readonly liveKeys = new LiveKeys(() => this.env.DB);
   private settleQueue: { work: (batch: SettleBatch) => SettleResult; resolve(result: SettleResult): void; reject(err: unknown): void }[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -141,11 +150,15 @@ export class AccountLedger extends DurableObject<Env> {
 
   // ---- RPC ----------------------------------------------------------------------------------
 
-  async reserve({ accountId, requestId, amountMicros, admit }: ReserveRequest): Promise<ReserveResult> {
+  async reserve({ accountId, requestId, amountMicros, keyId, admit }: ReserveRequest): Promise<ReserveResult> {
     this.bindAccount(accountId);
     if (!Number.isSafeInteger(amountMicros) || amountMicros < 0) throw new Error(`invalid reservation amount ${amountMicros}`);
-    const admission = admit ? this.limiter.admit({ requestId, ...admit }) : undefined;
-    if (admission && !admission.ok) return { ok: false, admission };
+    const key = keyId === undefined ? undefined : await this.liveKeys.check(accountId, keyId);
+    if (key === null) return { ok: false, key };
+    const limits = admit?.limits ?? (key ? accountLimits(key.limits) : undefined);
+    if (admit && !limits) throw new Error("admission without limits or a key");
+    const admission = admit ? this.limiter.admit({ requestId, limits: limits!, tokens: admit.tokens }) : undefined;
+    if (admission && !admission.ok) return { ok: false, key, admission };
     let ok = this.tryReserve(requestId, amountMicros);
     if (!ok) {
       // Maybe a top-up arrived since the last sync; look once before refusing.
@@ -153,7 +166,18 @@ export class AccountLedger extends DurableObject<Env> {
       ok = this.tryReserve(requestId, amountMicros);
     }
     if (!ok && admission) this.limiter.finish(requestId, 0);
-    return admission ? { ok, admission } : { ok };
+    return { ok, ...(key ? { key } : {}), ...(admission ? { admission } : {}) };
+  }
+
+  // The key with its current limits, or null when it is not a live key of this account.
+  async checkKey(accountId: string, keyId: string): Promise<AuthenticatedKey | null> {
+    this.bindAccount(accountId);
+    return this.liveKeys.check(accountId, keyId);
+  }
+
+  // A key of this account was revoked or its limits changed (in D1): read them again.
+  async keysChanged(): Promise<void> {
+    this.liveKeys.changed();
   }
 
   // The account's rate limits on their own (a re-admission under changed limits, tests).

@@ -1,7 +1,7 @@
 // Operator: accounts with their balances and limits, grants, and rate limits of accounts and keys.
 import { Hono } from "hono";
 import { z } from "zod";
-import { keysChanged } from "../auth/account-keys";
+import { keysChanged } from "../auth/keys-changed";
 import { ledgerFor } from "../billing/account-ledger";
 import { parseAmount } from "../billing/money";
 import { parseBody } from "./body";

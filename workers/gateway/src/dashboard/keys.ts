@@ -1,7 +1,7 @@
 // API keys of the signed-in account: create (the key is returned once), list, revoke.
 import { Hono } from "hono";
 import { z } from "zod";
-import { keysChanged } from "../auth/account-keys";
+import { keysChanged } from "../auth/keys-changed";
 import { generateApiKey, randomHex } from "../auth/api-keys";
 import { parseBody } from "./body";
 import type { DashboardAppEnv } from "./env";

@@ -4,14 +4,13 @@
 // A request refused before forwarding costs nothing; one that fails or is aborted later costs
 // exactly what the client received (the prompt and the completion tokens delivered).
 import type { Context } from "hono";
-import { sameLimits } from "../auth/authenticate";
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor, type ReserveResult } from "../billing/account-ledger";
 import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
 import { usageFromWire } from "../billing/usage";
 import type { Model } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError, insufficientBalance } from "../errors/api-error";
-import { accountAdmission, admit, admitKey, cancelKey, combine, type Admission } from "../limits/admit";
+import { admitKey, combine, type Admission } from "../limits/admit";
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
 import type { ResponseEncoder, WireUsage } from "./encoder";
 import { timer, withRetries } from "./timers";
@@ -52,63 +51,37 @@ const toWire = (u: ReturnType<typeof usageFromWire>): WireUsage => ({
 
 export async function runInference(c: Context<AppEnv>, job: InferenceJob, encoder: ResponseEncoder): Promise<Response> {
   const requestId = c.get("traceId");
-  const speculative = c.get("auth");
+  // This isolate's copy of the key: its account and id (which never change) are right; whether
+  // it is still live, and its limits, the ledger decides below.
+  const known = c.get("auth");
   const startedAt = Date.now();
   const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
   const worstCaseMicros = worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens));
-  const ledger = ledgerFor(c.env, speculative.accountId);
+  const ledger = ledgerFor(c.env, known.accountId);
 
-  // rateLimit and reserve: one call to the account's ledger admits the request against the
-  // account's limits and holds its worst-case cost; a key with limits of its own is admitted by
-  // its limiter beside it. A request refused by either is undone in the other. The key lookup may
-  // still be running beside them (auth/authenticate.ts); nothing is forwarded until it has answered.
+  // Key check, rateLimit and reserve: one call to the account's ledger checks the key, admits
+  // the request under the account's current limits and holds its worst-case cost; a key with
+  // limits of its own is then admitted by its limiter. A refused key has nothing held or admitted.
   const gateStarted = performance.now();
-  const [checked, reserved, keyAdmitted] = await Promise.allSettled([
-    c.get("keyCheck"),
-    ledger.reserve({
-      accountId: speculative.accountId,
-      requestId,
-      amountMicros: worstCaseMicros,
-      admit: accountAdmission(speculative, worstCaseTokens),
-    }),
-    admitKey(c.env, speculative, requestId, worstCaseTokens),
+  let opened: ReserveResult;
+  try {
+    opened = await ledger.reserve({ accountId: known.accountId, requestId, amountMicros: worstCaseMicros, keyId: known.keyId, admit: { tokens: worstCaseTokens } });
+  } catch (err) {
+    return errorOut(encoder, err, requestId); // the ledger failed: nothing was held
+  }
+  const auth = c.get("keyCheck").accept(opened.key ?? null); // refused: throws the 401
+  c.set("auth", auth);
+  const [admitted] = await Promise.allSettled([
+    admitKey(c.env, auth, requestId, worstCaseTokens).then((key) => combine(c.env, auth, requestId, opened.admission!, key, { finishAccount: false })),
   ]);
   c.get("timings").admit_reserve = performance.now() - gateStarted;
-  let held = reserved.status === "fulfilled" && reserved.value.ok;
-  const undoGate = () =>
-    Promise.all([
-      reserved.status === "fulfilled" ? ledger.release(requestId, { cancelAdmission: true }) : null,
-      keyAdmitted.status === "fulfilled" && keyAdmitted.value?.ok ? cancelKey(c.env, speculative, requestId) : null,
-    ]);
-  if (checked.status === "rejected") {
-    // Unknown or revoked key: undo the hold and both admissions and answer 401; nothing was
-    // forwarded or charged.
-    await undoGate();
-    throw checked.reason;
-  }
-  const auth = checked.value;
-  c.set("auth", auth);
-  if (reserved.status === "rejected" || keyAdmitted.status === "rejected") {
-    // A Durable Object failed: undo what the other granted and answer 500.
-    await undoGate();
-    return errorOut(encoder, reserved.status === "rejected" ? reserved.reason : (keyAdmitted as PromiseRejectedResult).reason, requestId);
-  }
-  let [admitted] = await Promise.allSettled([combine(c.env, speculative, requestId, reserved.value.admission!, keyAdmitted.value, { finishAccount: false })]);
-  if (!sameLimits(auth, speculative)) {
-    // The limits changed since this isolate last read them: admit again under the current ones
-    // (and hold the money now if the old limits had refused the request before its hold).
-    if (admitted.status === "fulfilled") await admitted.value.cancel();
-    [admitted] = await Promise.allSettled([admit(c.env, auth, requestId, worstCaseTokens)]);
-    if (admitted.status === "fulfilled" && !held && !reserved.value.admission!.ok) {
-      held = (await ledger.reserve({ accountId: auth.accountId, requestId, amountMicros: worstCaseMicros })).ok;
-    }
-  }
   if (admitted.status === "rejected") {
-    if (held) await ledger.release(requestId);
+    // Rate limited (by either scope, the other undone) or a Durable Object failed.
+    if (opened.ok) await ledger.release(requestId);
     return errorOut(encoder, admitted.reason, requestId);
   }
   const admission: Admission = admitted.value;
-  if (!held) {
+  if (!opened.ok) {
     await admission.finish(0);
     return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
   }
