@@ -180,7 +180,8 @@ export class AccountLedger extends DurableObject<Env> {
     this.liveKeys.changed();
   }
 
-  // The account's rate limits on their own (a re-admission under changed limits, tests).
+  // The account's rate limits on their own, without a money hold (limits/admit.ts `admit`; the
+  // inference pipeline admits within `reserve`).
   async admit(request: AdmitRequest): Promise<AdmitResult> {
     return this.limiter.admit(request);
   }

@@ -45,8 +45,8 @@ export async function cancelKey(env: Env, auth: AuthenticatedKey, requestId: str
   if (scope) await limiterFor(env, scope.name).cancel(requestId, scope.limits);
 }
 
-// Both scopes, standalone (a re-admission under changed limits): the account's in its ledger.
-// `finish` finishes both.
+// Both scopes on their own, without a money hold (the limiter's tests use it; the inference
+// pipeline admits the account's scope within the ledger's `reserve`). `finish` finishes both.
 export async function admit(env: Env, auth: AuthenticatedKey, requestId: string, tokens: number): Promise<Admission> {
   const ledger = ledgerFor(env, auth.accountId);
   const [account, key] = await Promise.all([ledger.admit({ requestId, ...accountAdmission(auth, tokens) }), admitKey(env, auth, requestId, tokens)]);
