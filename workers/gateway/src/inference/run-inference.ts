@@ -123,108 +123,108 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   let delivered: WireUsage | null = null; // usage as of the last chunk the client was sent
   let clientGone = false;
 
-  const body = new ReadableStream<Uint8Array>({
-    start: (controller) => {
-      const send = (text: string) => {
-        if (clientGone || text === "") return;
-        controller.enqueue(encoderText.encode(text));
-      };
-      const pump = async (): Promise<{ outcome: Outcome; conn: UpstreamConnection | null }> => {
-        let conn: UpstreamConnection | null = early?.conn ?? null;
-        if (!conn) {
-          const keepAlive = setInterval(() => send(encoder.keepAlive()), keepAliveMs);
-          send(encoder.keepAlive());
-          const firstByte = timer(firstByteTimeoutMs);
-          try {
-            const result = await Promise.race([connecting, firstByte.done.then(() => "timeout" as const)]);
-            if (result === "timeout") {
-              abort.abort();
-              send(encoder.fail(null));
-              return { outcome: "failed", conn: null };
-            }
-            conn = result;
-          } catch {
-            send(encoder.fail(null));
-            return { outcome: clientGone ? "aborted" : "failed", conn: null };
-          } finally {
-            clearInterval(keepAlive);
-            firstByte.cancel();
-          }
-        }
-        try {
-          // One write per upstream batch, not per event: each write is a trip through the
-          // runtime's I/O, and a worker often sends several events at once.
-          for await (const payloads of conn.events) {
-            if (clientGone) return { outcome: "aborted", conn };
-            let text = "";
-            let sentUsage = delivered;
-            let upstreamDone = false;
-            for (const payload of payloads) {
-              if (payload.trim() === "[DONE]") {
-                upstreamDone = true;
-                break;
-              }
-              let chunk: any;
-              try {
-                chunk = JSON.parse(payload);
-              } catch {
-                continue;
-              }
-              if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
-              const out = encoder.chunk(chunk, latest);
-              text += out;
-              if (out !== "") sentUsage = latest;
-            }
-            send(text);
-            delivered = sentUsage;
-            if (upstreamDone) break;
-          }
-          if (clientGone) return { outcome: "aborted", conn };
-          delivered = latest;
-          send(encoder.finish(latest));
-          return { outcome: "ok", conn };
-        } catch {
-          if (clientGone) return { outcome: "aborted", conn };
-          send(encoder.fail(delivered));
-          return { outcome: "failed", conn };
-        }
-      };
-
-      const settle = pump().then(async ({ outcome, conn }) => {
-        if (!clientGone) controller.close();
-        const drained = conn?.release();
-        const charged = chargedUsage(outcome, latest, delivered);
-        if (!conn || !charged) {
-          await Promise.all([ledger.release(requestId), admission.finish(0), drained]);
-          return;
-        }
-        const usage = usageFromWire(charged);
-        const completedAt = Date.now();
-        // Settle and finish are independent Durable Objects: neither waits for the other.
-        // Settling is idempotent by request id, so a failed attempt (the ledger restarting) is
-        // simply made again.
-        const settled = withRetries(() => ledger.settle({
-          accountId: auth.accountId,
-          requestId,
-          keyId: auth.keyId,
-          model: job.model.id,
-          endpoint: job.endpoint,
-          usage,
-          status: outcome,
-          workerId: conn.worker.id,
-          startedAt,
-          completedAt,
-        }));
-        await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens), drained]);
-      });
-      c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
-    },
-    cancel: () => {
-      // The client disconnected: stop the worker's generation now.
-      clientGone = true;
-      abort.abort();
-    },
+  // The response body: a native stream the pump writes into (a JavaScript ReadableStream fed
+  // by a controller costs the runtime more per chunk). A client that disconnects errors its
+  // writable side: the worker's generation is stopped then.
+  const { readable: body, writable } = new IdentityTransformStream();
+  const writer = writable.getWriter();
+  writer.closed.catch(() => {
+    clientGone = true;
+    abort.abort();
   });
+  const send = (text: string) => {
+    if (clientGone || text === "") return;
+    writer.write(encoderText.encode(text)).catch(() => undefined); // a failed write: see writer.closed
+  };
+  const pump = async (): Promise<{ outcome: Outcome; conn: UpstreamConnection | null }> => {
+    let conn: UpstreamConnection | null = early?.conn ?? null;
+    if (!conn) {
+      const keepAlive = setInterval(() => send(encoder.keepAlive()), keepAliveMs);
+      send(encoder.keepAlive());
+      const firstByte = timer(firstByteTimeoutMs);
+      try {
+        const result = await Promise.race([connecting, firstByte.done.then(() => "timeout" as const)]);
+        if (result === "timeout") {
+          abort.abort();
+          send(encoder.fail(null));
+          return { outcome: "failed", conn: null };
+        }
+        conn = result;
+      } catch {
+        send(encoder.fail(null));
+        return { outcome: clientGone ? "aborted" : "failed", conn: null };
+      } finally {
+        clearInterval(keepAlive);
+        firstByte.cancel();
+      }
+    }
+    try {
+      // One write per upstream batch, not per event: each write is a trip through the
+      // runtime's I/O, and a worker often sends several events at once.
+      for await (const payloads of conn.events) {
+        if (clientGone) return { outcome: "aborted", conn };
+        let text = "";
+        let sentUsage = delivered;
+        let upstreamDone = false;
+        for (const payload of payloads) {
+          if (payload.trim() === "[DONE]") {
+            upstreamDone = true;
+            break;
+          }
+          let chunk: any;
+          try {
+            chunk = JSON.parse(payload);
+          } catch {
+            continue;
+          }
+          if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
+          const out = encoder.chunk(chunk, latest);
+          text += out;
+          if (out !== "") sentUsage = latest;
+        }
+        send(text);
+        delivered = sentUsage;
+        if (upstreamDone) break;
+      }
+      if (clientGone) return { outcome: "aborted", conn };
+      delivered = latest;
+      send(encoder.finish(latest));
+      return { outcome: "ok", conn };
+    } catch {
+      if (clientGone) return { outcome: "aborted", conn };
+      send(encoder.fail(delivered));
+      return { outcome: "failed", conn };
+    }
+  };
+
+  const settle = pump().then(async ({ outcome, conn }) => {
+    if (!clientGone) writer.close().catch(() => undefined);
+    const drained = conn?.release();
+    const charged = chargedUsage(outcome, latest, delivered);
+    if (!conn || !charged) {
+      await Promise.all([ledger.release(requestId), admission.finish(0), drained]);
+      return;
+    }
+    const usage = usageFromWire(charged);
+    const completedAt = Date.now();
+    // Settling also finishes the account's rate-limit lease (in the ledger); a key's own
+    // limiter is finished beside it. Settling is idempotent by request id, so a failed attempt
+    // (the ledger restarting) is simply made again.
+    const settled = withRetries(() => ledger.settle({
+      accountId: auth.accountId,
+      requestId,
+      keyId: auth.keyId,
+      model: job.model.id,
+      endpoint: job.endpoint,
+      usage,
+      status: outcome,
+      workerId: conn.worker.id,
+      startedAt,
+      completedAt,
+    }));
+    await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens), drained]);
+  });
+  c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
 
   const headers = new Headers({ "content-type": encoder.contentType, "cache-control": "no-cache", ...admission.headers });
   return new Response(body, { status: 200, headers });
