@@ -36,7 +36,7 @@ export { LEDGER_CURRENCY };
 export const RESERVATION_TTL_MS = 60 * 60_000;
 // Settled request ids are remembered in memory this long (a retried settlement comes within
 // seconds); after that, or after a restart, the outbox and D1's usage_records answer.
-export const SETTLED_MEMORY_MS = 10 * 60_000;
+const SETTLED_MEMORY_MS = 10 * 60_000;
 // Bytes of usage rows per D1 delivery (~400 a row): one JSON parameter, well under D1's limits.
 const OUTBOX_DELIVERY_BYTES = 256 * 1024;
 

@@ -25,7 +25,7 @@ export function limiterFor(env: Env, scopeName: string) {
   return env.LIMITER.get(env.LIMITER.idFromName(scopeName));
 }
 
-export const accountAdmission = (auth: AuthenticatedKey, tokens: number) => ({ limits: accountLimits(auth.limits), tokens });
+const accountAdmission = (auth: AuthenticatedKey, tokens: number) => ({ limits: accountLimits(auth.limits), tokens });
 
 // The key's own limits, when it has any.
 function keyScope(auth: AuthenticatedKey): { name: string; limits: Limits } | null {
@@ -40,7 +40,7 @@ export async function admitKey(env: Env, auth: AuthenticatedKey, requestId: stri
 }
 
 // Undoes the key scope's admission (its request was refused elsewhere before `combine`).
-export async function cancelKey(env: Env, auth: AuthenticatedKey, requestId: string): Promise<void> {
+async function cancelKey(env: Env, auth: AuthenticatedKey, requestId: string): Promise<void> {
   const scope = keyScope(auth);
   if (scope) await limiterFor(env, scope.name).cancel(requestId, scope.limits);
 }
