@@ -23,7 +23,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { LiveKeys } from "../auth/live-keys";
 import type { AuthenticatedKey, Env } from "../env";
-import { accountLimits, type Limits } from "../limits/defaults";
+import { accountLimits } from "../limits/defaults";
 import { persistedLimiter, type AdmitRequest, type AdmitResult, type LimiterBuckets } from "../limits/limiter-buckets";
 import { priceUsage, type PriceTier } from "./pricing";
 import { normalizeUsage, type Usage } from "./usage";
@@ -64,9 +64,9 @@ export interface ReserveRequest {
   // The request's key, checked first: a key that is not a live key of this account gets
   // `key: null` and nothing else happens.
   keyId?: string;
-  // Admit the request against the account's limits first (tokens: its worst case); without
-  // `limits`, the current limits of the checked key's account.
-  admit?: { limits?: Limits; tokens: number };
+  // Admit the request under the checked key's current account limits first (tokens: its worst
+  // case). Needs `keyId`.
+  admit?: { tokens: number };
 }
 
 // Not ok with a refused `admission`: rate limited (no money held). Not ok otherwise: the balance
@@ -155,9 +155,8 @@ export class AccountLedger extends DurableObject<Env> {
     if (!Number.isSafeInteger(amountMicros) || amountMicros < 0) throw new Error(`invalid reservation amount ${amountMicros}`);
     const key = keyId === undefined ? undefined : await this.liveKeys.check(accountId, keyId);
     if (key === null) return { ok: false, key };
-    const limits = admit?.limits ?? (key ? accountLimits(key.limits) : undefined);
-    if (admit && !limits) throw new Error("admission without limits or a key");
-    const admission = admit ? this.limiter.admit({ requestId, limits: limits!, tokens: admit.tokens }) : undefined;
+    if (admit && !key) throw new Error("admission without a key to read the limits of");
+    const admission = admit && key ? this.limiter.admit({ requestId, limits: accountLimits(key.limits), tokens: admit.tokens }) : undefined;
     if (admission && !admission.ok) return { ok: false, key, admission };
     let ok = this.tryReserve(requestId, amountMicros);
     if (!ok) {
@@ -269,10 +268,9 @@ export class AccountLedger extends DurableObject<Env> {
   }
 
   // A request refused before forwarding (rate limit, no worker, ...): nothing is charged, and its
-  // admission is finished (nothing used) or, with `cancelAdmission` (its key was refused), undone.
-  async release(requestId: string, { cancelAdmission = false } = {}): Promise<void> {
-    if (cancelAdmission) this.limiter.cancel(requestId);
-    else this.limiter.finish(requestId, 0);
+  // admission is finished (nothing used).
+  async release(requestId: string): Promise<void> {
+    this.limiter.finish(requestId, 0);
     this.theBook().release(requestId);
   }
 
