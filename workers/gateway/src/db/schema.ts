@@ -128,7 +128,9 @@ export const usageRecords = sqliteTable(
     startedAt: integer("started_at").notNull(),
     completedAt: integer("completed_at").notNull(),
   },
-  (t) => [index("usage_account_time").on(t.accountId, t.completedAt)],
+  // Keyset order of exports and archive parts is (completed_at, request_id); the retention job
+  // finds rows past the window across all accounts by completed_at.
+  (t) => [index("usage_account_time").on(t.accountId, t.completedAt, t.requestId), index("usage_time").on(t.completedAt)],
 );
 
 export const usageDaily = sqliteTable(
@@ -159,6 +161,39 @@ export const sessions = sqliteTable("sessions", {
   expiresAt: integer("expires_at").notNull(),
   createdAt: createdAt(),
 });
+
+// One-time password-reset tokens: only their SHA-256 is stored; used_at makes them single-use.
+export const passwordResets = sqliteTable(
+  "password_resets",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id),
+    expiresAt: integer("expires_at").notNull(),
+    usedAt: integer("used_at"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("password_resets_user").on(t.userId)],
+);
+
+// What operators did (dashboard admin routes and the operator CLI): who, what, when, details.
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    // The operator: a dashboard user's email, or "cli:<os user>" for the operator CLI.
+    actor: text("actor").notNull(),
+    actorUserId: text("actor_user_id"),
+    action: text("action").notNull(),
+    // What was acted on: an account, key, worker, model or user id.
+    target: text("target"),
+    // JSON object with the action's parameters.
+    details: text("details").notNull().default("{}"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("audit_log_time").on(t.createdAt)],
+);
 
 export type Model = typeof models.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
