@@ -9,7 +9,7 @@ from .block_manager import BlockManager
 from .config import EngineConfig
 from .disk_cache import DiskCache
 from .model_runner import ModelRunner
-from .sampler import Sampler
+from .sampler import OutputCounts, Sampler, SamplingBatch
 from .scheduler import Scheduler
 from .sequence import SamplingParams, Sequence, SequenceStatus, TokenLogprob
 
@@ -50,6 +50,7 @@ class LLMEngine:
                                           read_block=self.runner.read_block, write_block=self.runner.write_block)
         self.scheduler = Scheduler(self.block_manager, config.max_batch_tokens, config.max_num_seqs)
         self.sampler = Sampler()
+        self.output_counts = OutputCounts(model.config.vocab_size, self.device)
         self.eos_token_ids = set(eos_token_ids)
         model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
         self.max_model_len = min(config.max_model_len or model_len, model_len)
@@ -62,9 +63,6 @@ class LLMEngine:
         if request_id in self.sequences:
             raise ValueError(f"duplicate request id {request_id}")
         seq = Sequence(request_id, prompt_ids, params, namespace, self.config.block_size)
-        if params.seed is not None:
-            seq.generator = torch.Generator(device=self.device)
-            seq.generator.manual_seed(params.seed)
         self.sequences[request_id] = seq
         self.scheduler.add(seq)
         return seq
@@ -90,6 +88,7 @@ class LLMEngine:
         if seq is None:
             return None
         self.scheduler.remove(seq)
+        self.output_counts.release(request_id)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = seq.finish_reason or reason
         return seq
@@ -107,8 +106,7 @@ class LLMEngine:
         outputs = []
         if sampling:
             seqs = [s.seq for s in sampling]
-            tokens, logprobs = self.sampler(logits, [s.params for s in seqs], [s.output_ids for s in seqs],
-                                            [s.generator for s in seqs])
+            tokens, logprobs = self.sampler(logits, SamplingBatch.build(seqs, logits.device, self.output_counts))
         for s in batch:
             s.seq.num_computed_tokens += s.num_new_tokens
         for i, s in enumerate(sampling):
@@ -119,6 +117,7 @@ class LLMEngine:
         for s in batch:
             if s.seq.is_finished:
                 self.sequences.pop(s.seq.request_id, None)
+                self.output_counts.release(s.seq.request_id)
                 self.block_manager.register_full_blocks(s.seq)
                 self.scheduler.remove(s.seq)
             else:

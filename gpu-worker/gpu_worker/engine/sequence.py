@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import enum
+import random
 from dataclasses import dataclass, field
-
-import torch
 
 
 @dataclass
@@ -57,7 +56,8 @@ class Sequence:
         self.num_cached_prompt_tokens: int | None = None
         self.finish_reason: str | None = None
         self.logprobs: list[TokenLogprob] = []
-        self.generator: torch.Generator | None = None
+        # The sampler's noise stream: the request's seed, or a random one.
+        self.seed = params.seed if params.seed is not None else random.getrandbits(63)
         self.num_preemptions = 0
 
     def __len__(self) -> int:

@@ -1,44 +1,88 @@
+"""The batched sampler: greedy rows, penalties, logprobs, top-p, and seeded draws that do not
+depend on the rest of the batch."""
 import torch
 
-from gpu_worker.engine.sampler import Sampler, apply_penalties, top_p_filter
-from gpu_worker.engine.sequence import SamplingParams
+from gpu_worker.engine.sampler import OutputCounts, Sampler, SamplingBatch, nucleus_mask
+from gpu_worker.engine.sequence import SamplingParams, Sequence
 
 
-def test_top_p_keeps_smallest_nucleus_on_both_paths():
-    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
-    nucleus = torch.tensor([0.5, 0.3, 0.0, 0.0])
-    assert torch.equal(top_p_filter(probs, 0.7), nucleus)
-    assert torch.equal(top_p_filter(probs, 0.7, candidates=2), nucleus)
-    flat = torch.full((100,), 0.01)
-    assert int((top_p_filter(flat, 0.5, candidates=10) > 0).sum()) == 50  # fallback: full sort
+def seqs_for(params, outputs=None):
+    seqs = []
+    for i, p in enumerate(params):
+        s = Sequence(f"r{i}", [5, 6], p)
+        s.token_ids += (outputs or {}).get(i, [])
+        seqs.append(s)
+    return seqs
 
 
-def test_penalties_lower_repeated_tokens():
-    logits = torch.zeros(1, 5)
-    out = apply_penalties(logits, [[2, 2, 3]], [SamplingParams(frequency_penalty=1.0, presence_penalty=0.5)])
-    assert out[0].tolist() == [0.0, 0.0, -2.5, -1.5, 0.0]
+def sample(logits, seqs, counts=None):
+    return Sampler()(logits.clone(), SamplingBatch.build(seqs, logits.device, counts))
 
 
-def test_greedy_seeded_and_logprobs():
-    sampler = Sampler()
+def test_nucleus_keeps_smallest_set_reaching_top_p():
+    logp = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5], [0.25, 0.25, 0.25, 0.25]]))
+    mask = nucleus_mask(logp, torch.tensor([0.7, 0.7, 1.0]))
+    assert mask.tolist() == [[True, True, False, False], [False, False, True, True], [True] * 4]
+    assert nucleus_mask(logp[:1], torch.tensor([1e-6]))[0].tolist() == [True, False, False, False]
+
+
+def test_penalties_lower_generated_tokens_only_for_rows_that_ask():
+    counts = OutputCounts(5, torch.device("cpu"))
+    params = [SamplingParams(temperature=0, frequency_penalty=1.0, presence_penalty=0.5), SamplingParams(temperature=0)]
+    # token 2 leads by 2.4; generated twice it costs 2.5 and token 3 (0.0) wins; row 1 is not penalised.
+    logits = torch.tensor([[0.0, 0.0, 2.4, 0.0, -1.0]] * 2)
+    seqs = seqs_for(params, {0: [2, 2], 1: [2, 2]})
+    tokens, _ = sample(logits, seqs, counts)
+    assert tokens == [0, 2]
+    assert counts.table[counts.rows["r0"]].tolist() == [1.0, 0.0, 2.0, 0.0, 0.0]  # the new token is counted
+    counts.release("r0")
+    assert "r0" not in counts.rows and counts.free
+
+
+def test_counts_table_grows_past_its_capacity():
+    counts = OutputCounts(4, torch.device("cpu"), capacity=2)
+    seqs = seqs_for([SamplingParams(temperature=0, presence_penalty=5.0)] * 5, {i: [i % 4] for i in range(5)})
+    tokens, _ = sample(torch.zeros(5, 4), seqs, counts)
+    assert all(t != i % 4 for i, t in enumerate(tokens)) and len(counts.rows) == 5
+
+
+def test_greedy_rows_and_logprobs():
     logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
     params = [SamplingParams(temperature=0), SamplingParams(temperature=1.0, seed=1, logprobs=True, top_logprobs=2),
               SamplingParams(temperature=0.7, top_p=0.5)]
-
-    def gens():
-        return [None, torch.Generator().manual_seed(1), None]
-    a, lps = sampler(logits.clone(), params, [[], [], []], gens())
-    b, _ = sampler(logits.clone(), params, [[], [], []], gens())
+    a, lps = sample(logits, seqs_for(params))
+    b, _ = sample(logits, seqs_for(params))
     assert a[0] == int(logits[0].argmax()) and a[1] == b[1]
-    assert lps[0] is None and len(lps[1].top) == 2
+    assert lps[0] is None and lps[2] is None and len(lps[1].top) == 2
     assert abs(lps[1].logprob - float(torch.log_softmax(logits[1], -1)[a[1]])) < 1e-5
+    assert lps[1].top[0][0] == int(logits[1].argmax())
 
 
-def test_sampling_follows_the_distribution():
-    sampler = Sampler()
-    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
-    g = torch.Generator().manual_seed(0)
-    counts = torch.zeros(3)
-    for _ in range(2000):
-        counts[sampler(logits.clone(), [SamplingParams(temperature=1.0)], [[]], [g])[0][0]] += 1
-    assert torch.allclose(counts / 2000, torch.tensor([0.7, 0.2, 0.1]), atol=0.04)
+def test_seeded_draw_is_independent_of_batch_composition():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 300, generator=g)
+    params = [SamplingParams(temperature=0.9, top_p=0.9, seed=s) for s in range(6)]
+    together, _ = sample(logits, seqs_for(params))
+    alone = [sample(logits[i:i + 1], seqs_for([params[i]]))[0][0] for i in range(6)]
+    assert together == alone
+    reordered, _ = sample(logits.flip(0), seqs_for(params[::-1]))
+    assert reordered[::-1] == together
+    # a different seed, or a later output position, draws other numbers
+    other = [sample(logits, seqs_for([SamplingParams(temperature=0.9, seed=s + 100) for s in range(6)]))[0]]
+    assert other[0] != together
+
+
+def test_draws_follow_the_distribution_and_the_nucleus():
+    target = torch.tensor([0.6, 0.25, 0.1, 0.05])
+    n = 4000
+    logits = torch.log(target).repeat(n, 1)
+    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=1.0, seed=i) for i in range(n)]))
+    freq = torch.bincount(torch.tensor(tokens), minlength=4).float() / n
+    assert torch.allclose(freq, target, atol=0.03), freq
+    # top_p 0.8 keeps the first two tokens, renormalised to 0.6 / 0.85 and 0.25 / 0.85
+    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=1.0, top_p=0.8, seed=i) for i in range(n)]))
+    freq = torch.bincount(torch.tensor(tokens), minlength=4).float() / n
+    assert freq[2:].sum() == 0 and abs(float(freq[0]) - 0.6 / 0.85) < 0.03
+    # a low temperature sharpens towards the top token
+    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=0.2, seed=i) for i in range(n)]))
+    assert tokens.count(0) / n > 0.95

@@ -288,12 +288,12 @@ class ScriptedSampler:
     def __init__(self, script):
         self.script, self.pos = script, 0
 
-    def __call__(self, logits, params, output_ids, generators):
+    def __call__(self, logits, batch):
         tokens = []
-        for _ in params:
+        for _ in range(logits.shape[0]):
             tokens.append(self.script[min(self.pos, len(self.script) - 1)])
             self.pos += 1
-        return tokens, [None] * len(params)
+        return tokens, [None] * len(tokens)
 
 
 def scripted(server, script):
