@@ -3,15 +3,11 @@
     .venv/bin/python bench/bench_model.py [--checkpoint DIR] [--dtype bfloat16] [--threads 2]
 
 Ours runs the serving path (packed forward over the paged latent cache, metadata built every step as the
-engine does; decode steps of up to 32 sequences take `small_decode.py`, as in the engine, which computes in
-float32 from the bf16 weights and cache, as one call into the compiled kernel `decode_kernel.cpp` (built on
-first use; steps of 16 or more sequences in chunks on torch's threads; torch ops where it cannot be built),
-see gpu_worker/model/README.md); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step
+engine does); transformers runs DeepseekV3ForCausalLM with its DynamicCache, called step
 by step with past_key_values (what `generate` does), with its fastest CPU settings for this model: SDPA
 attention and `experts_implementation="batched_mm"` (its default, grouped_mm, was ~30% slower per decode
 step here). Both pick the greedy next token of the last token of each sequence per step. Ours calls
-`greedy_next_tokens` (final norm + lm_head in the checkpoint dtype, then an exact first-max argmax over
-those logits; no float32 copy: equal to `compute_logits(...).argmax(-1)`, which the tests check);
+`greedy_next_tokens` (`compute_logits(...).argmax(-1)`);
 transformers runs its forward with `logits_to_keep=1` and takes `argmax` of the logits it returns (its
 normal path, logits in the model dtype). Same checkpoint, dtype (the checkpoint's, bfloat16, by default) and
 thread count for both.
@@ -148,8 +144,8 @@ def main() -> None:
           f"transformers experts_implementation={args.hf_experts}")
     print(f"prompt {args.prompt} tokens then {args.steps} greedy decode steps per sequence; "
           f"best of {args.repeats} alternating runs per cell")
-    print("greedy pick: ours model.greedy_next_tokens(hidden) (lm_head in the checkpoint dtype, exact first-max "
-          "argmax, no float32 logits); transformers out.logits[:, -1].argmax(-1) (its normal forward, logits_to_keep=1)")
+    print("greedy pick: ours model.greedy_next_tokens(hidden); "
+          "transformers out.logits[:, -1].argmax(-1) (its normal forward, logits_to_keep=1)")
     print(f"{'phase':<8} {'batch':>5} {'ours tok/s':>11} {'transformers tok/s':>19} {'ratio':>7}")
     for batch in (int(b) for b in args.batches.split(",")):
         prompts = torch.randint(0, config.vocab_size, (batch, args.prompt), generator=gen).to(args.device)

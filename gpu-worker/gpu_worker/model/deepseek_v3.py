@@ -12,11 +12,10 @@ from torch import nn
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
-from .layers import RMSNorm, SwiGLU, empty_param, first_argmax, small_step_matmuls
+from .layers import RMSNorm, SwiGLU, empty_param
 from .mla import MLAttention
 from .moe import MoE
 from .rope import RotaryTable
-from .small_decode import SmallDecode
 
 
 class DecoderLayer(nn.Module):
@@ -59,13 +58,6 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.lm_head = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.rotary = RotaryTable(config, device=device)
-        self._small_decode = None  # built on first use: it folds the loaded weights
-
-    @property
-    def small_decode(self) -> SmallDecode:
-        if self._small_decode is None:
-            self._small_decode = SmallDecode(self)
-        return self._small_decode
 
     @property
     def device(self) -> torch.device:
@@ -102,13 +94,10 @@ class DeepseekV3ForCausalLM(nn.Module):
         norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
         if kv_cache.shape[2] != meta.block_size:
             raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
-        if self.small_decode.applies(input_ids.shape[0], meta, input_ids.device):
-            return self.small_decode.forward(input_ids, positions, meta, kv_cache)
         freqs = self.rotary.lookup(positions)
         h = F.embedding(input_ids, self.embed_tokens)
-        with small_step_matmuls(input_ids.shape[0], self.dtype, h.device):
-            for i, layer in enumerate(self.layers):
-                h = layer(h, freqs, meta, kv_cache[i])
+        for i, layer in enumerate(self.layers):
+            h = layer(h, freqs, meta, kv_cache[i])
         return h
 
     @torch.inference_mode()
@@ -118,12 +107,8 @@ class DeepseekV3ForCausalLM(nn.Module):
 
     @torch.inference_mode()
     def greedy_next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [N, hidden] from forward -> [N] int64: compute_logits(hidden).argmax(-1), exactly.
-
-        The logits stay in the model dtype: compute_logits only widens them (exact), so their argmax is
-        the same, and neither the float32 copy of [N, vocab] nor a slow half-precision argmax is paid
-        (`first_argmax`)."""
-        return first_argmax(F.linear(self.norm(hidden), self.lm_head))
+        """hidden [N, hidden] from forward -> [N] int64 greedy next tokens."""
+        return self.compute_logits(hidden).argmax(dim=-1)
 
     @torch.inference_mode()
     def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:

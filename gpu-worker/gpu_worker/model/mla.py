@@ -18,7 +18,7 @@ from torch import nn
 
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
-from .layers import RMSNorm, empty_param, linear
+from .layers import RMSNorm, empty_param
 from .rope import apply_rope
 
 
@@ -65,9 +65,9 @@ class MLAttention(nn.Module):
     # ---- shared prologue ---------------------------------------------------------------------
     def _project(self, x: torch.Tensor, freqs: torch.Tensor):
         """x [..., dim] -> q_nope [..., H, nope], q_pe [..., H, rope] (rotated), latent entry [..., R + rope]."""
-        q, latent, k_pe = linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
+        q, latent, k_pe = F.linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
         if self.q_lora_rank is not None:
-            q = linear(self.q_a_layernorm(q), self.q_b_proj)
+            q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
         q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
         # one rotation for the H query heads and the shared key: [..., H + 1, rope]
@@ -102,30 +102,24 @@ class MLAttention(nn.Module):
             out = self.absorbed(q_nope, q_pe, context, meta.decode_bias(q_nope.dtype))
         else:
             out = self._expanded_paged(q_nope, q_pe, context, meta)
-        return linear(out.flatten(-2), self.o_proj)
+        return F.linear(out.flatten(-2), self.o_proj)
 
     def absorbed(self, q_nope, q_pe, context, bias) -> torch.Tensor:
         """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope],
         context [B, L, R + rope], bias [B, 1, L] (0, or -inf for padding; None when nothing is padded)
-        -> [B, H, v_dim].
-
-        On CPU the products run in float32 (inputs widened, outputs rounded back once): ATen's and
-        oneDNN's half-precision batched matmuls cost several times the float32 ones at decode sizes, and
-        float32 products with float32 sums are what a half-precision GEMM accumulates anyway."""
-        compute = torch.float32 if q_nope.device.type == "cpu" else q_nope.dtype
-        w_uk, w_uv_t = self._absorbed_weights(compute)
-        context = context.to(compute)
-        q_latent = torch.bmm(q_nope.to(compute).transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
-        query = torch.cat((q_latent, q_pe.to(compute) * self.scale), dim=-1)  # [B, H, R + rope], scaled
+        -> [B, H, v_dim]."""
+        w_uk, w_uv_t = self._absorbed_weights(q_nope.dtype)
+        context = context.to(q_nope.dtype)
+        q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
+        query = torch.cat((q_latent, q_pe * self.scale), dim=-1)  # [B, H, R + rope], scaled
         keys = context.transpose(1, 2)
         if bias is None:
             scores = torch.bmm(query, keys)  # [B, H, L]
         else:
-            scores = torch.baddbmm(bias.to(compute), query, keys)
-        probs = scores.softmax(dim=-1, dtype=torch.float32).to(compute)
+            scores = torch.baddbmm(bias, query, keys)
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
         out_latent = torch.bmm(probs, context[..., : self.kv_lora_rank])  # [B, H, R]
-        out = torch.bmm(out_latent.transpose(0, 1), w_uv_t).transpose(0, 1)  # [B, H, v]
-        return out.to(q_nope.dtype)
+        return torch.bmm(out_latent.transpose(0, 1), w_uv_t).transpose(0, 1)  # [B, H, v]
 
     def _absorbed_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(softmax_scale * W_UK [H, nope, R], W_UV^T [H, R, v]) in `dtype`, contiguous; rebuilt only when
@@ -166,4 +160,4 @@ class MLAttention(nn.Module):
         query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
         k, v = self._expand(entry)
         out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)
-        return linear(out.transpose(1, 2).flatten(-2), self.o_proj)
+        return F.linear(out.transpose(1, 2).flatten(-2), self.o_proj)

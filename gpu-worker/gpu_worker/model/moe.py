@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import SMALL_STEP_TOKENS, SwiGLU, empty_param
+from .layers import SwiGLU, empty_param
 
 
 class Router(nn.Module):
@@ -48,25 +48,6 @@ class Router(nn.Module):
         return weights * self.scale, ids
 
 
-# Largest gathered expert-weight copy (elements) for which the gathered path is used: 16M elements
-# (32 MB in bf16). On CPU the gathered batched matmul beat sorting + grouped_mm ~2x for a 128-token
-# prefill of the embedded model; a real DeepSeek-V3 expert (44M elements) always takes the sorted path.
-GATHER_LIMIT = 1 << 24
-
-# Steps of at most this many tokens on CPU run the gathered experts in float32 (see RoutedExperts._gathered).
-GATHER_WIDEN_TOKENS = SMALL_STEP_TOKENS
-
-# Largest expert stack (routed + shared expert elements of a layer) that MoE copies to run the shared
-# experts inside the gathered routed-expert products (see MoE.forward).
-FUSED_STACK_ELEMENTS = 1 << 22
-
-
-def gathered_compute_dtype(x: torch.Tensor) -> torch.dtype:
-    if x.device.type == "cpu" and x.shape[0] <= GATHER_WIDEN_TOKENS:
-        return torch.float32
-    return x.dtype
-
-
 class RoutedExperts(nn.Module):
     """All routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter]."""
 
@@ -79,13 +60,9 @@ class RoutedExperts(nn.Module):
         self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim]."""
-        if self.uses_gathered(*ids.shape):
-            return self._gathered(x, weights, ids)
-        return self._sorted(x, weights, ids)
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim].
 
-    def _sorted(self, x, weights, ids) -> torch.Tensor:
-        """Token copies sorted by expert; each expert runs one matrix product over its tokens."""
+        Token copies sorted by expert; each expert runs one matrix product over its tokens."""
         tokens, top_k = ids.shape
         flat_ids = ids.flatten()
         order = flat_ids.argsort(stable=True)
@@ -97,32 +74,6 @@ class RoutedExperts(nn.Module):
         unsorted = out[order.argsort()]  # back to (token, slot) order; a gather, cheaper than a scatter
         weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
         return weighted.sum(dim=1).to(x.dtype)
-
-    def _gathered(self, x, weights, ids, stacks=None) -> torch.Tensor:
-        """Small batches (decode): gather each (token, expert) pair's weights and run one batched matmul
-        per projection; the k outputs of a token are weighted and summed by a third. Fewer ops than
-        sorting; only used while the gathered copy stays small. `stacks` (gate_up, down), when given,
-        replace the expert weights (MoE passes float32 copies with the shared experts appended).
-
-        For a small step on CPU the gathered half-precision weights are widened to float32 first: there
-        ATen's half-precision batched GEMVs cost several times the float32 ones, and float32 products with
-        float32 sums are what a half-precision GEMM with float32 accumulation computes. Larger gathers
-        stay in the model dtype (widening them costs more than oneDNN's half-precision GEMMs)."""
-        tokens, top_k = ids.shape
-        flat_ids = ids.flatten()
-        compute = gathered_compute_dtype(x)
-        gate_up_proj, down_proj = stacks if stacks is not None else (self.gate_up_proj, self.down_proj)
-        gate_up = gate_up_proj.index_select(0, flat_ids).to(compute)
-        hidden = torch.bmm(gate_up.view(tokens, top_k * 2 * self.inter, -1), x.to(compute).unsqueeze(-1))
-        gate, up = hidden.view(tokens * top_k, 2 * self.inter).split(self.inter, dim=-1)
-        down = down_proj.index_select(0, flat_ids).to(compute)  # [T*k, dim, inter]
-        out = torch.bmm(down, (F.silu(gate) * up).unsqueeze(-1))  # [T*k, dim, 1]
-        weighted = torch.bmm(weights.to(compute).unsqueeze(1), out.view(tokens, top_k, -1))  # [T, 1, dim]
-        return weighted.squeeze(1).to(x.dtype)
-
-    def uses_gathered(self, tokens: int, top_k: int) -> bool:
-        per_pair = self.gate_up_proj[0].numel() + self.down_proj[0].numel()
-        return tokens * top_k * per_pair <= GATHER_LIMIT
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         layout = {}
@@ -182,50 +133,10 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights, ids = self.gate(x)
-        tokens = x.shape[0]
-        n_shared = self.n_shared
-        if n_shared and self.experts.uses_gathered(tokens, ids.shape[1] + n_shared):
-            stacks = self._fused_stacks(x.dtype)
-            if stacks is not None:
-                # the shared experts as always-chosen experts of weight 1: one set of batched products
-                shared_ids, ones = self._shared_slots
-                ids = torch.cat((ids, shared_ids.expand(tokens, -1)), dim=1)
-                weights = torch.cat((weights, ones.expand(tokens, -1)), dim=1)
-                return self.experts._gathered(x, weights, ids, stacks)
         out = self.experts(x, weights, ids)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
         return out
-
-    @property
-    def n_shared(self) -> int:
-        return 0 if self.shared_experts is None else self.shared_experts.inter // self.experts.inter
-
-    def _fused_stacks(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(gate_up [E + S, 2*inter, dim], down [E + S, dim, inter]) in `dtype`: the routed experts then
-        the shared experts' S = n_shared slices (a SwiGLU of S*inter is the sum of S SwiGLUs of inter, one
-        per slice of its gate/up rows and down columns). Cached, rebuilt when a weight changes; None when
-        the stack would be large (a real DeepSeek-V3 layer: never copied)."""
-        experts, shared = self.experts, self.shared_experts
-        params = (experts.gate_up_proj, experts.down_proj, shared.gate_up_proj, shared.down_proj)
-        if sum(p.numel() for p in params) > FUSED_STACK_ELEMENTS:
-            return None
-        key = (dtype, *((p._version, p.data_ptr()) for p in params))
-        if getattr(self, "_fused_key", None) != key:
-            s, inter, dim = self.n_shared, experts.inter, shared.down_proj.shape[0]
-            shared_gate_up = shared.gate_up_proj.view(2, s, inter, dim).transpose(0, 1).reshape(s, 2 * inter, dim)
-            shared_down = shared.down_proj.view(dim, s, inter).transpose(0, 1)
-            self._fused = (
-                torch.cat((experts.gate_up_proj, shared_gate_up)).to(dtype).contiguous(),
-                torch.cat((experts.down_proj, shared_down)).to(dtype).contiguous(),
-            )
-            device = experts.gate_up_proj.device
-            self._shared_slots = (
-                torch.arange(experts.num_experts, experts.num_experts + s, device=device)[None],
-                torch.ones(1, s, device=device),
-            )
-            self._fused_key = key
-        return self._fused
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         layout = {

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from gpu_worker.model.attention_metadata import AttentionMetadata
-from gpu_worker.model import small_decode
 from gpu_worker.model.loader import load_model
 
 from tiny import rel_err, write_tiny
@@ -50,10 +49,7 @@ def test_incremental_decoding_equals_full_forward(model):
     assert rel_err(torch.cat(out), full) <= TOLERANCE
 
 
-@pytest.mark.parametrize("decode_path", ["small_decode", "modules"])
-def test_absorbed_decode_equals_expanded(model, monkeypatch, decode_path):
-    if decode_path == "modules":  # the module path's absorbed form (MLAttention.absorbed)
-        monkeypatch.setattr(small_decode, "SMALL_DECODE_TOKENS", 0)
+def test_absorbed_decode_equals_expanded(model):
     seqs = [tokens(n, 10 + n) for n in (5, 12, 9)]
     tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     caches = [model.allocate_kv_cache(12, BLOCK) for _ in range(2)]
@@ -63,10 +59,8 @@ def test_absorbed_decode_equals_expanded(model, monkeypatch, decode_path):
     absorbed = run_step(model, caches[0], decode)
     expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
     assert rel_err(absorbed, expanded) <= TOLERANCE
-    # both wrote the same latents (later layers see inputs that differ by rounding only); the small-decode
-    # path's folded products round differently from the modules' (float32 rounding)
-    if decode_path == "modules":
-        assert torch.equal(caches[0][0], caches[1][0])
+    # both wrote the same latents (later layers see inputs that differ by rounding only)
+    assert torch.equal(caches[0][0], caches[1][0])
     assert torch.allclose(caches[0], caches[1], atol=1e-5)
 
 
@@ -132,11 +126,8 @@ def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
     assert rel_err(packed, expected) <= TOLERANCE
 
 
-def test_bfloat16_small_decode_steps_agree_with_the_expanded_form(tmp_path):
-    # bf16 decode steps of <= SMALL_STEP_TOKENS tokens take the CPU fast path (ATen matmuls with oneDNN
-    # off, float32 absorbed attention and gathered experts); a batch of 6 takes the oneDNN bf16 path.
+def test_bfloat16_decode_steps_agree_with_the_expanded_form(tmp_path):
     model = load_model(write_tiny(tmp_path, seed=5), dtype=torch.bfloat16)
-    onednn = torch.backends.mkldnn.enabled
     for batch in (1, 3, 6):
         seqs = [tokens(n, 20 + n) for n in (5, 12, 9, 7, 6, 10)[:batch]]
         tables = [[4 * b + i for i in range(4)] for b in range(batch)]
@@ -148,4 +139,8 @@ def test_bfloat16_small_decode_steps_agree_with_the_expanded_form(tmp_path):
         expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
         assert rel_err(absorbed, expanded) <= 2e-2, batch
         assert (absorbed.argmax(-1) == expanded.argmax(-1)).float().mean() >= 0.5
-    assert torch.backends.mkldnn.enabled == onednn  # the switch does not leak out of forward
+
+
+def test_greedy_next_tokens_equal_argmax_of_compute_logits(model):
+    hidden = torch.randn(5, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.greedy_next_tokens(hidden), model.compute_logits(hidden).argmax(dim=-1))
