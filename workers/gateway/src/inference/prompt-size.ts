@@ -1,11 +1,12 @@
 // Prompt size at the edge: the rendered prompt (DeepSeek-V3 chat template / FIM format) and
-// its token count for the context check and the reservation. Short prompts that cannot reach
-// the context limit skip the exact count and use their byte length, an upper bound.
-import { promptTokensForContext, renderChatPrompt, renderFimPrompt, type ChatMessage } from "../tokenizer";
+// its token count for the context check and the reservation. The count is exact even for short
+// prompts: the reservation holds the worst case priced on it, and a prompt's byte length (an
+// upper bound of its tokens, about four times the count for English) held that much more money,
+// refusing requests the balance covered.
+import { loadTokenizer, promptTokensForContext, renderChatPrompt, renderFimPrompt, type ChatMessage } from "../tokenizer";
 
 export interface PromptSize {
   tokens: number;
-  exact: boolean;
   // The opening of the prompt (about one 64-token cache block): the routing affinity key.
   head: string;
 }
@@ -13,8 +14,9 @@ export interface PromptSize {
 const AFFINITY_HEAD_CHARS = 256;
 
 function measure(prompt: string, maxTokens: number, contextLength: number): PromptSize {
-  const { tokens, exact } = promptTokensForContext(prompt, maxTokens, contextLength);
-  return { tokens, exact, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
+  const forContext = promptTokensForContext(prompt, maxTokens, contextLength);
+  const tokens = forContext.exact ? forContext.tokens : loadTokenizer().countTokens(prompt);
+  return { tokens, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
 }
 
 export function measureChatPrompt(
