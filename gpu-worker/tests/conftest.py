@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Without a GPU the Triton kernels run in Triton's interpreter. Decided here, before any test module
+# imports a kernel: @triton.jit reads the setting when the kernel is defined.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, make_checkpoint
 
