@@ -72,7 +72,7 @@ describe("Anthropic errors before the response starts", () => {
 
     const tooLong = await postMessages(key, ask("word ".repeat(70_000)));
     expect(tooLong.status).toBe(400);
-    expect((await tooLong.json<any>()).error.message).toMatch(/^prompt is too long: \d+ tokens > 65536 maximum$/);
+    expect((await tooLong.json<any>()).error.message).toMatch(/^prompt is too long: at least \d+ tokens > 65536 maximum$/);
   });
 
   it("402 billing_error without balance", async () => {

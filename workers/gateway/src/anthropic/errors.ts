@@ -37,10 +37,11 @@ export function anthropicErrorBody(error: ApiError): AnthropicErrorBody {
  * The chat path's context check, worded as Anthropic words it: Claude Code reads these two
  * messages, retrying with a smaller max_tokens after the first and compacting after the second.
  */
-export function contextLimitExceeded(promptTokens: number, maxTokens: number, contextLength: number): ApiError {
-  if (promptTokens >= contextLength) return badRequest(`prompt is too long: ${promptTokens} tokens > ${contextLength} maximum`, "messages");
+export function contextLimitExceeded(promptTokens: number, maxTokens: number, contextLength: number, atLeast = false): ApiError {
+  const bound = atLeast ? "at least " : "";
+  if (promptTokens >= contextLength) return badRequest(`prompt is too long: ${bound}${promptTokens} tokens > ${contextLength} maximum`, "messages");
   return badRequest(
-    `input length and \`max_tokens\` exceed context limit: ${promptTokens} + ${maxTokens} > ${contextLength}, decrease input length or \`max_tokens\` and try again`,
+    `input length and \`max_tokens\` exceed context limit: ${bound}${promptTokens} + ${maxTokens} > ${contextLength}, decrease input length or \`max_tokens\` and try again`,
     "max_tokens",
   );
 }

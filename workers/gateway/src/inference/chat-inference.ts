@@ -12,7 +12,7 @@ import { runInference, type InferenceJob } from "./run-inference";
 export interface ChatInferenceOptions {
   endpoint: InferenceJob["endpoint"];
   // A protocol may word the context error its own way (Anthropic clients act on theirs).
-  contextError?: (promptTokens: number, maxTokens: number, contextLength: number) => ApiError;
+  contextError?: (promptTokens: number, maxTokens: number, contextLength: number, atLeast: boolean) => ApiError;
 }
 
 export function runChatInference(c: Context<AppEnv>, chat: ValidatedChat, encoder: ResponseEncoder, options: ChatInferenceOptions): Promise<Response> {
@@ -20,9 +20,9 @@ export function runChatInference(c: Context<AppEnv>, chat: ValidatedChat, encode
   const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
   c.get("timings").prompt = performance.now() - measureStarted;
   try {
-    enforceContext(chat.model, prompt.tokens, chat.maxTokens);
+    enforceContext(chat.model, prompt.tokens, chat.maxTokens, prompt.atLeast);
   } catch (err) {
-    throw options.contextError ? options.contextError(prompt.tokens, chat.maxTokens, chat.model.contextLength) : err;
+    throw options.contextError ? options.contextError(prompt.tokens, chat.maxTokens, chat.model.contextLength, prompt.atLeast) : err;
   }
   return runInference(
     c,

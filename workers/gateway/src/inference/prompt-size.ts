@@ -7,6 +7,8 @@ import { loadTokenizer, promptTokensForContext, renderChatPrompt, renderFimPromp
 
 export interface PromptSize {
   tokens: number;
+  // Counting stopped once the prompt surely did not fit: `tokens` is then a lower bound.
+  atLeast: boolean;
   // The opening of the prompt (about one 64-token cache block): the routing affinity key.
   head: string;
 }
@@ -15,8 +17,9 @@ const AFFINITY_HEAD_CHARS = 256;
 
 function measure(prompt: string, maxTokens: number, contextLength: number): PromptSize {
   const forContext = promptTokensForContext(prompt, maxTokens, contextLength);
-  const tokens = forContext.exact ? forContext.tokens : loadTokenizer().countTokens(prompt);
-  return { tokens, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
+  const counted = forContext.exact || forContext.atLeast;
+  const tokens = counted ? forContext.tokens : loadTokenizer().countTokens(prompt);
+  return { tokens, atLeast: forContext.atLeast, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
 }
 
 export function measureChatPrompt(

@@ -17,7 +17,7 @@ export const completionsRoute = new Hono<AppEnv>().use(authenticate).post("/", a
   const fim = validateFimRequest(body, { models: await modelRegistry(c.env.DB) });
 
   const prompt = measureFimPrompt(fim.prompt, fim.suffix, fim.maxTokens, fim.model.contextLength);
-  enforceContext(fim.model, prompt.tokens, fim.maxTokens);
+  enforceContext(fim.model, prompt.tokens, fim.maxTokens, prompt.atLeast);
 
   const id = c.get("traceId");
   const encoder = fim.stream ? new OpenAiStreamEncoder("text_completion", fim.includeUsage, fim.model.id, id) : new CompletionJsonEncoder(fim.model.id, id);

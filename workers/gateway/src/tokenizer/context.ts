@@ -40,17 +40,24 @@ export function utf8Length(text: string): number {
 }
 
 export interface PromptTokens {
-  /** Exact when `exact`, else an upper bound (the prompt's UTF-8 length) that already fits. */
+  /**
+   * Exact when `exact`; when `atLeast`, a lower bound already past what fits (counting stopped
+   * there); otherwise an upper bound (the prompt's UTF-8 length) that already fits.
+   */
   tokens: number;
   exact: boolean;
+  atLeast: boolean;
 }
 
 /**
- * Prompt tokens for the context check: the exact count when the prompt might not fit,
- * the byte-length upper bound (no tokenizer work) when it surely fits.
+ * Prompt tokens for the context check: the byte-length upper bound (no tokenizer work) when
+ * the prompt surely fits, else the exact count, which stops once the prompt alone is longer
+ * than the context: an oversized body costs about one context of tokenizer work, and a prompt
+ * that fits without its max_tokens keeps an exact count (clients shorten max_tokens by it).
  */
 export function promptTokensForContext(prompt: string, maxTokens: number | undefined, contextLength: number): PromptTokens {
   const bound = utf8Length(prompt);
-  if (!mayExceedContext(bound, maxTokens, contextLength)) return { tokens: bound, exact: false };
-  return { tokens: loadTokenizer().countTokens(prompt), exact: true };
+  if (!mayExceedContext(bound, maxTokens, contextLength)) return { tokens: bound, exact: false, atLeast: false };
+  const { count, complete } = loadTokenizer().countTokensUpTo(prompt, contextLength);
+  return { tokens: count, exact: complete, atLeast: !complete };
 }

@@ -10,6 +10,9 @@ const HEAP_THRESHOLD = 48;
 const CACHE_LIMIT = 100_000;
 const CACHEABLE_LENGTH = 64;
 
+// Thrown out of the pre-tokenizer's walk once a bounded count has passed its limit.
+const LIMIT_PASSED = Symbol("token limit passed");
+
 export class DeepSeekTokenizer {
   readonly vocabulary: Vocabulary;
   private readonly preTokenizer: PreTokenizer;
@@ -18,7 +21,11 @@ export class DeepSeekTokenizer {
   private pairs = new Int32Array(256);
   private out: number[] = [];
   private text = "";
-  private readonly emitPiece = (start: number, end: number) => this.encodePiece(start, end);
+  private limit = Infinity;
+  private readonly emitPiece = (start: number, end: number) => {
+    this.encodePiece(start, end);
+    if (this.out.length > this.limit) throw LIMIT_PASSED;
+  };
 
   constructor(data: ArrayBuffer) {
     this.vocabulary = new Vocabulary(data);
@@ -40,6 +47,7 @@ export class DeepSeekTokenizer {
         if (id === undefined) continue;
         if (segmentStart < i) this.preTokenizer.split(text, segmentStart, i, this.emitPiece);
         out.push(id);
+        if (out.length > this.limit) throw LIMIT_PASSED;
         segmentStart = i + length;
         i = segmentStart - 1;
         break;
@@ -52,6 +60,24 @@ export class DeepSeekTokenizer {
 
   countTokens(text: string): number {
     return this.encode(text).length;
+  }
+
+  /**
+   * Counts tokens only until there are more than `limit`: a prompt that is certainly too long
+   * is not tokenized in full. `complete` is false when counting stopped; `count` (> limit) is
+   * then a lower bound.
+   */
+  countTokensUpTo(text: string, limit: number): { count: number; complete: boolean } {
+    this.limit = limit;
+    try {
+      return { count: this.encode(text).length, complete: true };
+    } catch (err) {
+      if (err !== LIMIT_PASSED) throw err;
+      return { count: this.out.length, complete: false };
+    } finally {
+      this.limit = Infinity;
+      this.text = "";
+    }
   }
 
   private encodePiece(start: number, end: number): void {
