@@ -376,11 +376,18 @@ def build_app(state: WorkerState) -> Starlette:
 
     # ---- health and metrics ----
     async def health(request: Request) -> Response:
+        """503 with status "error" once an engine step has failed: the device state (a CUDA error is sticky)
+        cannot be trusted again, so the gateway must stop routing here until the worker is restarted."""
         stats = state.engine.stats()
-        return JSONResponse({"status": "draining" if state.draining else "ok", "models": state.served_models,
-                             "running": stats["running"], "waiting": stats["waiting"],
-                             "free_cache_blocks": stats["free_cache_blocks"],
-                             "total_cache_blocks": stats["total_cache_blocks"], "cache": stats["cache"]})
+        failure = state.engine.failed
+        status = "error" if failure is not None else "draining" if state.draining else "ok"
+        body = {"status": status, "models": state.served_models,
+                "running": stats["running"], "waiting": stats["waiting"],
+                "free_cache_blocks": stats["free_cache_blocks"],
+                "total_cache_blocks": stats["total_cache_blocks"], "cache": stats["cache"]}
+        if failure is not None:
+            body["error"] = f"engine step failed: {type(failure).__name__}: {failure}"
+        return JSONResponse(body, status_code=503 if failure is not None else 200)
 
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(state.metrics.render(state.engine.stats(), state.draining),
