@@ -6,7 +6,11 @@ running ones finish, the prefix cache is spilled to the disk tier, then the proc
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 
 import torch
 import uvicorn
@@ -34,8 +38,19 @@ class DrainingServer(uvicorn.Server):
         logging.getLogger("gpu_worker.server").info("engine stopped; prefix cache kept on disk")
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """SIGTERM to ourselves once parent_pid is no longer our parent (it died, even by SIGKILL)."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.parent_pid:
+        exit_with_parent(args.parent_pid)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("gpu_worker.server")
     if args.threads:

@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,
                    help="torch CPU threads [GPU_WORKER_THREADS]")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is gone (a launcher killed with SIGKILL leaves no orphan on the port)")
     return p
 
 
