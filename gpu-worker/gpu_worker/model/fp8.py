@@ -15,8 +15,16 @@ def _expand_blocks(scale: torch.Tensor, shape: torch.Size, block: tuple[int, int
 
 
 def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int] = (128, 128),
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """weight [out, in] float8_e4m3fn, scale_inv [ceil(out/b0), ceil(in/b1)] -> dequantized [out, in]."""
+               dtype: torch.dtype = torch.float32, split: int | None = None) -> torch.Tensor:
+    """weight [out, in] float8_e4m3fn, scale_inv [ceil(out/b0), ceil(in/b1)] -> dequantized [out, in].
+
+    split: the weight is two tensors stacked along rows, the first `split` rows long, each with its own
+    blocks (scale_inv holds the first part's block rows, then the second's)."""
+    if split is not None:
+        first_blocks = -(-split // block[0])
+        parts = [dequantize(weight[:split], scale_inv[:first_blocks], block, dtype),
+                 dequantize(weight[split:], scale_inv[first_blocks:], block, dtype)]
+        return torch.cat(parts)
     expected = (-(-weight.shape[0] // block[0]), -(-weight.shape[1] // block[1]))
     if tuple(scale_inv.shape) != expected:
         raise ValueError(f"scale shape {tuple(scale_inv.shape)} does not match weight {tuple(weight.shape)} "
@@ -36,3 +44,14 @@ def quantize(weight: torch.Tensor, block: tuple[int, int] = (128, 128)) -> tuple
     scale_inv = amax / FP8_MAX
     q = (w / _expand_blocks(scale_inv, w.shape, block)).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     return q, scale_inv
+
+
+def quantize_activations(x: torch.Tensor, group: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] -> (e4m3 [M, K], float32 scales [M, ceil(K/group)]): one scale per token per `group`
+    channels, max|x| / 448 with a 1e-4 floor on max|x| (DeepSeek's dynamic activation scheme). The
+    reference for kernels.fp8_gemm.act_quant."""
+    rows, cols = x.shape
+    padded = torch.nn.functional.pad(x.float(), (0, -cols % group)).view(rows, -1, group)
+    scale = padded.abs().amax(dim=-1).clamp(min=1e-4) / FP8_MAX
+    q = (padded / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q.view(rows, -1)[:, :cols].contiguous(), scale
