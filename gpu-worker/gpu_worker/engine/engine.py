@@ -1,6 +1,7 @@
 """The engine loop: admit requests, schedule a step, run the model, sample, finish."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -8,10 +9,13 @@ import torch
 from .block_manager import BlockManager
 from .config import EngineConfig
 from .disk_cache import DiskCache
+from .memory_profile import cache_blocks_that_fit
 from .model_runner import ModelRunner
 from .sampler import OutputCounts, Sampler, SamplingBatch
 from .scheduler import Scheduler
 from .sequence import SamplingParams, Sequence, SequenceStatus, TokenLogprob
+
+log = logging.getLogger("gpu_worker.engine")
 
 
 class PromptTooLong(ValueError):
@@ -26,13 +30,14 @@ class StepOutput:
     finished: bool
 
 
-def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype) -> int:
+def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype, max_model_len: int) -> int:
     if config.num_cache_blocks:
         return config.num_cache_blocks
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
         per_block = ModelRunner.block_bytes(model.config, config.block_size, dtype)
-        return max(16, int(free * config.memory_fraction) // per_block)
+        blocks, figures = cache_blocks_that_fit(model, config, max_model_len, device, per_block, config.cuda_graphs)
+        log.info("cache sized by a profiled step: %s", figures)
+        return blocks
     return config.cpu_default_blocks
 
 
@@ -43,8 +48,12 @@ class LLMEngine:
         self.model = model
         self.device = torch.device(device)
         dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
-        num_blocks = _num_blocks(model, config, self.device, dtype)
-        self.runner = ModelRunner(model, num_blocks, config.block_size, self.device)
+        model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+        self.max_model_len = min(config.max_model_len or model_len, model_len)
+        num_blocks = _num_blocks(model, config, self.device, dtype, self.max_model_len)
+        self.runner = ModelRunner(model, num_blocks, config.block_size, self.device, config.max_num_seqs,
+                                  max_model_len=min(self.max_model_len, num_blocks * config.block_size),
+                                  use_cuda_graphs=self.device.type == "cuda" and config.cuda_graphs)
         self.disk = DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes) if config.disk_cache_dir else None
         self.block_manager = BlockManager(num_blocks, config.block_size, salt=config.cache_salt, disk=self.disk,
                                           read_block=self.runner.read_block, write_block=self.runner.write_block)
@@ -52,8 +61,6 @@ class LLMEngine:
         self.sampler = Sampler()
         self.output_counts = OutputCounts(model.config.vocab_size, self.device)
         self.eos_token_ids = set(eos_token_ids)
-        model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
-        self.max_model_len = min(config.max_model_len or model_len, model_len)
         self.sequences: dict[str, Sequence] = {}
 
     # ---- requests ---------------------------------------------------------------------------

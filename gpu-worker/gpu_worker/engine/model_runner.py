@@ -1,20 +1,33 @@
-"""Owns the model and its paged latent cache; turns a scheduled batch into one forward pass."""
+"""Owns the model and its paged latent cache; turns a scheduled batch into one forward pass.
+
+Steps in which every sequence has one new token go through the decode buffers (CUDA graphs on
+CUDA); steps with prefill chunks run eagerly.
+"""
 from __future__ import annotations
 
 import torch
 
 from gpu_worker.model.attention_metadata import AttentionMetadata
 
+from .cuda_graph_runner import DecodeGraphs
 from .scheduler import ScheduledSeq
 
 
 class ModelRunner:
-    def __init__(self, model, num_blocks: int, block_size: int = 64, device: str | torch.device = "cpu"):
+    def __init__(self, model, num_blocks: int, block_size: int = 64, device: str | torch.device = "cpu",
+                 max_num_seqs: int = 256, max_model_len: int = 4096, use_cuda_graphs: bool | None = None):
         self.model = model
         self.block_size = block_size
         self.device = torch.device(device)
-        # [num_layers, num_blocks, block_size, kv_lora_rank + qk_rope_head_dim]
-        self.kv_cache = model.allocate_kv_cache(num_blocks, block_size=block_size)
+        # [num_layers, num_blocks + 1, block_size, kv_lora_rank + qk_rope_head_dim]; the last block is
+        # the pad block that padding rows of a decode bucket write to.
+        self.kv_cache = model.allocate_kv_cache(num_blocks + 1, block_size=block_size)
+        max_blocks = -(-max_model_len // block_size)
+        graphs = self.device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
+        self.decode = DecodeGraphs(model, self.kv_cache, block_size, max_num_seqs, max_blocks,
+                                   pad_block=num_blocks, use_graphs=graphs)
+        if graphs:
+            self.decode.capture()
 
     @staticmethod
     def block_bytes(config, block_size: int, dtype: torch.dtype) -> int:
@@ -42,13 +55,27 @@ class ModelRunner:
                 sample_rows.append(offset - 1)
         as_long = lambda x: torch.tensor(x, dtype=torch.long, device=self.device)
         meta = AttentionMetadata.build(layout, self.block_size, self.device)
-        return as_long(input_ids), as_long(positions), meta, as_long(sample_rows)
+        return as_long(input_ids), as_long(positions), meta, sample_rows
+
+    def is_decode(self, batch: list[ScheduledSeq]) -> bool:
+        return all(s.num_new_tokens == 1 for s in batch) and len(batch) <= self.decode.max_bs
+
+    @torch.inference_mode()
+    def forward(self, batch: list[ScheduledSeq]) -> tuple[torch.Tensor, list[int]]:
+        """(hidden states [tokens, hidden], rows of the sequences that sample)."""
+        if self.is_decode(batch):
+            rows = [(s.seq.token_ids[s.seq.num_computed_tokens], s.seq.num_computed_tokens, s.seq.block_table)
+                    for s in batch]
+            return self.decode.run(rows), [i for i, s in enumerate(batch) if s.samples]
+        input_ids, positions, meta, sample_rows = self.prepare(batch)
+        return self.model.forward(input_ids, positions, meta, self.kv_cache), sample_rows
 
     @torch.inference_mode()
     def run(self, batch: list[ScheduledSeq]) -> torch.Tensor | None:
         """Forward the batch; float32 logits [num sequences that sample, vocab] in batch order."""
-        input_ids, positions, meta, sample_rows = self.prepare(batch)
-        hidden = self.model.forward(input_ids, positions, meta, self.kv_cache)
-        if sample_rows.numel() == 0:
+        hidden, sample_rows = self.forward(batch)
+        if not sample_rows:
             return None
-        return self.model.compute_logits(hidden[sample_rows]).float()
+        if len(sample_rows) < hidden.shape[0]:
+            hidden = hidden[torch.tensor(sample_rows, device=hidden.device)]
+        return self.model.compute_logits(hidden).float()

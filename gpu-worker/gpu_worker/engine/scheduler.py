@@ -96,4 +96,6 @@ class Scheduler:
             self.running.append(seq)
             batch.append(ScheduledSeq(seq, num_new))
             budget -= num_new
+        # Decodes first, then prefill chunks: the attention splits a mixed step at one offset.
+        batch.sort(key=lambda s: s.num_new_tokens > 1)
         return batch
