@@ -11,12 +11,16 @@
 // the key in the same ledger call that admits the request and holds its money, and hands the
 // verdict over (`KeyCheck.accept`). Whatever a route answered, a refused key gets a 401 instead:
 // after the route the verdict is awaited, or, if no pipeline reached one, the check is made then.
+//
+// A bad key costs little (failed-auth.ts): an unknown key is remembered as unknown for a while,
+// and an address past its budget of failed attempts gets a 429 before any lookup.
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { ledgerFor } from "../billing/account-ledger";
 import { authenticationFails } from "../errors/api-error";
 import type { AppEnv, AuthenticatedKey } from "../env";
 import { API_KEY_PATTERN, sha256Hex } from "./api-keys";
+import { failedAuthentication, isKnownUnknown, refuseSpentAddress, rememberUnknown } from "./failed-auth";
 import { SELECT_LIVE_KEYS, toAuthenticatedKey, type LiveKeyRow } from "./key-rows";
 
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -52,6 +56,10 @@ export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   const keyHash = await sha256Hex(key);
 
   const known = knownKeys.get(keyHash);
+  if (!known) {
+    refuseSpentAddress(c);
+    if (isKnownUnknown(keyHash)) throw await failedAuthentication(c, key);
+  }
   const keyCheck = known ? knownKeyCheck(c, key, keyHash, known) : lookedUpKeyCheck(c, key, keyHash);
   c.set("keyCheck", keyCheck);
 
@@ -118,7 +126,8 @@ async function lookUpKey(c: Context<AppEnv>, key: string, keyHash: string): Prom
   c.get("timings").auth = performance.now() - started;
   if (!row) {
     knownKeys.delete(keyHash);
-    throw authenticationFails(key);
+    rememberUnknown(keyHash);
+    throw await failedAuthentication(c, key);
   }
 
   const auth = toAuthenticatedKey(row);
