@@ -121,6 +121,9 @@ export const usageRecords = sqliteTable(
     cacheMissTokens: integer("cache_miss_tokens").notNull(),
     completionTokens: integer("completion_tokens").notNull(),
     reasoningTokens: integer("reasoning_tokens").notNull(),
+    // Where the token counts came from: the upstream's usage, or the gateway's own count of what
+    // it delivered (an upstream that reported no usage, or stopped reporting it).
+    usageSource: text("usage_source", { enum: ["upstream", "gateway"] }).notNull().default("upstream"),
     costMicros: integer("cost_micros").notNull(),
     priceTier: text("price_tier", { enum: ["standard", "off_peak"] }).notNull(),
     status: text("status", { enum: ["ok", "aborted", "failed"] }).notNull(),
@@ -132,6 +135,19 @@ export const usageRecords = sqliteTable(
   // finds rows past the window across all accounts by completed_at.
   (t) => [index("usage_account_time").on(t.accountId, t.completedAt, t.requestId), index("usage_time").on(t.completedAt)],
 );
+
+// Settlements the settlement queue gave up on (billing/settlement-queue.ts): each is a served
+// request whose money has not arrived. Operators see them (`npm run admin -- dead-settlements`)
+// and settle them again once the cause is fixed (`resettled_at`).
+export const deadSettlements = sqliteTable("dead_settlements", {
+  requestId: text("request_id").primaryKey(),
+  accountId: text("account_id").notNull(),
+  // The Settlement as JSON, exactly as the pipeline sent it.
+  settlement: text("settlement").notNull(),
+  attempts: integer("attempts").notNull(),
+  deadAt: integer("dead_at").notNull(),
+  resettledAt: integer("resettled_at"),
+});
 
 export const usageDaily = sqliteTable(
   "usage_daily",
