@@ -26,7 +26,7 @@ _NOT_QUANTIZED = ("embed_tokens", "lm_head", "norm", "layernorm", "mlp.gate.")
 def tensor_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Hugging Face tensor name -> shape, for every tensor the model expects."""
     model = DeepseekV3ForCausalLM(config, device="meta")
-    return {name: tuple(param[index].shape) for name, (param, index) in model.checkpoint_layout().items()}
+    return {name: tuple(param[index].shape) for name, (param, index, *_) in model.checkpoint_layout().items()}
 
 
 def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpu_worker.parallel.collectives import gather_vocab, vocab_parallel_embedding
+from gpu_worker.parallel.state import current
+
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
 from .layers import RMSNorm, SwiGLU, empty_param
@@ -28,7 +31,7 @@ class DecoderLayer(nn.Module):
         if config.is_moe_layer(index):
             self.mlp = MoE(config, dtype, device)
         else:
-            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device)
+            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device, tensor_parallel=True)
 
     def forward(self, h, freqs, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
         h = h + self.self_attn(self.input_layernorm(h), freqs, meta, cache)
@@ -53,22 +56,26 @@ class DeepseekV3ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.dtype = dtype
-        self.embed_tokens = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        # vocab-parallel: this rank's rows of the embedding and lm_head (the last rank's tail is padding)
+        rows, self.vocab_part = current().padded_part(config.vocab_size)
+        self.embed_tokens = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
-        self.lm_head = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        self.lm_head = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
         self.rotary = RotaryTable(config, device=device)
 
     @property
     def device(self) -> torch.device:
         return self.embed_tokens.device
 
-    def checkpoint_layout(self) -> dict[str, tuple[torch.Tensor, tuple]]:
-        """Hugging Face tensor name -> (our parameter, index of the slice it fills)."""
+    def checkpoint_layout(self) -> dict[str, tuple | None]:
+        """Hugging Face tensor name -> (our parameter, index of the slice it fills[, this rank's slice of the
+        checkpoint tensor, default all of it]), or None for a tensor another rank holds."""
+        vocab = (slice(0, self.vocab_part.stop - self.vocab_part.start),)
         layout = {
-            "model.embed_tokens.weight": (self.embed_tokens, ()),
+            "model.embed_tokens.weight": (self.embed_tokens, vocab, (self.vocab_part,)),
             "model.norm.weight": (self.norm.weight, ()),
-            "lm_head.weight": (self.lm_head, ()),
+            "lm_head.weight": (self.lm_head, vocab, (self.vocab_part,)),
         }
         for i, layer in enumerate(self.layers):
             layout.update(layer.checkpoint_layout(f"model.layers.{i}"))
@@ -95,7 +102,7 @@ class DeepseekV3ForCausalLM(nn.Module):
         if kv_cache.shape[2] != meta.block_size:
             raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
         freqs = self.rotary.lookup(positions)
-        h = F.embedding(input_ids, self.embed_tokens)
+        h = vocab_parallel_embedding(input_ids, self.embed_tokens)
         for i, layer in enumerate(self.layers):
             h = layer(h, freqs, meta, kv_cache[i])
         return h
@@ -103,7 +110,7 @@ class DeepseekV3ForCausalLM(nn.Module):
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [N, hidden] from forward -> float32 logits [N, vocab]."""
-        return F.linear(self.norm(hidden), self.lm_head).float()
+        return gather_vocab(F.linear(self.norm(hidden), self.lm_head), self.config.vocab_size).float()
 
     @torch.inference_mode()
     def greedy_next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -115,7 +122,7 @@ class DeepseekV3ForCausalLM(nn.Module):
         """[B, S] token ids (positions 0..S-1, no cache) -> float32 logits [B, S, vocab]."""
         seq = input_ids.shape[1]
         freqs = self.rotary.lookup(torch.arange(seq, device=input_ids.device))
-        h = F.embedding(input_ids, self.embed_tokens)
+        h = vocab_parallel_embedding(input_ids, self.embed_tokens)
         for layer in self.layers:
             h = layer.forward_dense(h, freqs)
         return self.compute_logits(h)

@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpu_worker.parallel.collectives import all_reduce
+from gpu_worker.parallel.state import current
+
 
 def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
     """Weights are always filled by the loader, so skip the (slow, pointless) random init."""
@@ -27,21 +30,32 @@ class RMSNorm(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x)), with gate and up stored as one [2*inter, dim] matrix."""
+    """down(silu(gate(x)) * up(x)), with gate and up stored as one [2*inter, dim] matrix.
 
-    def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None):
+    tensor_parallel: this rank holds a 1/N slice of the intermediate width (gate/up rows, down columns),
+    so `partial` is this rank's share of the output and `forward` all-reduces it."""
+
+    def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None, tensor_parallel: bool = False):
         super().__init__()
-        self.inter = inter
+        self.part = current().part(inter, "intermediate size") if tensor_parallel else slice(0, inter)
+        self.tensor_parallel = tensor_parallel
+        self.inter = inter = self.part.stop - self.part.start
         self.gate_up_proj = empty_param(2 * inter, dim, dtype=dtype, device=device)
         self.down_proj = empty_param(dim, inter, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def partial(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = F.linear(x, self.gate_up_proj).split(self.inter, dim=-1)
         return F.linear(F.silu(gate) * up, self.down_proj)
 
-    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.partial(x)
+        return all_reduce(out) if self.tensor_parallel else out
+
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple]:
+        """name -> (parameter, index of the slice it fills, this rank's slice of the checkpoint tensor)."""
+        rows, cols = (self.part,), (slice(None), self.part)
         return {
-            f"{prefix}.gate_proj.weight": (self.gate_up_proj, (slice(0, self.inter),)),
-            f"{prefix}.up_proj.weight": (self.gate_up_proj, (slice(self.inter, 2 * self.inter),)),
-            f"{prefix}.down_proj.weight": (self.down_proj, ()),
+            f"{prefix}.gate_proj.weight": (self.gate_up_proj, (slice(0, self.inter),), rows),
+            f"{prefix}.up_proj.weight": (self.gate_up_proj, (slice(self.inter, 2 * self.inter),), rows),
+            f"{prefix}.down_proj.weight": (self.down_proj, (), cols),
         }

@@ -17,7 +17,10 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from gpu_worker.parallel.state import Parallel, using
+
 from . import fp8
+from .checkpoint_writer import tensor_shapes
 from .config import ModelConfig
 from .deepseek_v3 import DeepseekV3ForCausalLM
 
@@ -67,9 +70,13 @@ def checkpoint_files(path: Path) -> dict[str, Path]:
 
 
 def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
+    """Fill the model's parameters; with tensor or expert parallelism, only this rank's slices are read
+    (safetensors get_slice), never a whole sharded tensor."""
     path = Path(path)
     config = model.config
     layout = model.checkpoint_layout()
+    with using(Parallel()):
+        full_shapes = tensor_shapes(config)  # what the checkpoint must hold, whatever this rank reads of it
     located = {name: file for name, file in checkpoint_files(path).items() if not _is_extra_layer(name, config)}
     block = config.fp8_block_size or (128, 128)
 
@@ -92,24 +99,43 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
             if name not in layout:
                 unexpected.append(name)
                 continue
-            param, index = layout[name]
-            want = tuple(param[index].shape)
             got = tuple(handle(file).get_slice(name).get_shape())
-            if got != want:
-                misshaped.append(f"{name} (expected {list(want)}, got {list(got)})")
+            if got != full_shapes[name]:
+                misshaped.append(f"{name} (expected {list(full_shapes[name])}, got {list(got)})")
             if _dtype_of(handle(file), name) == "F8_E4M3" and name + SCALE_SUFFIX not in located:
                 other.append(f"FP8 tensor {name} has no {name + SCALE_SUFFIX}")
         if missing or unexpected or misshaped or other:
             raise CheckpointError(missing, unexpected, misshaped, other)
 
-        # 2. data: each tensor read once, into its slice
+        # 2. data: each tensor's part for this rank read once, into its slice
         with torch.no_grad():
-            for name, (param, index) in layout.items():
-                tensor = handle(located[name]).get_tensor(name)
+            for name, entry in layout.items():
+                if entry is None:  # another rank's expert
+                    continue
+                param, index, *source = entry
+                source = source[0] if source else ()
+                tensor = handle(located[name]).get_slice(name)[source] if source else handle(located[name]).get_tensor(name)
                 if tensor.dtype == fp8.FP8_DTYPE:
-                    scale = handle(located[name + SCALE_SUFFIX]).get_tensor(name + SCALE_SUFFIX)
-                    tensor = fp8.dequantize(tensor, scale, block, dtype=torch.float32)
+                    scale = handle(located[name + SCALE_SUFFIX]).get_slice(name + SCALE_SUFFIX)
+                    tensor = dequantize_part(tensor, scale, full_shapes[name], source, block)
                 param[index].copy_(tensor)
+
+
+def dequantize_part(part: torch.Tensor, scale, shape: tuple[int, int], source: tuple, block: tuple[int, int]
+                    ) -> torch.Tensor:
+    """e4m3 `part` = weight[source] of a [rows, cols] weight -> float32, reading only the scale blocks that
+    cover it. A part may start inside a block (a rank's first row need not be a multiple of 128)."""
+    offsets, ends, block_slices = [], [], []
+    for dim, size in enumerate(shape):
+        cut = source[dim] if dim < len(source) else slice(None)
+        first, stop, _ = cut.indices(size)
+        offsets.append(first - first // block[dim] * block[dim])
+        ends.append(stop)
+        block_slices.append(slice(first // block[dim], -(-stop // block[dim])))
+    scales = scale[tuple(block_slices)].to(torch.float32)
+    expanded = scales.repeat_interleave(block[0], dim=0)[offsets[0]: offsets[0] + part.shape[0]]
+    expanded = expanded.repeat_interleave(block[1], dim=1)[:, offsets[1]: offsets[1] + part.shape[1]]
+    return part.to(torch.float32) * expanded
 
 
 def _is_extra_layer(name: str, config: ModelConfig) -> bool:

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpu_worker.parallel.collectives import all_reduce
+from gpu_worker.parallel.state import current
+
 from .attention_metadata import AttentionMetadata
 from .config import ModelConfig
 from .layers import RMSNorm, empty_param
@@ -25,7 +28,10 @@ from .rope import apply_rope
 class MLAttention(nn.Module):
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
         super().__init__()
-        self.heads = config.num_attention_heads
+        # Tensor parallel: this rank's heads. The latent and k_pe are per token, shared by every head, so
+        # q_a/kv_a and the cache stay whole on every rank; o_proj's partial sums are all-reduced.
+        self.head_part = current().part(config.num_attention_heads, "num_attention_heads")
+        self.heads = self.head_part.stop - self.head_part.start
         self.q_lora_rank = config.q_lora_rank
         self.kv_lora_rank = config.kv_lora_rank
         self.nope_dim = config.qk_nope_head_dim
@@ -46,20 +52,24 @@ class MLAttention(nn.Module):
         self.kv_b_proj = empty_param(self.heads * (self.nope_dim + self.v_dim), self.kv_lora_rank, dtype=dtype, device=device)
         self.o_proj = empty_param(dim, self.heads * self.v_dim, dtype=dtype, device=device)
 
-    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple]:
+        """name -> (parameter, index of the slice it fills[, this rank's slice of the checkpoint tensor])."""
         kv_rows = slice(self.q_out, self.q_out + self.kv_lora_rank + self.rope_dim)
+        h0, h1 = self.head_part.start, self.head_part.stop
+        q_rows = (slice(h0 * self.qk_dim, h1 * self.qk_dim),)
         layout = {
             f"{prefix}.kv_a_proj_with_mqa.weight": (self.qkv_a_proj, (kv_rows,)),
             f"{prefix}.kv_a_layernorm.weight": (self.kv_a_layernorm.weight, ()),
-            f"{prefix}.kv_b_proj.weight": (self.kv_b_proj, ()),
-            f"{prefix}.o_proj.weight": (self.o_proj, ()),
+            f"{prefix}.kv_b_proj.weight": (self.kv_b_proj, (), (slice(h0 * (self.nope_dim + self.v_dim),
+                                                                       h1 * (self.nope_dim + self.v_dim)),)),
+            f"{prefix}.o_proj.weight": (self.o_proj, (), (slice(None), slice(h0 * self.v_dim, h1 * self.v_dim))),
         }
         if self.q_lora_rank is None:
-            layout[f"{prefix}.q_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),))
+            layout[f"{prefix}.q_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),), q_rows)
         else:
             layout[f"{prefix}.q_a_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),))
             layout[f"{prefix}.q_a_layernorm.weight"] = (self.q_a_layernorm.weight, ())
-            layout[f"{prefix}.q_b_proj.weight"] = (self.q_b_proj, ())
+            layout[f"{prefix}.q_b_proj.weight"] = (self.q_b_proj, (), q_rows)
         return layout
 
     # ---- shared prologue ---------------------------------------------------------------------
@@ -102,7 +112,7 @@ class MLAttention(nn.Module):
             out = self.absorbed(q_nope, q_pe, context, meta.decode_bias(q_nope.dtype))
         else:
             out = self._expanded_paged(q_nope, q_pe, context, meta)
-        return F.linear(out.flatten(-2), self.o_proj)
+        return all_reduce(F.linear(out.flatten(-2), self.o_proj))
 
     def absorbed(self, q_nope, q_pe, context, bias) -> torch.Tensor:
         """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope],
@@ -160,4 +170,4 @@ class MLAttention(nn.Module):
         query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
         k, v = self._expand(entry)
         out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)
-        return F.linear(out.transpose(1, 2).flatten(-2), self.o_proj)
+        return all_reduce(F.linear(out.transpose(1, 2).flatten(-2), self.o_proj))

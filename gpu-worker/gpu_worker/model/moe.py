@@ -6,6 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpu_worker.parallel.collectives import all_reduce
+from gpu_worker.parallel.experts import expert_parallel_moe
+from gpu_worker.parallel.state import current
+
 from .config import ModelConfig
 from .layers import SwiGLU, empty_param
 
@@ -49,12 +53,20 @@ class Router(nn.Module):
 
 
 class RoutedExperts(nn.Module):
-    """All routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter]."""
+    """This rank's routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter].
+
+    One rank: all experts, whole. Expert parallel: experts [e0, e1) whole, ids local to the rank.
+    Tensor parallel: all experts, a 1/N slice of each one's intermediate width (outputs are partial sums)."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
         super().__init__()
-        self.num_experts = config.n_routed_experts
-        self.inter = config.moe_intermediate_size
+        p, total, inter = current(), config.n_routed_experts, config.moe_intermediate_size
+        expert_parallel = p.expert_parallel and p.size > 1
+        self.expert_part = p.part(total, "n_routed_experts") if expert_parallel else slice(0, total)
+        self.inter_part = slice(0, inter) if expert_parallel else p.part(inter, "moe_intermediate_size")
+        self.total_experts = total
+        self.num_experts = self.expert_part.stop - self.expert_part.start
+        self.inter = self.inter_part.stop - self.inter_part.start
         dim = config.hidden_size
         self.gate_up_proj = empty_param(self.num_experts, 2 * self.inter, dim, dtype=dtype, device=device)
         self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=dtype, device=device)
@@ -75,13 +87,17 @@ class RoutedExperts(nn.Module):
         weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
         return weighted.sum(dim=1).to(x.dtype)
 
-    def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
+    def checkpoint_layout(self, prefix: str) -> dict[str, tuple | None]:
+        """name -> (parameter, index, this rank's slice of the checkpoint tensor); None for other ranks' experts."""
         layout = {}
         gate, up = slice(0, self.inter), slice(self.inter, 2 * self.inter)
-        for e in range(self.num_experts):
-            layout[f"{prefix}.{e}.gate_proj.weight"] = (self.gate_up_proj, (e, gate))
-            layout[f"{prefix}.{e}.up_proj.weight"] = (self.gate_up_proj, (e, up))
-            layout[f"{prefix}.{e}.down_proj.weight"] = (self.down_proj, (e,))
+        rows, cols = (self.inter_part,), (slice(None), self.inter_part)
+        for e in range(self.total_experts):
+            local = e - self.expert_part.start
+            mine = 0 <= local < self.num_experts
+            layout[f"{prefix}.{e}.gate_proj.weight"] = (self.gate_up_proj, (local, gate), rows) if mine else None
+            layout[f"{prefix}.{e}.up_proj.weight"] = (self.gate_up_proj, (local, up), rows) if mine else None
+            layout[f"{prefix}.{e}.down_proj.weight"] = (self.down_proj, (local,), cols) if mine else None
         return layout
 
 
@@ -125,18 +141,24 @@ class MoE(nn.Module):
         super().__init__()
         self.gate = Router(config, device=device)
         self.experts = RoutedExperts(config, dtype=dtype, device=device)
+        p = current()
+        self.expert_parallel = p.expert_parallel and p.size > 1
+        # expert parallel: the shared experts are replicated; tensor parallel: split like a dense MLP
         self.shared_experts = (
-            SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts, dtype, device)
+            SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts, dtype, device,
+                   tensor_parallel=not self.expert_parallel)
             if config.n_shared_experts
             else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.expert_parallel:
+            return expert_parallel_moe(x, self.gate, self.experts, self.experts.num_experts, self.shared_experts)
         weights, ids = self.gate(x)
         out = self.experts(x, weights, ids)
         if self.shared_experts is not None:
-            out = out + self.shared_experts(x)
-        return out
+            out = out + self.shared_experts.partial(x)
+        return all_reduce(out)  # tensor parallel: each rank's slice of every expert gave a partial sum
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         layout = {
