@@ -12,7 +12,14 @@ export default defineConfig(async () => {
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
           // Short waits so keep-alive and first-byte timeouts are testable in seconds.
-          bindings: { TEST_MIGRATIONS: migrations, KEEPALIVE_INTERVAL_MS: "300", FIRST_BYTE_TIMEOUT_MS: "4000" },
+          // A fixed worker-secret key (base64 of 32 bytes), and a connect timeout short enough to test.
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            KEEPALIVE_INTERVAL_MS: "300",
+            FIRST_BYTE_TIMEOUT_MS: "4000",
+            UPSTREAM_CONNECT_TIMEOUT_MS: "3000",
+            WORKER_SECRET_KEY: "dGVzdC13b3JrZXItc2VjcmV0LWtleS0zMi1ieXRlcyE=",
+          },
         },
       }),
     ],

@@ -4,9 +4,14 @@ import { parseArgs } from "node:util";
 import { generateApiKey, randomHex } from "../workers/gateway/src/auth/api-keys";
 import { KEY_STATE_MAX_AGE_MS } from "../workers/gateway/src/auth/key-state";
 import { formatAmount, parseAmount } from "../workers/gateway/src/billing/money";
+import { isSealed, sealWorkerSecret } from "../workers/gateway/src/upstream/worker-secret";
+import { checkWorkerUrl } from "../workers/gateway/src/upstream/worker-url";
+import { ensureLocalWorkerSecretKey } from "./lib/dev-vars.mjs";
 import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/local-d1";
 
-const HELP = `Usage: npm run admin -- <command> [options]   (add --remote for the deployed database)
+const HELP = `Usage: npm run admin -- <command> [options]
+  Add --remote (and --env production) for the deployed database; then WORKER_SECRET_KEY must be
+  set in the environment to the value of the wrangler secret (worker secrets are encrypted with it).
 
   migrate                                    apply the D1 migrations (other commands do it on a fresh database)
   create-account --name NAME                 create an account; prints its id
@@ -21,8 +26,10 @@ const HELP = `Usage: npm run admin -- <command> [options]   (add --remote for th
   set-limits --account ID [--key ID] [--rpm N] [--tpm N] [--concurrency N]
                                              rate limits ("default" clears one)
   add-worker --url URL --secret S --models a,b [--id ID]
-                                             register a GPU worker (or update it by id)
+                                             register a GPU worker (or update it by id); --remote
+                                             needs an https:// URL with a hostname
   list-workers / remove-worker --id ID
+  encrypt-worker-secrets                     encrypt worker secrets still stored in plaintext
   set-role --email EMAIL --role admin|user   dashboard role of a user
 `;
 
@@ -30,6 +37,7 @@ const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
     remote: { type: "boolean", default: false },
+    env: { type: "string" },
     "persist-to": { type: "string" },
     json: { type: "boolean", default: false },
     name: { type: "string" },
@@ -51,7 +59,16 @@ const { positionals, values } = parseArgs({
   },
 });
 
-const target: D1Target = { remote: values.remote ?? false, persistTo: values["persist-to"] };
+const target: D1Target = { remote: values.remote ?? false, persistTo: values["persist-to"], env: values.env };
+
+// The key that encrypts worker secrets: the deployed gateway's wrangler secret (given in the
+// environment), or locally the one in .dev.vars that `npm start`'s gateway reads.
+function workerSecretKey(): string {
+  const key = process.env.WORKER_SECRET_KEY;
+  if (key) return key;
+  if (target.remote) throw new Error("set WORKER_SECRET_KEY to the gateway's secret of that name (wrangler secret put WORKER_SECRET_KEY)");
+  return ensureLocalWorkerSecretKey();
+}
 
 function need(name: keyof typeof values): string {
   const value = values[name];
@@ -171,16 +188,28 @@ const commands: Record<string, () => void | Promise<void>> = {
     waitUntilInForce();
     print({ id, set: sets }, () => `limits of ${id}: ${sets.join(", ")}`);
   },
-  "add-worker": () => {
-    const url = new URL(need("url")).toString().replace(/\/+$/, "");
+  "add-worker": async () => {
+    // The local database belongs to `npm start` (ENVIRONMENT=development); a remote one to a
+    // deployed gateway, which can only reach https:// hostnames.
+    const url = checkWorkerUrl(need("url"), { development: !target.remote });
     const models = need("models").split(",").map((m) => m.trim()).filter(Boolean);
     const id = values.id ?? `gpu_${randomHex(6)}`;
+    const secret = await sealWorkerSecret(need("secret"), workerSecretKey());
     query(
       target,
-      `INSERT INTO gpu_workers (id, url, secret, models) VALUES (${sqlString(id)}, ${sqlString(url)}, ${sqlString(need("secret"))}, ${sqlString(JSON.stringify(models))})
+      `INSERT INTO gpu_workers (id, url, secret, models) VALUES (${sqlString(id)}, ${sqlString(url)}, ${sqlString(secret)}, ${sqlString(JSON.stringify(models))})
        ON CONFLICT(id) DO UPDATE SET url = excluded.url, secret = excluded.secret, models = excluded.models, enabled = 1`,
     );
     print({ id, url, models }, () => `worker ${id} at ${url} serving ${models.join(", ")}`);
+  },
+  "encrypt-worker-secrets": async () => {
+    const rows = query<{ id: string; secret: string }>(target, "SELECT id, secret FROM gpu_workers").filter((r) => !isSealed(r.secret));
+    const key = workerSecretKey();
+    for (const row of rows) {
+      const secret = await sealWorkerSecret(row.secret, key);
+      query(target, `UPDATE gpu_workers SET secret = ${sqlString(secret)} WHERE id = ${sqlString(row.id)} AND secret = ${sqlString(row.secret)}`);
+    }
+    print({ encrypted: rows.map((r) => r.id) }, () => `encrypted the secrets of ${rows.length} worker(s)`);
   },
   "list-workers": () => {
     const rows = query(target, "SELECT id, url, models, enabled FROM gpu_workers ORDER BY id");

@@ -11,7 +11,7 @@
 //   PERSIST_TO               wrangler's local state folder (default .wrangler/state)
 //   DATA_DIR                 the GPU worker's disk cache goes under it (default .data)
 //   FROZEN_GATEWAY=1         serve a snapshot of the gateway, not reloaded on source changes
-import { startPlatform } from "./lib/platform.mjs";
+import { assertPortFree, startPlatform } from "./lib/platform.mjs";
 
 const log = (text) => console.log(`[start] ${text}`);
 let platform = null;
@@ -33,10 +33,14 @@ process.on("SIGHUP", () => shutdown(0));
 
 async function main() {
   const env = process.env;
+  const gatewayPort = Number(env.PORT ?? 8787);
+  const workerPort = Number(env.WORKER_PORT ?? 8100);
+  await assertPortFree(gatewayPort, "PORT");
+  if (!env.UPSTREAM_URL) await assertPortFree(workerPort, "WORKER_PORT");
   platform = await startPlatform({
     log,
-    gatewayPort: Number(env.PORT ?? 8787),
-    workerPorts: [Number(env.WORKER_PORT ?? 8100)],
+    gatewayPort,
+    workerPorts: [workerPort],
     checkpoint: env.CHECKPOINT_DIR || undefined,
     upstream: env.UPSTREAM_URL ? { url: env.UPSTREAM_URL, secret: env.UPSTREAM_SECRET ?? "", models: env.UPSTREAM_MODELS || undefined } : undefined,
     persistTo: env.PERSIST_TO || undefined,

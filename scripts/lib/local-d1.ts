@@ -9,6 +9,8 @@ const wrangler = join(repoRoot, "node_modules", ".bin", "wrangler");
 export interface D1Target {
   remote: boolean;
   persistTo?: string;
+  // A wrangler environment (e.g. "production"): its database binding is used.
+  env?: string;
 }
 
 export function sqlString(value: string | null | undefined): string {
@@ -23,7 +25,7 @@ export function sqlInt(value: number | null | undefined): string {
 }
 
 function locationArgs(target: D1Target): string[] {
-  if (target.remote) return ["--remote"];
+  if (target.remote) return ["--remote", ...(target.env ? ["--env", target.env] : [])];
   return ["--local", ...(target.persistTo ? ["--persist-to", target.persistTo] : [])];
 }
 

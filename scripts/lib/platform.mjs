@@ -7,11 +7,12 @@
 // the workerd it starts, and a worker killed with SIGKILL is exactly one process.
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ensureNodeDeps, repoRoot } from "../ensure-deps.mjs";
 import { ensurePythonEnv, workerDir } from "../python-env.mjs";
+import { devVarsPath, ensureLocalWorkerSecretKey } from "./dev-vars.mjs";
 
 const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 export const embeddedCheckpointDir = join(repoRoot, ".data", "checkpoints", "embedded");
@@ -25,6 +26,21 @@ const EMBEDDED_MAX_REASONING_TOKENS = 256;
 const EMBEDDED_WORKER_THREADS = 1;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Wrangler's local runtime otherwise fetches Request.cf data from the internet on start (and
+// prints stack traces offline); the built-in stand-in values serve local development.
+const WRANGLER_ENV = { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+
+// Refuses a port something else listens on, naming the variable that moves it: otherwise a
+// stranger's answer on that port would pass for our GPU worker or gateway coming up.
+export function assertPortFree(port, variable) {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", (err) =>
+      reject(new Error(err.code === "EADDRINUSE" ? `port ${port} is already in use; set ${variable} to a free port (e.g. ${variable}=${port + 1})` : `cannot listen on port ${port} (${variable}): ${err.message}`)),
+    );
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve()));
+  });
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -182,7 +198,8 @@ export async function startGpuWorker({
   extraArgs = [],
 }) {
   port ??= await freePort();
-  const args = ["-m", "gpu_worker.server", "--checkpoint", checkpoint, "--host", "127.0.0.1", "--port", String(port), "--secret", secret];
+  // --parent-pid: the worker exits when this launcher dies, even by SIGKILL (no orphan on the port).
+  const args = ["-m", "gpu_worker.server", "--checkpoint", checkpoint, "--host", "127.0.0.1", "--port", String(port), "--secret", secret, "--parent-pid", String(process.pid)];
   if (diskCacheDir) args.push("--disk-cache-dir", diskCacheDir);
   if (numCacheBlocks) args.push("--num-cache-blocks", String(numCacheBlocks));
   if (threads) args.push("--threads", String(threads));
@@ -203,12 +220,14 @@ export async function startGpuWorker({
 // bundled once, under a copy of wrangler.toml that points at the bundle, unbundled and unwatched.
 async function snapshotGateway(dir) {
   const bundle = join(dir, "bundle");
-  await runCapture(bin("wrangler"), ["deploy", "--dry-run", "--outdir", bundle], { env: { CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" } });
+  await runCapture(bin("wrangler"), ["deploy", "--dry-run", "--outdir", bundle], { env: { CI: "1", ...WRANGLER_ENV } });
   const config = readFileSync(join(repoRoot, "wrangler.toml"), "utf8")
     .replace(/^main = .*$/m, 'main = "bundle/index.js"\nno_bundle = true\nfind_additional_modules = true\nbase_dir = "bundle"')
     .replace(/^migrations_dir = "(.*)"/m, (_, p) => `migrations_dir = ${JSON.stringify(join(repoRoot, p))}`)
     .replace(/^directory = "(.*)"/m, (_, p) => `directory = ${JSON.stringify(join(repoRoot, p))}`);
   writeFileSync(join(dir, "wrangler.toml"), config);
+  // wrangler reads the local secrets next to the config it is given.
+  if (existsSync(devVarsPath)) copyFileSync(devVarsPath, join(dir, ".dev.vars"));
   return join(dir, "wrangler.toml");
 }
 
@@ -220,7 +239,7 @@ export async function startGateway({ port, persistTo, vars = {}, output, onExit,
   if (config) args.push("--config", config);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const handle = startChild(`gateway :${port}`, bin("wrangler"), args, {
-    env: { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    env: WRANGLER_ENV,
     output,
     onExit,
   });
@@ -246,7 +265,7 @@ export async function admin(args, { persistTo } = {}) {
 export async function sql(command, { persistTo } = {}) {
   const extra = persistTo ? ["--persist-to", persistTo] : [];
   const out = await runCapture(bin("wrangler"), ["d1", "execute", "DB", "--local", ...extra, "--json", "--command", command], {
-    env: { CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    env: { CI: "1", ...WRANGLER_ENV },
   });
   return JSON.parse(out.slice(out.indexOf("[")))[0]?.results ?? [];
 }
@@ -285,6 +304,8 @@ export async function startPlatform(options = {}) {
     },
   };
   try {
+    // The gateway and the operator CLI share the key that encrypts worker secrets (.dev.vars).
+    ensureLocalWorkerSecretKey();
     const prep = await preparePlatform({ checkpoint: options.checkpoint, log, needWorker: !options.upstream });
     // Workers load while the operator CLI registers them (each CLI call runs wrangler: seconds).
     const upstreams = [];

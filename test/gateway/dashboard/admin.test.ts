@@ -1,5 +1,6 @@
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { openWorkerSecret } from "../../../workers/gateway/src/upstream/worker-secret";
 import { makeAdmin, signedUp } from "./browser-client";
 
 async function operator() {
@@ -59,7 +60,9 @@ describe("operator pages", () => {
     const patched = await (await admin.patch("/admin/workers/gpu-test-1", { enabled: false, secret: "rotated-secret-wxyz" })).json<any>();
     expect(patched).toMatchObject({ enabled: false, secret_hint: "••••wxyz" });
     const row = await env.DB.prepare("SELECT secret, enabled FROM gpu_workers WHERE id = 'gpu-test-1'").first();
-    expect(row).toEqual({ secret: "rotated-secret-wxyz", enabled: 0 });
+    expect(row!.enabled).toBe(0);
+    expect(String(row!.secret)).toMatch(/^enc:v1:/); // sealed under WORKER_SECRET_KEY, never plaintext
+    expect(await openWorkerSecret(String(row!.secret), env.WORKER_SECRET_KEY)).toBe("rotated-secret-wxyz");
     expect((await admin.post("/admin/workers", { url: "javascript:alert(1)", secret, models: ["m"] })).status).toBe(400);
     expect((await admin.delete("/admin/workers/gpu-test-1")).status).toBe(200);
   });

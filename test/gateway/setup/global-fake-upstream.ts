@@ -1,16 +1,20 @@
 // Runs in Node before the workerd tests: starts the deterministic fake GPU worker and hands
 // its address to the tests (inject("fakeUpstream")).
 import type { TestProject } from "vitest/node";
+import { startBadWorker } from "../../support/fake-bad-workers";
 import { startFakeUpstream } from "../../support/fake-upstream";
 
 declare module "vitest" {
   export interface ProvidedContext {
     fakeUpstream: { url: string; secret: string };
+    badWorkers: { edge: string; hole: string; sick: string };
   }
 }
 
 export default async function setup(project: TestProject) {
   const upstream = await startFakeUpstream();
   project.provide("fakeUpstream", { url: upstream.url, secret: upstream.secret });
-  return () => upstream.close();
+  const [edge, hole, sick] = await Promise.all([startBadWorker("edge"), startBadWorker("hole"), startBadWorker("sick")]);
+  project.provide("badWorkers", { edge: edge.url, hole: hole.url, sick: sick.url });
+  return () => Promise.all([upstream, edge, hole, sick].map((s) => s.close()));
 }

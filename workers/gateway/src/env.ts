@@ -2,13 +2,22 @@
 import type { KeyCheck } from "./auth/authenticate";
 import type { AccountLedger } from "./billing/account-ledger";
 import type { RateLimiter } from "./limits/rate-limiter";
+import type { WorkerHealth } from "./upstream/worker-health";
 
 export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
   LIMITER: DurableObjectNamespace<RateLimiter>;
+  WORKER_HEALTH?: DurableObjectNamespace<WorkerHealth>;
   ASSETS?: Fetcher;
+  // "development" allows http:// and IP-literal GPU worker URLs (upstream/worker-url.ts).
   ENVIRONMENT?: string;
+  // Secret: base64 of 32 bytes; encrypts GPU worker secrets in D1 (upstream/worker-secret.ts).
+  WORKER_SECRET_KEY?: string;
+  // How long a GPU worker may take to send response headers (default 10 s).
+  UPSTREAM_CONNECT_TIMEOUT_MS?: string;
+  // Browser origins allowed to call the API, comma-separated, or "*" (middleware/cors.ts).
+  CORS_ORIGINS?: string;
   // HMAC secret of the payment provider's webhook (dashboard top-ups).
   PAYMENT_WEBHOOK_SECRET?: string;
 }

@@ -4,5 +4,6 @@ import { buildApp } from "./app";
 export { AccountLedger } from "./billing/account-ledger";
 export { SignInThrottle } from "./dashboard/sign-in-throttle";
 export { RateLimiter } from "./limits/rate-limiter";
+export { WorkerHealth } from "./upstream/worker-health";
 
 export default buildApp();

@@ -8,7 +8,7 @@ export async function adminWorkersPage(main: HTMLElement): Promise<void> {
   const list = h("div");
   const error = errorBox();
   const id = h("input", { type: "text", pattern: "[A-Za-z0-9_.\\-]{1,64}", placeholder: "optional" });
-  const url = h("input", { type: "url", required: true, placeholder: "https://gpu-1.internal:8000" });
+  const url = h("input", { type: "url", required: true, placeholder: "https://gpu-1.example.com" });
   const secret = h("input", { type: "password", required: true, minlength: "8", autocomplete: "off" });
   const models = h("input", { type: "text", required: true, value: "deepseek-chat, deepseek-reasoner" });
   const modelList = (text: string) => text.split(",").map((m) => m.trim()).filter(Boolean);
@@ -94,6 +94,7 @@ export async function adminWorkersPage(main: HTMLElement): Promise<void> {
       },
       field("Id", id),
       field("URL", url),
+      h("p", { class: "muted" }, "Deployed gateways reach workers by https:// hostname only (e.g. through Cloudflare Tunnel); http:// and IP addresses work in local development."),
       field("Secret", secret),
       field("Models (comma-separated)", models),
       h("button", { type: "submit" }, "Add worker"),

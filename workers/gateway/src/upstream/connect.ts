@@ -1,6 +1,7 @@
 // Forwards a request to a GPU worker and waits for its first SSE event. A connection that
-// fails before that first event (refused, reset, a 5xx, a stream that ends empty) is retried
-// on another worker; when none is left the client gets 503 `Server Overloaded`.
+// fails before that first event (refused, reset, no response headers within the connect
+// timeout, a 5xx, an answer from Cloudflare's edge instead of the worker, a stream that ends
+// empty) is retried on another worker; when none is left the client gets 503 `Server Overloaded`.
 import { ApiError, serverOverloaded } from "../errors/api-error";
 import { pickWorker } from "./pick-worker";
 import { readSseData } from "./sse";
@@ -27,8 +28,33 @@ export interface UpstreamConnection {
 }
 
 const MAX_ATTEMPTS = 4;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 // A worker that keeps its answer open after [DONE] for longer than this loses the connection.
 const DRAIN_TIMEOUT_MS = 1_000;
+
+// The worker (ours, or an OpenAI-compatible engine) refuses a request with a JSON error body.
+// A 4xx that is not JSON came from something in between: Cloudflare's edge (error 1003 for an
+// IP literal, 1016 for a missing tunnel hostname, 403/409 pages), a proxy. That is the route
+// to the worker failing, not the worker judging the request.
+function refusedByWorker(response: Response): boolean {
+  if (response.status < 400 || response.status >= 500 || response.status === 401 || response.status === 429) return false;
+  return (response.headers.get("content-type") ?? "").includes("json");
+}
+
+// fetch() with a deadline on the response headers only: the body may then stream for as long
+// as the generation takes.
+async function fetchWithConnectTimeout(url: string, init: RequestInit, signal: AbortSignal, timeoutMs: number): Promise<Response> {
+  const abort = new AbortController();
+  const forward = () => abort.abort(signal.reason);
+  if (signal.aborted) forward();
+  signal.addEventListener("abort", forward);
+  const timer = setTimeout(() => abort.abort(new Error(`no response headers within ${timeoutMs} ms`)), timeoutMs);
+  try {
+    return await fetch(url, { ...init, signal: abort.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 async function upstreamError(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => "");
@@ -48,7 +74,8 @@ export async function connectUpstream(
   waitUntil: (p: Promise<unknown>) => void,
 ): Promise<UpstreamConnection> {
   const workers = await listWorkers(env);
-  for (const w of workers) refreshHealth(w, waitUntil);
+  await refreshHealth(env, workers, waitUntil);
+  const connectTimeoutMs = Number(env.UPSTREAM_CONNECT_TIMEOUT_MS ?? DEFAULT_CONNECT_TIMEOUT_MS);
   const tried = new Set<string>();
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -64,7 +91,7 @@ export async function connectUpstream(
     };
 
     try {
-      const response = await fetch(`${worker.url}${request.path}`, {
+      const response = await fetchWithConnectTimeout(`${worker.url}${request.path}`, {
         method: "POST",
         headers: {
           "content-type": "application/json",
@@ -73,9 +100,8 @@ export async function connectUpstream(
           "x-cache-namespace": request.cacheNamespace,
         },
         body: JSON.stringify(request.body),
-        signal,
-      });
-      if (response.status >= 400 && response.status < 500 && response.status !== 401 && response.status !== 429) {
+      }, signal, connectTimeoutMs);
+      if (refusedByWorker(response)) {
         // The worker refused this request itself (e.g. its own context check): not a worker fault.
         release();
         throw await upstreamError(response);
@@ -83,14 +109,14 @@ export async function connectUpstream(
       if (!response.ok || !response.body) {
         await response.body?.cancel().catch(() => undefined);
         release();
-        markDown(worker.id);
+        markDown(env, worker, waitUntil);
         continue;
       }
       const events = readSseData(response.body);
       const first = await events.next();
       if (first.done) {
         release();
-        markDown(worker.id);
+        markDown(env, worker, waitUntil);
         continue;
       }
       markUp(worker.id);
@@ -107,7 +133,7 @@ export async function connectUpstream(
       release();
       if (err instanceof ApiError) throw err;
       if (signal.aborted) throw err;
-      markDown(worker.id);
+      markDown(env, worker, waitUntil);
     }
   }
   throw serverOverloaded();

@@ -2,7 +2,7 @@
 // prefix-cache affinity. Requests of one account that share their first prompt block go to
 // the same worker (rendezvous hashing), unless that worker is much busier than the least
 // loaded one, so the cache-hit rate with several workers stays close to that of one.
-import { isUp, loadOf, type WorkerEntry } from "./worker-registry";
+import { isUp, loadOf, reportedLoad, type WorkerEntry } from "./worker-registry";
 
 // How many more requests the affinity worker may carry than the least loaded one.
 const AFFINITY_SLACK = 4;
@@ -17,10 +17,7 @@ function hash32(text: string): number {
   return h >>> 0;
 }
 
-const loadScore = (w: WorkerEntry) => {
-  const load = loadOf(w.id);
-  return load.outstanding + load.reported;
-};
+const loadScore = (w: WorkerEntry) => loadOf(w.id).outstanding + reportedLoad(w.id);
 
 export function pickWorker(workers: WorkerEntry[], model: string, affinityKey: string, exclude: ReadonlySet<string>): WorkerEntry | null {
   const now = Date.now();

@@ -1,7 +1,10 @@
-// The GPU worker registry: rows of gpu_workers (URL, shared secret, models) plus what this
-// isolate knows about each worker's health and load. Rows are cached briefly; health marks
-// come from connection failures and from the workers' own /health reports.
+// The GPU worker registry: rows of gpu_workers (URL, secret, models) and the fleet's health.
+// Health and reported load come from the WorkerHealth Durable Object, which every isolate
+// shares; what only this isolate knows is its own requests in flight on each worker and the
+// connections it just saw fail (so a retry in this request skips them at once).
 import type { Env } from "../env";
+import type { HealthTarget, WorkerHealthView } from "./worker-health";
+import { openWorkerSecret } from "./worker-secret";
 
 export interface WorkerEntry {
   id: string;
@@ -12,20 +15,21 @@ export interface WorkerEntry {
 
 export interface WorkerLoad {
   outstanding: number; // requests this isolate has in flight on the worker
-  reported: number; // running + waiting from the worker's last /health
-  reportedAt: number;
-  downUntil: number; // a failed connection takes a worker out of rotation for a while
+  downUntil: number; // a connection this isolate saw fail takes the worker out here for a while
 }
 
 const ROWS_TTL_MS = 2_000;
 const DOWN_FOR_MS = 10_000;
+// How old this isolate's copy of the shared health view may get before it asks again.
 const HEALTH_TTL_MS = 2_000;
 
 let cached: { at: number; rows: WorkerEntry[] } | null = null;
+let shared: { at: number; view: Record<string, WorkerHealthView>; asking: boolean } | null = null;
 const loads = new Map<string, WorkerLoad>();
 
 export function invalidateWorkerRegistry(): void {
   cached = null;
+  shared = null;
   loads.clear();
 }
 
@@ -37,7 +41,14 @@ export async function listWorkers(env: Env): Promise<WorkerEntry[]> {
     secret: string;
     models: string;
   }>();
-  const rows = results.map((r) => ({ id: r.id, url: r.url.replace(/\/+$/, ""), secret: r.secret, models: JSON.parse(r.models) as string[] }));
+  const rows = await Promise.all(
+    results.map(async (r) => ({
+      id: r.id,
+      url: r.url.replace(/\/+$/, ""),
+      secret: await openWorkerSecret(r.secret, env.WORKER_SECRET_KEY),
+      models: JSON.parse(r.models) as string[],
+    })),
+  );
   cached = { at: Date.now(), rows };
   return rows;
 }
@@ -45,27 +56,43 @@ export async function listWorkers(env: Env): Promise<WorkerEntry[]> {
 export function loadOf(workerId: string): WorkerLoad {
   let load = loads.get(workerId);
   if (!load) {
-    load = { outstanding: 0, reported: 0, reportedAt: 0, downUntil: 0 };
+    load = { outstanding: 0, downUntil: 0 };
     loads.set(workerId, load);
   }
   return load;
 }
 
-export const isUp = (workerId: string, now = Date.now()) => loadOf(workerId).downUntil <= now;
-export const markDown = (workerId: string) => void (loadOf(workerId).downUntil = Date.now() + DOWN_FOR_MS);
+const healthOf = (workerId: string) => shared?.view[workerId];
+export const reportedLoad = (workerId: string) => healthOf(workerId)?.load ?? 0;
+export const isUp = (workerId: string, now = Date.now()) => loadOf(workerId).downUntil <= now && healthOf(workerId)?.up !== false;
 export const markUp = (workerId: string) => void (loadOf(workerId).downUntil = 0);
 
-// Refreshes a worker's reported load in the background; routing never waits on it.
-export function refreshHealth(worker: WorkerEntry, waitUntil: (p: Promise<unknown>) => void): void {
-  const load = loadOf(worker.id);
-  if (Date.now() - load.reportedAt < HEALTH_TTL_MS) return;
-  load.reportedAt = Date.now();
-  const probe = fetch(`${worker.url}/health`, { headers: { authorization: `Bearer ${worker.secret}` } })
-    .then(async (res) => {
-      if (!res.ok) return;
-      const health = (await res.json()) as { running?: number; waiting?: number };
-      load.reported = (health.running ?? 0) + (health.waiting ?? 0);
+const fleet = (env: Env) => env.WORKER_HEALTH?.get(env.WORKER_HEALTH.idFromName("fleet"));
+const targets = (workers: WorkerEntry[]): HealthTarget[] => workers.map(({ id, url, secret }) => ({ id, url, secret }));
+
+// A connection to this worker failed: out of rotation here at once, and for every isolate
+// until the shared prober sees it healthy again.
+export function markDown(env: Env, worker: WorkerEntry, waitUntil: (p: Promise<unknown>) => void): void {
+  loadOf(worker.id).downUntil = Date.now() + DOWN_FOR_MS;
+  const stub = fleet(env);
+  if (stub) waitUntil(stub.reportFailure(targets([worker])[0]!).catch(() => undefined));
+}
+
+// Brings this isolate's copy of the shared health view up to date: awaited the first time (so a
+// new isolate does not route blind), refreshed in the background after that.
+export async function refreshHealth(env: Env, workers: WorkerEntry[], waitUntil: (p: Promise<unknown>) => void): Promise<void> {
+  const stub = fleet(env);
+  if (!stub || workers.length === 0) return;
+  if (shared && (shared.asking || Date.now() - shared.at < HEALTH_TTL_MS)) return;
+  const current = shared ?? { at: 0, view: {}, asking: false };
+  current.asking = true;
+  shared = current;
+  const asked = stub
+    .view(targets(workers))
+    .then((view) => {
+      if (shared === current) Object.assign(current, { at: Date.now(), view, asking: false });
     })
-    .catch(() => markDown(worker.id));
-  waitUntil(probe);
+    .catch(() => void (current.asking = false));
+  if (current.at === 0) await asked;
+  else waitUntil(asked);
 }
