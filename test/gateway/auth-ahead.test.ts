@@ -5,7 +5,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { keysChanged } from "../../workers/gateway/src/auth/keys-changed";
-import { ledgerFor } from "../../workers/gateway/src/billing/account-ledger";
+import { ledgerFor } from "../../workers/gateway/src/stubs";
 import type { LimiterBuckets } from "../../workers/gateway/src/limits/limiter-buckets";
 import { fakeRequests, post, setupFakeWorker } from "./chat/helpers";
 import { gatewayEnv, total, usageRows } from "./billing/ledger-helpers";

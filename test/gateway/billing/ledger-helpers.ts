@@ -1,7 +1,9 @@
 // Helpers for driving the account ledger directly, the way the inference pipeline does.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { ledgerFor, type Settlement } from "../../../workers/gateway/src/billing/account-ledger";
-import { LedgerBook } from "../../../workers/gateway/src/billing/ledger-book";
+import { ledgerFor } from "../../../workers/gateway/src/stubs";
+import type { Settlement } from "../../../workers/gateway/src/billing/settlement";
+import { Balances } from "../../../workers/gateway/src/billing/balances";
+import { Holds } from "../../../workers/gateway/src/billing/holds";
 import type { Usage } from "../../../workers/gateway/src/billing/usage";
 import type { Env } from "../../../workers/gateway/src/env";
 
@@ -54,15 +56,21 @@ export async function usageSums(accountId: string): Promise<{ rows: number; rowC
   return { rows: r!.n, rowCost: r!.cost, dailyRequests: d!.n, dailyCost: d!.cost };
 }
 
-// Runs `sql` inside the account's ledger storage (for moving its clock: backdating timestamps),
-// then drops the ledger's in-memory book, as a restart would, so that it reads storage again
-// (holds not yet in storage are gone, as after a restart).
+// Restarts the account's ledger as a crash would: its memory (balances, holds younger than
+// HOLD_PERSIST_AFTER_MS, settled ids) is gone; the next call starts a new instance on its storage.
+export async function restartLedger(accountId: string): Promise<void> {
+  await runInDurableObject(ledger(accountId), async (_, state) => {
+    try {
+      state.abort("restarted by a test");
+    } catch {
+      // abort() throws in the calling code too
+    }
+  }).catch(() => undefined);
+}
+
+// Runs `sql` inside the account's ledger storage (restartLedger after it: the ledger reads it again).
 export async function ledgerSql(accountId: string, sql: string, ...params: unknown[]): Promise<unknown[]> {
-  return runInDurableObject(ledger(accountId), async (instance, state) => {
-    const rows = state.storage.sql.exec(sql, ...params).toArray();
-    (instance as unknown as { book: LedgerBook | null }).book = null;
-    return rows;
-  });
+  return runInDurableObject(ledger(accountId), async (_, state) => state.storage.sql.exec(sql, ...params).toArray());
 }
 
 export async function runLedgerAlarm(accountId: string): Promise<boolean> {
@@ -94,13 +102,13 @@ export const failingBatchDb = (): D1Database =>
     },
   });
 
-// The ledger's in-memory book against a fresh read of its storage: what reserve and settle
-// decide on must always be what storage holds.
+// The ledger's balances and holds in memory against a fresh read of its storage: what reserve
+// and settle decide on must always be what storage holds.
 export async function bookAgainstStorage(accountId: string): Promise<{ memory: unknown; storage: unknown }> {
   return runInDurableObject(ledger(accountId), async (instance, state) => {
     const now = Date.now();
-    const view = (book: LedgerBook) => ({ spendable: book.spendable(now), reserved: book.reserved });
-    const inMemory = (instance as unknown as { book: LedgerBook | null }).book;
-    return { memory: inMemory ? view(inMemory) : null, storage: view(LedgerBook.read(state.storage.sql)) };
+    const view = (balances: Balances, holds: Holds) => ({ spendable: balances.spendable(now), reserved: holds.reserved });
+    const memory = instance as unknown as { balanceBook: Balances; holds: Holds };
+    return { memory: view(memory.balanceBook, memory.holds), storage: view(new Balances(state.storage.sql), new Holds(state.storage.sql, () => undefined)) };
   });
 }

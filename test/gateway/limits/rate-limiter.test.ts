@@ -5,7 +5,7 @@ import { ApiError } from "../../../workers/gateway/src/errors/api-error";
 import { admit, formatDuration, limiterFor, type Admission } from "../../../workers/gateway/src/limits/admit";
 import { LEASE_TTL_MS, PLATFORM_DEFAULT_LIMITS, type Limits } from "../../../workers/gateway/src/limits/defaults";
 import { gatewayEnv } from "../billing/ledger-helpers";
-import { ledgerFor } from "../../../workers/gateway/src/billing/account-ledger";
+import { ledgerFor } from "../../../workers/gateway/src/stubs";
 import type { LimiterBuckets } from "../../../workers/gateway/src/limits/limiter-buckets";
 
 const none: Limits = { rpm: null, tpm: null, concurrency: null };

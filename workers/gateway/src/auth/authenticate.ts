@@ -16,7 +16,7 @@
 // and an address past its budget of failed attempts gets a 429 before any lookup.
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import { authenticationFails } from "../errors/api-error";
 import type { AppEnv, AuthenticatedKey } from "../env";
 import { API_KEY_PATTERN, sha256Hex } from "./api-keys";

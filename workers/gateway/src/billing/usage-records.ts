@@ -31,10 +31,10 @@ const ROLL_UP = `
 const INSERT_ROWS = `
   INSERT OR IGNORE INTO usage_records
     (request_id, account_id, key_id, model, endpoint, cache_hit_tokens, cache_miss_tokens, completion_tokens,
-     reasoning_tokens, cost_micros, price_tier, status, worker_id, started_at, completed_at)
+     reasoning_tokens, usage_source, cost_micros, price_tier, status, worker_id, started_at, completed_at)
   SELECT r.value ->> 'requestId', r.value ->> 'accountId', r.value ->> 'keyId', r.value ->> 'model', r.value ->> 'endpoint',
          r.value ->> 'cacheHitTokens', r.value ->> 'cacheMissTokens', r.value ->> 'completionTokens',
-         r.value ->> 'reasoningTokens', r.value ->> 'costMicros', r.value ->> 'priceTier', r.value ->> 'status',
+         r.value ->> 'reasoningTokens', coalesce(r.value ->> 'usageSource', 'upstream'), r.value ->> 'costMicros', r.value ->> 'priceTier', r.value ->> 'status',
          r.value ->> 'workerId', r.value ->> 'startedAt', r.value ->> 'completedAt'
     FROM json_each(?1) AS r`;
 

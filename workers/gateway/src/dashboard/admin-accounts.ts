@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { keysChanged } from "../auth/keys-changed";
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import { parseAmount } from "../billing/money";
 import { parseBody } from "./body";
 import type { DashboardAppEnv } from "./env";

@@ -1,7 +1,7 @@
 // Balance page data: the ledger's balances (granted and topped-up), the credits that built
 // them, and the most recent charges (usage rows with a cost).
 import { Hono } from "hono";
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import type { DashboardAppEnv } from "./env";
 
 const RECENT = 20;

@@ -4,7 +4,8 @@
 // A request refused before forwarding costs nothing; one that fails or is aborted later costs
 // exactly what the client received (the prompt and the completion tokens delivered).
 import type { Context } from "hono";
-import { ledgerFor, type ReserveResult } from "../billing/account-ledger";
+import type { ReserveResult } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
 import { usageFromWire } from "../billing/usage";
 import type { Model } from "../db/schema";

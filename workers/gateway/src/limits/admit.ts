@@ -7,7 +7,7 @@
 // pipeline admits and holds the request's money in one call (`reserve` with `admit`), and the
 // ledger's settle or release finishes the account's lease. A key with limits of its own has a
 // RateLimiter Durable Object (limits/rate-limiter.ts).
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import type { AuthenticatedKey, Env } from "../env";
 import { rateLimited } from "../errors/api-error";
 import { accountLimits, keyLimits, type Limits } from "./defaults";

@@ -1,6 +1,6 @@
 // GET /user/balance: the ledger's balances as the contract's strings.
 import { Hono } from "hono";
-import { ledgerFor } from "../billing/account-ledger";
+import { ledgerFor } from "../stubs";
 import { formatAmount } from "../billing/money";
 import { authenticate } from "../auth/authenticate";
 import type { AppEnv } from "../env";
