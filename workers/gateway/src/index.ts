@@ -1,9 +1,20 @@
-// Worker entry: the Hono app plus the Durable Object classes wrangler.toml declares.
+// Worker entry: the Hono app, the cron trigger's work and the Durable Object classes
+// wrangler.toml declares.
 import { buildApp } from "./app";
+import type { Env } from "./env";
+import { runUsageRetention } from "./usage-archive/archive";
 
 export { AccountLedger } from "./billing/account-ledger";
 export { SignInThrottle } from "./dashboard/sign-in-throttle";
 export { RateLimiter } from "./limits/rate-limiter";
 export { WorkerHealth } from "./upstream/worker-health";
 
-export default buildApp();
+const app = buildApp();
+
+export default {
+  fetch: app.fetch,
+  // wrangler.toml [triggers]: per-request usage past its retention window moves to R2.
+  async scheduled(_controller, env) {
+    await runUsageRetention(env);
+  },
+} satisfies ExportedHandler<Env>;

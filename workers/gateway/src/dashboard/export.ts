@@ -1,89 +1,89 @@
 // Usage export: CSV or JSON Lines, per request or aggregated by day, model and key, for a
-// date range. The body is a ReadableStream that pulls one keyset page at a time from D1, so a
-// large range is never held in memory.
+// date range. Per-request rows come from D1 and, past the retention window, from the R2 archive.
+//
+// One response is one part: as many rows as PART_MAX_ROWS and a budget of D1 queries and R2
+// reads (EXPORT_BUDGET, well under a Worker invocation's limit) allow. When the range holds more,
+// the response says where the rest is: a `Link: <...>; rel="next"` header and `x-next-cursor`
+// (the same query with `cursor=`). Nothing is cut off silently; the last part has no next link.
+// Every part is a complete file (CSV parts repeat the header row).
 import { Hono } from "hono";
+import type { RetentionEnv } from "../usage-archive/env";
+import { OperationBudget } from "../usage-archive/budget";
 import { formatMicros } from "./format";
 import { csvLine } from "./csv";
 import type { DashboardAppEnv } from "./env";
 import { invalidInput } from "./errors";
-import { DAILY_COLUMNS, DAILY_FROM, type DailyRow, RECORD_COLUMNS, RECORD_FROM, type RecordRow, recordFilters, recordWhere } from "./usage";
+import { type RequestCursor, RequestsReader } from "./export-requests";
+import { DAILY_COLUMNS, DAILY_FROM, type DailyRow, type RecordRow, recordFilters } from "./usage";
 import { dayBounds, parseRange } from "./usage-range";
 
-const PAGE_SIZE = 500;
+export const EXPORT_BUDGET = 30;
+export const PART_MAX_ROWS = 20_000;
+const DAILY_PAGE_ROWS = 2_000;
 
 type Row = Record<string, unknown>;
 
-interface ExportSource {
-  columns: string[];
-  nextPage(): Promise<Row[]>;
+interface ExportPart<C> {
+  rows: Row[];
+  next: C | null;
 }
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function requestSource(db: D1Database, accountId: string, from: number, to: number, filters: ReturnType<typeof recordFilters>): ExportSource {
-  let after: { completedAt: number; requestId: string } | null = null;
+const REQUEST_COLUMNS = [
+  "request_id", "completed_at", "started_at", "model", "endpoint", "key_id", "key_name", "status", "price_tier",
+  "prompt_tokens", "cache_hit_tokens", "cache_miss_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "cost_micros",
+];
+
+function requestRow(r: RecordRow): Row {
   return {
-    columns: [
-      "request_id", "completed_at", "started_at", "model", "endpoint", "key_id", "key_name", "status", "price_tier",
-      "prompt_tokens", "cache_hit_tokens", "cache_miss_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "cost_micros",
-    ],
-    async nextPage() {
-      const where = recordWhere(accountId, from, to, filters);
-      if (after) {
-        where.sql += " AND (r.completed_at > ? OR (r.completed_at = ? AND r.request_id > ?))";
-        where.args.push(after.completedAt, after.completedAt, after.requestId);
-      }
-      const { results } = await db
-        .prepare(`SELECT ${RECORD_COLUMNS} FROM ${RECORD_FROM} WHERE ${where.sql} ORDER BY r.completed_at, r.request_id LIMIT ?`)
-        .bind(...where.args, PAGE_SIZE)
-        .all<RecordRow>();
-      const last = results[results.length - 1];
-      if (last) after = { completedAt: last.completed_at, requestId: last.request_id };
-      return results.map((r) => ({
-        request_id: r.request_id,
-        completed_at: iso(r.completed_at),
-        started_at: iso(r.started_at),
-        model: r.model,
-        endpoint: r.endpoint,
-        key_id: r.key_id,
-        key_name: r.key_name,
-        status: r.status,
-        price_tier: r.price_tier,
-        prompt_tokens: r.cache_hit_tokens + r.cache_miss_tokens,
-        cache_hit_tokens: r.cache_hit_tokens,
-        cache_miss_tokens: r.cache_miss_tokens,
-        completion_tokens: r.completion_tokens,
-        reasoning_tokens: r.reasoning_tokens,
-        cost_usd: formatMicros(r.cost_micros),
-        cost_micros: r.cost_micros,
-      }));
-    },
+    request_id: r.request_id,
+    completed_at: iso(r.completed_at),
+    started_at: iso(r.started_at),
+    model: r.model,
+    endpoint: r.endpoint,
+    key_id: r.key_id,
+    key_name: r.key_name,
+    status: r.status,
+    price_tier: r.price_tier,
+    prompt_tokens: r.cache_hit_tokens + r.cache_miss_tokens,
+    cache_hit_tokens: r.cache_hit_tokens,
+    cache_miss_tokens: r.cache_miss_tokens,
+    completion_tokens: r.completion_tokens,
+    reasoning_tokens: r.reasoning_tokens,
+    cost_usd: formatMicros(r.cost_micros),
+    cost_micros: r.cost_micros,
   };
 }
 
-function dailySource(db: D1Database, accountId: string, firstDay: string, lastDay: string): ExportSource {
-  let after: { day: string; model: string; keyId: string } | null = null;
-  return {
-    columns: [
-      "day", "model", "key_id", "key_name", "requests", "prompt_tokens", "cache_hit_tokens", "cache_miss_tokens",
-      "completion_tokens", "reasoning_tokens", "cost_usd", "cost_micros",
-    ],
-    async nextPage() {
-      let sql = `SELECT ${DAILY_COLUMNS} FROM ${DAILY_FROM} WHERE d.account_id = ? AND d.day >= ? AND d.day <= ?`;
-      const args: unknown[] = [accountId, firstDay, lastDay];
-      if (after) {
-        sql += " AND (d.day, d.model, d.key_id) > (?, ?, ?)";
-        args.push(after.day, after.model, after.keyId);
-      }
-      const { results } = await db
-        .prepare(`${sql} ORDER BY d.day, d.model, d.key_id LIMIT ?`)
-        .bind(...args, PAGE_SIZE)
-        .all<DailyRow>();
-      const last = results[results.length - 1];
-      if (last) after = { day: last.day, model: last.model, keyId: last.key_id };
-      return results.map((d) => ({
+const DAILY_COLUMNS_OUT = [
+  "day", "model", "key_id", "key_name", "requests", "prompt_tokens", "cache_hit_tokens", "cache_miss_tokens",
+  "completion_tokens", "reasoning_tokens", "cost_usd", "cost_micros",
+];
+
+interface DailyCursor {
+  day: string;
+  model: string;
+  keyId: string;
+}
+
+async function dailyPart(db: D1Database, accountId: string, firstDay: string, lastDay: string, after: DailyCursor | null, budget: OperationBudget): Promise<ExportPart<DailyCursor>> {
+  const rows: Row[] = [];
+  let cursor = after;
+  for (;;) {
+    if (rows.length >= PART_MAX_ROWS || !budget.take(1)) return { rows, next: cursor };
+    let sql = `SELECT ${DAILY_COLUMNS} FROM ${DAILY_FROM} WHERE d.account_id = ? AND d.day >= ? AND d.day <= ?`;
+    const args: unknown[] = [accountId, firstDay, lastDay];
+    if (cursor) {
+      sql += " AND (d.day, d.model, d.key_id) > (?, ?, ?)";
+      args.push(cursor.day, cursor.model, cursor.keyId);
+    }
+    const limit = Math.min(DAILY_PAGE_ROWS, PART_MAX_ROWS - rows.length);
+    const { results } = await db.prepare(`${sql} ORDER BY d.day, d.model, d.key_id LIMIT ?`).bind(...args, limit).all<DailyRow>();
+    for (const d of results) {
+      rows.push({
         day: d.day,
         model: d.model,
         key_id: d.key_id,
@@ -96,59 +96,76 @@ function dailySource(db: D1Database, accountId: string, firstDay: string, lastDa
         reasoning_tokens: d.reasoning_tokens,
         cost_usd: formatMicros(d.cost_micros),
         cost_micros: d.cost_micros,
-      }));
-    },
-  };
+      });
+    }
+    const last = results[results.length - 1];
+    if (last) cursor = { day: last.day, model: last.model, keyId: last.key_id };
+    if (results.length < limit) return { rows, next: null };
+  }
 }
 
-export function exportStream(source: ExportSource, format: "csv" | "jsonl"): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  let headerSent = false;
-  let done = false;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (done) return;
-      if (format === "csv" && !headerSent) {
-        headerSent = true;
-        controller.enqueue(encoder.encode(csvLine(source.columns)));
-        return;
-      }
-      const rows = await source.nextPage();
-      if (rows.length > 0) {
-        const text = rows
-          .map((row) => (format === "csv" ? csvLine(source.columns.map((c) => row[c])) : `${JSON.stringify(row)}\n`))
-          .join("");
-        controller.enqueue(encoder.encode(text));
-      }
-      if (rows.length < PAGE_SIZE) {
-        done = true;
-        controller.close();
-      }
-    },
-  });
+// Cursors travel in URLs as base64url JSON; anything else is a 400.
+function encodeCursor(cursor: unknown): string {
+  return btoa(JSON.stringify(cursor)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-export const exportRoutes = new Hono<DashboardAppEnv>().get("/", (c) => {
+function decodeCursor<C>(raw: string | undefined, valid: (c: any) => boolean): C | null {
+  if (!raw) return null;
+  let cursor: unknown;
+  try {
+    cursor = JSON.parse(atob(raw.replaceAll("-", "+").replaceAll("_", "/")));
+  } catch {
+    throw invalidInput("cursor: malformed", "cursor");
+  }
+  if (!cursor || typeof cursor !== "object" || !valid(cursor)) throw invalidInput("cursor: malformed", "cursor");
+  return cursor as C;
+}
+
+const isRequestCursor = (c: any) => Number.isSafeInteger(c.completedAt) && typeof c.requestId === "string";
+const isDailyCursor = (c: any) => typeof c.day === "string" && typeof c.model === "string" && typeof c.keyId === "string";
+
+function body(columns: string[], rows: Row[], format: "csv" | "jsonl"): string {
+  if (format === "jsonl") return rows.map((row) => `${JSON.stringify(row)}\n`).join("");
+  return csvLine(columns) + rows.map((row) => csvLine(columns.map((c) => row[c]))).join("");
+}
+
+export const exportRoutes = new Hono<DashboardAppEnv>().get("/", async (c) => {
   const format = c.req.query("format") ?? "csv";
   if (format !== "csv" && format !== "jsonl") throw invalidInput("format: csv or jsonl", "format");
   const group = c.req.query("group") ?? "request";
   if (group !== "request" && group !== "day") throw invalidInput("group: request or day", "group");
   const range = parseRange(c);
   const accountId = c.get("session").accountId;
-  const source =
-    group === "request"
-      ? requestSource(c.env.DB, accountId, range.from, range.to, recordFilters((n) => c.req.query(n)))
-      : (() => {
-          const { firstDay, lastDay } = dayBounds(range);
-          return dailySource(c.env.DB, accountId, firstDay, lastDay);
-        })();
-  const filename = `usage-${group === "request" ? "requests" : "daily"}-${dayBounds(range).firstDay}-to-${dayBounds(range).lastDay}.${format}`;
-  return new Response(exportStream(source, format), {
-    headers: {
-      "content-type": format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
-      "content-disposition": `attachment; filename="${filename}"`,
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-    },
-  });
+  const { firstDay, lastDay } = dayBounds(range);
+  const budget = new OperationBudget(EXPORT_BUDGET);
+
+  let part: ExportPart<unknown>;
+  let columns: string[];
+  if (group === "request") {
+    const after = decodeCursor<RequestCursor>(c.req.query("cursor"), isRequestCursor);
+    const bucket = (c.env as RetentionEnv).USAGE_ARCHIVE;
+    const reader = new RequestsReader(c.env.DB, bucket, { accountId, from: range.from, to: range.to, filters: recordFilters((n) => c.req.query(n)) }, budget);
+    const read = await reader.part(after, PART_MAX_ROWS);
+    part = { rows: read.rows.map(requestRow), next: read.next };
+    columns = REQUEST_COLUMNS;
+  } else {
+    const after = decodeCursor<DailyCursor>(c.req.query("cursor"), isDailyCursor);
+    part = await dailyPart(c.env.DB, accountId, firstDay, lastDay, after, budget);
+    columns = DAILY_COLUMNS_OUT;
+  }
+
+  const headers: Record<string, string> = {
+    "content-type": format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+    "content-disposition": `attachment; filename="usage-${group === "request" ? "requests" : "daily"}-${firstDay}-to-${lastDay}.${format}"`,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+  };
+  if (part.next) {
+    const cursor = encodeCursor(part.next);
+    const next = new URL(c.req.url);
+    next.searchParams.set("cursor", cursor);
+    headers.link = `<${next.pathname}${next.search}>; rel="next"`;
+    headers["x-next-cursor"] = cursor;
+  }
+  return new Response(body(columns, part.rows, format), { headers });
 });

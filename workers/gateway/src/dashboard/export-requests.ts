@@ -1,0 +1,160 @@
+// The per-request rows of an export, across D1 (the retention window) and the R2 archive (older
+// days), in keyset order (completed_at, request_id), as far as one invocation's budget allows.
+// A day with archived parts is read whole from R2 and merged with whatever of it is still in D1
+// (a run of the archiver in progress, a late row), each request once; other days are paged from D1.
+import { OperationBudget } from "../usage-archive/budget";
+import { listArchivedDays, listDayParts, mergeDay, readPart } from "../usage-archive/day-parts";
+import { type ArchivedRow, compareRows } from "../usage-archive/layout";
+import { RECORD_COLUMNS, RECORD_FROM, type RecordFilters, type RecordRow, recordWhere } from "./usage";
+import { utcDay } from "./usage-range";
+
+const DAY_MS = 24 * 3600_000;
+const D1_PAGE_ROWS = 2_000;
+// Sorts after every request id: a cursor that stands at the very end of an instant.
+const AFTER_ALL_IDS = "\uffff";
+
+export interface RequestCursor {
+  completedAt: number;
+  requestId: string;
+}
+
+export interface RequestQuery {
+  accountId: string;
+  from: number;
+  to: number;
+  filters: RecordFilters;
+}
+
+export interface RequestsPart {
+  rows: RecordRow[];
+  // Where the next part starts; null when the range is exhausted.
+  next: RequestCursor | null;
+}
+
+const dayStart = (day: string) => Date.parse(`${day}T00:00:00Z`);
+
+function isAfter(row: { completed_at: number; request_id: string }, cursor: RequestCursor | null): boolean {
+  return !cursor || compareRows(row, { completed_at: cursor.completedAt, request_id: cursor.requestId }) > 0;
+}
+
+function matches(row: ArchivedRow, q: RequestQuery): boolean {
+  const f = q.filters;
+  return (
+    row.completed_at >= q.from &&
+    row.completed_at < q.to &&
+    (!f.model || row.model === f.model) &&
+    (!f.keyId || row.key_id === f.keyId) &&
+    (!f.status || row.status === f.status)
+  );
+}
+
+function archivedRecord(row: ArchivedRow, keyNames: Map<string, string>): RecordRow {
+  const keyId = (row.key_id as string | null) ?? null;
+  return {
+    request_id: row.request_id,
+    completed_at: row.completed_at,
+    started_at: row.started_at as number,
+    model: row.model as string,
+    endpoint: row.endpoint as string,
+    key_id: keyId,
+    key_name: keyId ? (keyNames.get(keyId) ?? null) : null,
+    status: row.status as string,
+    price_tier: row.price_tier as string,
+    cache_hit_tokens: row.cache_hit_tokens as number,
+    cache_miss_tokens: row.cache_miss_tokens as number,
+    completion_tokens: row.completion_tokens as number,
+    reasoning_tokens: row.reasoning_tokens as number,
+    cost_micros: row.cost_micros as number,
+  };
+}
+
+export class RequestsReader {
+  private keyNames: Map<string, string> | null = null;
+
+  constructor(
+    private readonly db: D1Database,
+    private readonly bucket: R2Bucket | undefined,
+    private readonly q: RequestQuery,
+    private readonly budget: OperationBudget,
+  ) {}
+
+  // At most maxRows rows after `after`; stops early (with a cursor) when the budget runs short.
+  async part(after: RequestCursor | null, maxRows: number): Promise<RequestsPart> {
+    const rows: RecordRow[] = [];
+    let cursor = after;
+    const firstDay = utcDay(Math.max(this.q.from, cursor?.completedAt ?? this.q.from));
+    const lastDay = utcDay(this.q.to - 1);
+    let archivedDays: string[] = [];
+    if (this.bucket) {
+      if (!this.budget.take(1)) return { rows, next: cursor };
+      // A day the cursor has passed whole is not read again.
+      archivedDays = (await listArchivedDays(this.bucket, this.q.accountId, firstDay, lastDay)).filter((day) =>
+        isAfter({ completed_at: dayStart(day) + DAY_MS - 1, request_id: AFTER_ALL_IDS }, cursor),
+      );
+    }
+    for (const day of [...archivedDays, null]) {
+      // D1 up to the next archived day (or the end of the range).
+      const segmentEnd = day === null ? this.q.to : Math.min(this.q.to, dayStart(day));
+      for (;;) {
+        if ((cursor?.completedAt ?? this.q.from) >= segmentEnd) break;
+        if (rows.length >= maxRows || !this.budget.take(1)) return { rows, next: cursor };
+        const page = await this.d1Page(cursor, segmentEnd, Math.min(D1_PAGE_ROWS, maxRows - rows.length));
+        rows.push(...page.rows);
+        if (page.rows.length > 0) cursor = { completedAt: page.rows[page.rows.length - 1]!.completed_at, requestId: page.rows[page.rows.length - 1]!.request_id };
+        if (!page.more) break;
+      }
+      if (day === null) return { rows, next: null };
+
+      if (rows.length >= maxRows) return { rows, next: cursor };
+      const archived = await this.archivedDay(day);
+      if (!archived) return { rows, next: cursor };
+      const remaining = archived.filter((r) => isAfter(r, cursor));
+      const wanted = remaining.slice(0, maxRows - rows.length);
+      rows.push(...wanted);
+      const lastRow = wanted[wanted.length - 1];
+      const dayDone = wanted.length === remaining.length;
+      cursor = dayDone
+        ? { completedAt: dayStart(day) + DAY_MS - 1, requestId: AFTER_ALL_IDS }
+        : { completedAt: lastRow!.completed_at, requestId: lastRow!.request_id };
+      if (!dayDone) return { rows, next: cursor };
+    }
+    return { rows, next: null };
+  }
+
+  private async d1Page(after: RequestCursor | null, end: number, limit: number): Promise<{ rows: RecordRow[]; more: boolean }> {
+    const where = recordWhere(this.q.accountId, this.q.from, end, this.q.filters);
+    if (after) {
+      where.sql += " AND (r.completed_at > ? OR (r.completed_at = ? AND r.request_id > ?))";
+      where.args.push(after.completedAt, after.completedAt, after.requestId);
+    }
+    const { results } = await this.db
+      .prepare(`SELECT ${RECORD_COLUMNS} FROM ${RECORD_FROM} WHERE ${where.sql} ORDER BY r.completed_at, r.request_id LIMIT ?`)
+      .bind(...where.args, limit)
+      .all<RecordRow>();
+    return { rows: results, more: results.length === limit };
+  }
+
+  // A day with archived parts: its parts and its rows still in D1, merged; null when the budget
+  // cannot cover reading it.
+  private async archivedDay(day: string): Promise<RecordRow[] | null> {
+    const bucket = this.bucket!;
+    if (!this.budget.take(3)) return null; // list, D1 rows of the day, key names
+    const { keys } = await listDayParts(bucket, this.q.accountId, day);
+    if (!this.budget.take(keys.length)) return null;
+    const start = Math.max(this.q.from, dayStart(day));
+    const end = Math.min(this.q.to, dayStart(day) + DAY_MS);
+    const { results: inD1 } = await this.db
+      .prepare(`SELECT * FROM usage_records WHERE account_id = ? AND completed_at >= ? AND completed_at < ?`)
+      .bind(this.q.accountId, start, end)
+      .all<ArchivedRow>();
+    const parts = await Promise.all(keys.map((key) => readPart(bucket, key)));
+    if (!this.keyNames) {
+      const { results } = await this.db.prepare("SELECT id, name FROM api_keys WHERE account_id = ?").bind(this.q.accountId).all<{ id: string; name: string }>();
+      this.keyNames = new Map(results.map((k) => [k.id, k.name]));
+    }
+    const keyNames = this.keyNames;
+    return mergeDay([...parts, inD1])
+      .filter((row) => row.account_id === this.q.accountId && matches(row, this.q))
+      .map((row) => archivedRecord(row, keyNames));
+  }
+}

@@ -1,0 +1,46 @@
+// Where archived usage rows live in R2: `usage/<account id>/<YYYY-MM-DD>/<part>.jsonl`, one
+// JSON object per line holding the usage_records row as D1 returns it (snake_case columns).
+// Per account, so an account's export reads only its own objects; per UTC day, split into
+// parts of at most PART_ROWS rows, numbered from 1 in the order they were written. A part is
+// sorted by (completed_at, request_id); the parts of a day may interleave (a row that reached
+// D1 late goes to a later part), so readers merge a day's parts.
+export const PART_ROWS = 2_000;
+
+export interface ArchivedRow {
+  request_id: string;
+  account_id: string;
+  completed_at: number;
+  [column: string]: unknown;
+}
+
+export function accountPrefix(accountId: string): string {
+  return `usage/${accountId}/`;
+}
+
+export function dayPrefix(accountId: string, day: string): string {
+  return `${accountPrefix(accountId)}${day}/`;
+}
+
+export function partKey(accountId: string, day: string, part: number): string {
+  return `${dayPrefix(accountId, day)}${String(part).padStart(6, "0")}.jsonl`;
+}
+
+export function partNumber(key: string): number {
+  return Number(/\/(\d+)\.jsonl$/.exec(key)?.[1] ?? 0);
+}
+
+export function toJsonl(rows: readonly ArchivedRow[]): string {
+  return rows.map((row) => `${JSON.stringify(row)}\n`).join("");
+}
+
+export function fromJsonl(text: string): ArchivedRow[] {
+  return text
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as ArchivedRow);
+}
+
+// Keyset order of usage rows everywhere: completed_at, then request_id.
+export function compareRows(a: { completed_at: number; request_id: string }, b: { completed_at: number; request_id: string }): number {
+  return a.completed_at - b.completed_at || (a.request_id < b.request_id ? -1 : a.request_id > b.request_id ? 1 : 0);
+}
