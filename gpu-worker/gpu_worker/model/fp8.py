@@ -7,6 +7,47 @@ import torch
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
+BLOCK = 128  # the only block size the kernels take (DeepSeek-V3's): 128x128 weight blocks, 1x128 activations
+
+
+def keeps_fp8(config) -> bool:
+    """Whether a model built from `config` holds its linear layers and experts in e4m3 with block scales
+    (the loader clears config.fp8_block_size to widen an FP8 checkpoint at load instead)."""
+    if config.fp8_block_size is None:
+        return False
+    if tuple(config.fp8_block_size) != (BLOCK, BLOCK):
+        raise ValueError(f"FP8 weights in {list(config.fp8_block_size)} blocks can only be served dequantised "
+                         f"(the FP8 kernels take {BLOCK}x{BLOCK} blocks)")
+    return True
+
+
+def blocks(n: int) -> int:
+    """Scale blocks covering n rows or columns."""
+    return -(-n // BLOCK)
+
+
+def block_slice(rows: slice, split: int | None = None) -> slice:
+    """The scale rows of weight rows [start, stop) of a weight whose rows from `split` on are a second
+    tensor with its own blocks (gate then up): see kernels.fp8_gemm.weight_scale_row."""
+    if split is not None and rows.start >= split:
+        first = blocks(split)
+        return slice(first + (rows.start - split) // BLOCK, first + blocks(rows.stop - split))
+    return slice(rows.start // BLOCK, blocks(rows.stop))
+
+
+def block_source(source: tuple) -> tuple:
+    """The scale blocks of `source`, a slice per dimension of a checkpoint weight (a rank's part). A part
+    must start on a block boundary: its scales are then exactly the blocks that cover it."""
+    out = []
+    for cut in source:
+        if cut.start is None and cut.stop is None:
+            out.append(slice(None))
+            continue
+        if cut.start % BLOCK:
+            raise ValueError(f"an FP8 weight can only be split at multiples of {BLOCK} (a part starts at "
+                             f"{cut.start}); load it dequantised instead")
+        out.append(slice(cut.start // BLOCK, blocks(cut.stop)))
+    return tuple(out)
 
 
 def _expand_blocks(scale: torch.Tensor, shape: torch.Size, block: tuple[int, int]) -> torch.Tensor:

@@ -2,13 +2,15 @@
 
 Reads config.json and model.safetensors or sharded model-*.safetensors with their index. Tensors are
 memory-mapped (safetensors) and each is read once, straight into its slice of our parameters (experts are
-stacked, q_a/kv_a and gate/up projections fused). FP8 weights with a `weight_scale_inv` sibling are
+stacked, q_a/kv_a and gate/up projections fused). FP8 weights with a `weight_scale_inv` sibling stay
+FP8 with their block scales where the model holds them so (`load_model(keep_fp8=...)`), else they are
 dequantized at load. Layers at or beyond num_hidden_layers (the MTP module) are skipped. Every name and
 shape is checked before any data is read; problems are reported together, by tensor name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from contextlib import ExitStack
@@ -21,6 +23,7 @@ from gpu_worker.parallel.state import Parallel, using
 
 from . import fp8
 from .checkpoint_writer import tensor_shapes
+from .backend import resolve_kernel_backend
 from .config import ModelConfig
 from .deepseek_v3 import DeepseekV3ForCausalLM
 
@@ -42,11 +45,19 @@ class CheckpointError(ValueError):
         super().__init__("; ".join(parts))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-               ) -> DeepseekV3ForCausalLM:
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+               kernel_backend: str | None = None, keep_fp8: bool | None = None) -> DeepseekV3ForCausalLM:
+    """keep_fp8: hold an FP8 checkpoint's linear layers and experts as e4m3 + block scales (the default
+    with the Triton backend, whose W8A8 kernels multiply them as they are), or widen them to `dtype` at
+    load (the default with the torch backend: CPUs have no FP8 matmul)."""
     path = Path(path)
     config = ModelConfig.from_dir(path)
-    model = DeepseekV3ForCausalLM(config, dtype=dtype, device=device)
+    kernel_backend = resolve_kernel_backend(kernel_backend, device)
+    if keep_fp8 is None:
+        keep_fp8 = kernel_backend == "triton"
+    if not keep_fp8:
+        config = dataclasses.replace(config, fp8_block_size=None)
+    model = DeepseekV3ForCausalLM(config, dtype=dtype, device=device, kernel_backend=kernel_backend)
     load_weights(model, path)
     model.eval()
     model.requires_grad_(False)
@@ -78,7 +89,7 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
     with using(Parallel()):
         full_shapes = tensor_shapes(config)  # what the checkpoint must hold, whatever this rank reads of it
     located = {name: file for name, file in checkpoint_files(path).items() if not _is_extra_layer(name, config)}
-    block = config.fp8_block_size or (128, 128)
+    block = ModelConfig.from_dir(path).fp8_block_size or (128, 128)  # the checkpoint's, kept or not
 
     with ExitStack() as stack:
         handles: dict[Path, object] = {}
@@ -92,7 +103,7 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
         missing = [name for name in layout if name not in located]
         unexpected, misshaped, other = [], [], []
         for name, file in located.items():
-            if name.endswith(SCALE_SUFFIX):
+            if name.endswith(SCALE_SUFFIX) and name not in layout:  # scales of weights widened at load
                 if name[: -len(SCALE_SUFFIX)] not in layout:
                     unexpected.append(name)
                 continue
@@ -102,8 +113,12 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
             got = tuple(handle(file).get_slice(name).get_shape())
             if got != full_shapes[name]:
                 misshaped.append(f"{name} (expected {list(full_shapes[name])}, got {list(got)})")
-            if _dtype_of(handle(file), name) == "F8_E4M3" and name + SCALE_SUFFIX not in located:
+            stored_fp8 = _dtype_of(handle(file), name) == "F8_E4M3"
+            if stored_fp8 and name + SCALE_SUFFIX not in located:
                 other.append(f"FP8 tensor {name} has no {name + SCALE_SUFFIX}")
+            entry = layout[name]
+            if entry is not None and entry[0].dtype == fp8.FP8_DTYPE and not stored_fp8:
+                other.append(f"{name} is stored as {_dtype_of(handle(file), name)}, not FP8 like the rest")
         if missing or unexpected or misshaped or other:
             raise CheckpointError(missing, unexpected, misshaped, other)
 
@@ -115,7 +130,7 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
                 param, index, *source = entry
                 source = source[0] if source else ()
                 tensor = handle(located[name]).get_slice(name)[source] if source else handle(located[name]).get_tensor(name)
-                if tensor.dtype == fp8.FP8_DTYPE:
+                if tensor.dtype == fp8.FP8_DTYPE and param.dtype != fp8.FP8_DTYPE:  # widened at load
                     scale = handle(located[name + SCALE_SUFFIX]).get_slice(name + SCALE_SUFFIX)
                     tensor = dequantize_part(tensor, scale, full_shapes[name], source, block)
                 param[index].copy_(tensor)

@@ -1,0 +1,139 @@
+"""The fused MoE kernels against the model's torch reference (experts_reference), at awkward shapes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpu_worker.kernels.fused_moe import fused_experts
+from gpu_worker.kernels.moe_align import align_by_expert
+from gpu_worker.model import fp8
+from gpu_worker.model.moe import experts_reference
+from tests.engine.host_sync import no_host_sync
+
+
+def random_experts(experts, dim, inter, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    gate_up = torch.randn(experts, 2 * inter, dim, generator=g) / dim**0.5
+    down = torch.randn(experts, dim, inter, generator=g) / inter**0.5
+    return gate_up.to(dtype), down.to(dtype)
+
+
+def random_routing(tokens, experts, top_k, seed=0, only=None):
+    """Distinct experts per token (from `only` when given) and positive weights."""
+    g = torch.Generator().manual_seed(seed)
+    pool = torch.arange(experts) if only is None else torch.tensor(only)
+    ids = torch.stack([pool[torch.randperm(len(pool), generator=g)[:top_k]] for _ in range(tokens)])
+    return torch.rand(tokens, top_k, generator=g) + 0.1, ids
+
+
+# (tokens, experts, top-k, dim, inter): one token among 64 experts; more tokens than a block; top-8;
+# sizes that are no multiple of any block; one expert
+CASES = [(1, 64, 6, 32, 16), (37, 8, 3, 32, 16), (5, 16, 8, 48, 24), (19, 5, 2, 40, 20), (3, 1, 1, 16, 8)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "T{}-E{}-k{}-dim{}-inter{}".format(*c))
+def test_fused_experts_equal_the_reference(case):
+    tokens, experts, top_k, dim, inter = case
+    gate_up, down = random_experts(experts, dim, inter)
+    weights, ids = random_routing(tokens, experts, top_k)
+    x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(1))
+    out = fused_experts(x, weights, ids, gate_up, down)
+    torch.testing.assert_close(out, experts_reference(x, weights, ids, gate_up, down), rtol=1e-5, atol=1e-5)
+
+
+def test_experts_no_token_chose_and_ids_held_elsewhere():
+    gate_up, down = random_experts(16, 32, 16, seed=2)
+    weights, ids = random_routing(9, 16, 3, seed=3, only=[2, 3, 11, 12])  # 12 of 16 experts get nothing
+    x = torch.randn(9, 32, generator=torch.Generator().manual_seed(4))
+    expected = experts_reference(x, weights, ids, gate_up, down)
+    torch.testing.assert_close(fused_experts(x, weights, ids, gate_up, down), expected, rtol=1e-5, atol=1e-5)
+    # ids outside [0, E) (another rank's experts) add nothing, as if their weight were zero
+    foreign = ids.clone()
+    foreign[:, 0] = torch.tensor([-1, 16, 40] * 3)
+    zeroed = weights.clone()
+    zeroed[:, 0] = 0
+    expected = experts_reference(x, zeroed, ids, gate_up, down)
+    torch.testing.assert_close(fused_experts(x, weights, foreign, gate_up, down), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16():
+    gate_up, down = random_experts(8, 64, 32, seed=5, dtype=torch.bfloat16)
+    weights, ids = random_routing(11, 8, 2, seed=6)
+    x = torch.randn(11, 64, generator=torch.Generator().manual_seed(7)).bfloat16()
+    out = fused_experts(x, weights, ids, gate_up, down)
+    assert out.dtype == torch.bfloat16
+    expected = experts_reference(x.float(), weights, ids, gate_up.float(), down.float())
+    # bf16 rounds the activations and the output (8 bits): a few ulp of the largest output
+    assert (out.float() - expected).abs().max() <= 2**-6 * expected.abs().max()
+
+
+def test_no_tokens():
+    gate_up, down = random_experts(4, 16, 8)
+    out = fused_experts(torch.empty(0, 16), torch.empty(0, 2), torch.empty(0, 2, dtype=torch.int64), gate_up, down)
+    assert out.shape == (0, 16)
+
+
+def test_alignment_pads_each_expert_to_whole_blocks_without_host_sync():
+    ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3]])
+    with no_host_sync():
+        pairs, block_experts = align_by_expert(ids, num_experts=4, block=4)  # expert 5 is held elsewhere
+    flat = ids.flatten()
+    assert pairs.shape[0] == 4 * block_experts.shape[0] >= 8 + 4 * 3
+    for b, expert in enumerate(block_experts.tolist()):
+        block = pairs[4 * b: 4 * b + 4]
+        real = block[block < 8]
+        if expert >= 0:
+            assert (flat[real] == expert).all()
+        else:
+            assert ((flat[real] < 0) | (flat[real] >= 4)).all()
+    covered = pairs[pairs < 8]
+    assert sorted(covered.tolist()) == list(range(8))  # every pair exactly once
+    assert [e for e in block_experts.tolist() if e >= 0] == [0, 1, 3]
+
+
+# FP8 error bound. The e4m3 weights are exactly the dequantised ones, so only the two activation
+# quantisations (x before gate_up, silu(gate) * up before down; 1x128 groups) differ from the reference
+# run on the dequantised weights in fp32. Each moves a value by at most 2^-4 of itself (3 mantissa bits,
+# round to nearest; the subnormal floor is far below these values' scales). `fp8_moe_error_bound`
+# carries that through both products and the SwiGLU (|silu'| <= 1.1) per token and expert.
+
+
+def fp8_moe_error_bound(x, weights, ids, gate_up, down):
+    u = 2.0**-4
+    bound = torch.zeros_like(x)
+    inter = down.shape[-1]
+    for t in range(x.shape[0]):
+        for k in range(ids.shape[1]):
+            e = ids[t, k]
+            gate, up = (gate_up[e] @ x[t]).split(inter)
+            d_gate, d_up = (u * gate_up[e].abs() @ x[t].abs()).split(inter)
+            d_act = 1.1 * d_gate * (up.abs() + d_up) + F.silu(gate).abs() * d_up
+            act = F.silu(gate) * up
+            d_act = d_act + u * (act.abs() + d_act)  # the second quantisation
+            bound[t] += weights[t, k] * (down[e].abs() @ d_act)
+    return bound * 1.0001 + 1e-6
+
+
+@pytest.mark.parametrize("case", [(1, 32, 6, 160, 136), (13, 4, 2, 96, 130), (6, 8, 8, 130, 64)],
+                         ids=lambda c: "T{}-E{}-k{}-dim{}-inter{}".format(*c))
+def test_fp8_experts_within_the_stated_bound(case):
+    tokens, experts, top_k, dim, inter = case
+    gate_up, down = random_experts(experts, dim, inter, seed=8)
+    gate_up_q, gate_up_s = zip(*[stacked_quantize(w, inter) for w in gate_up])
+    down_q, down_s = zip(*[fp8.quantize(w) for w in down])
+    gate_up_q, gate_up_s, down_q, down_s = map(torch.stack, (gate_up_q, gate_up_s, down_q, down_s))
+    gate_up_deq = torch.stack([fp8.dequantize(w, s, split=inter) for w, s in zip(gate_up_q, gate_up_s)])
+    down_deq = torch.stack([fp8.dequantize(w, s) for w, s in zip(down_q, down_s)])
+    weights, ids = random_routing(tokens, experts, top_k, seed=9)
+    x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(10))
+
+    out = fused_experts(x, weights, ids, gate_up_q, down_q, gate_up_s, down_s)
+    expected = experts_reference(x, weights, ids, gate_up_deq, down_deq)
+    assert ((out - expected).abs() <= fp8_moe_error_bound(x, weights, ids, gate_up_deq, down_deq)).all()
+    assert (out - expected).abs().max() > 0  # the activations really were quantised
+
+
+def stacked_quantize(gate_up, inter):
+    """gate and up rows quantised as the two checkpoint tensors they are (each with its own blocks)."""
+    (g, gs), (u, us) = fp8.quantize(gate_up[:inter]), fp8.quantize(gate_up[inter:])
+    return torch.cat((g, u)), torch.cat((gs, us))
