@@ -1,6 +1,6 @@
 // The operator CLI (`npm run admin -- ...`) against a throwaway local D1 database.
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createDecipheriv, createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,9 @@ import { query } from "../../scripts/lib/local-d1";
 const repoRoot = join(import.meta.dirname, "..", "..");
 const persistTo = mkdtempSync(join(tmpdir(), "admin-cli-"));
 const target = { remote: false, persistTo };
+// The key that seals worker secrets (otherwise the CLI would use, or create, the repo's .dev.vars).
+const WORKER_SECRET_KEY = Buffer.alloc(32, 9).toString("base64");
+process.env.WORKER_SECRET_KEY = WORKER_SECRET_KEY;
 
 function admin(...args: string[]): any {
   const out = execFileSync(join(repoRoot, "node_modules", ".bin", "tsx"), ["scripts/admin.ts", ...args, "--persist-to", persistTo, "--json"], {
@@ -26,6 +29,14 @@ function adminFails(...args: string[]): string {
 }
 
 afterAll(() => rmSync(persistTo, { recursive: true, force: true }));
+
+// AES-GCM open, as the gateway does it (upstream/worker-secret.ts), with Node's crypto.
+function openSealed(stored: string): string {
+  const [iv, data] = stored.slice("enc:v1:".length).split(":").map((b) => Buffer.from(b!, "base64"));
+  const decipher = createDecipheriv("aes-256-gcm", Buffer.from(WORKER_SECRET_KEY, "base64"), iv!);
+  decipher.setAuthTag(data!.subarray(data!.length - 16));
+  return Buffer.concat([decipher.update(data!.subarray(0, data!.length - 16)), decipher.final()]).toString("utf8");
+}
 
 describe("operator CLI", () => {
   it("creates an account, credits it, creates, lists and revokes keys, and sets limits", () => {
@@ -61,7 +72,9 @@ describe("operator CLI", () => {
   it("registers GPU workers idempotently by id", () => {
     admin("add-worker", "--id", "w1", "--url", "http://10.0.0.5:8000/", "--secret", "s1", "--models", "deepseek-chat,deepseek-reasoner");
     admin("add-worker", "--id", "w1", "--url", "http://10.0.0.6:8000", "--secret", "s2", "--models", "deepseek-chat");
-    expect(query(target, "SELECT id, url, secret, models FROM gpu_workers")).toEqual([{ id: "w1", url: "http://10.0.0.6:8000", secret: "s2", models: '["deepseek-chat"]' }]);
+    const rows = query<{ id: string; url: string; secret: string; models: string }>(target, "SELECT id, url, secret, models FROM gpu_workers");
+    expect(rows).toEqual([{ id: "w1", url: "http://10.0.0.6:8000", secret: expect.stringMatching(/^enc:v1:/), models: '["deepseek-chat"]' }]);
+    expect(openSealed(rows[0]!.secret)).toBe("s2");
     expect(admin("remove-worker", "--id", "w1")).toEqual({ removed: "w1" });
   }, 60_000);
 
@@ -73,7 +86,28 @@ describe("operator CLI", () => {
     expect(adminFails("create-key")).toContain("--account is required");
     expect(adminFails("revoke-key", "--key", "key_nope")).toContain("no active key key_nope");
     expect(adminFails("set-limits", "--account", account, "--rpm", "0")).toContain("positive integer");
-    expect(adminFails("add-worker", "--url", "not a url", "--secret", "s", "--models", "m")).toMatch(/Invalid URL/);
+    expect(adminFails("add-worker", "--url", "not a url", "--secret", "s", "--models", "m")).toMatch(/is not a URL/);
     expect(query(target, `SELECT COUNT(*) AS n FROM balance_credits WHERE account_id = '${account}'`)[0]).toEqual({ n: 0 });
   }, 120_000);
+
+  it("refuses plain http and IP-literal worker URLs for a deployed gateway (--remote), before touching any database", () => {
+    expect(adminFails("add-worker", "--remote", "--url", "http://gpu.example.com", "--secret", "s", "--models", "m")).toMatch(
+      /error: worker URL must be https:\/\/ outside local development/,
+    );
+    expect(adminFails("add-worker", "--remote", "--url", "https://203.0.113.7:8100", "--secret", "s", "--models", "m")).toMatch(
+      /error: worker URL needs a hostname, not 203\.0\.113\.7, outside local development: deployed Workers cannot fetch IP addresses \(Cloudflare error 1003\)/,
+    );
+  });
+
+  it("encrypt-worker-secrets seals the plaintext rows of an older database and leaves sealed ones alone", () => {
+    admin("add-worker", "--id", "sealed", "--url", "http://127.0.0.1:8001", "--secret", "already-sealed", "--models", "deepseek-chat");
+    query(target, `INSERT INTO gpu_workers (id, url, secret, models) VALUES ('legacy', 'http://127.0.0.1:8002', 'legacy-plain-secret', '["deepseek-chat"]')`);
+    const before = query<{ secret: string }>(target, "SELECT secret FROM gpu_workers WHERE id = 'sealed'")[0]!.secret;
+    expect(admin("encrypt-worker-secrets")).toEqual({ encrypted: ["legacy"] });
+    const rows = Object.fromEntries(query<{ id: string; secret: string }>(target, "SELECT id, secret FROM gpu_workers").map((r) => [r.id, r.secret]));
+    expect(rows.sealed).toBe(before);
+    expect(rows.legacy).toMatch(/^enc:v1:/);
+    expect(openSealed(rows.legacy!)).toBe("legacy-plain-secret");
+    expect(admin("encrypt-worker-secrets")).toEqual({ encrypted: [] });
+  });
 });
