@@ -29,6 +29,7 @@ def expert_parallel_moe(
     route: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     local_experts: LocalExperts,
     experts_per_rank: int,
+    top_k: int,
     shared: Callable[[torch.Tensor], torch.Tensor] | None = None,
     parallel: Parallel | None = None,
 ) -> torch.Tensor:
@@ -37,8 +38,10 @@ def expert_parallel_moe(
     tokens = x.shape[0]
     chunk = math.ceil(tokens / p.size)
     mine = x[p.rank * chunk : (p.rank + 1) * chunk]  # may be empty when T < N
-    weights, ids = route(mine)  # [t, k]
-    top_k = ids.shape[1]
+    if mine.shape[0]:
+        weights, ids = route(mine)  # [t, k]
+    else:
+        weights, ids = mine.new_empty(0, top_k, dtype=torch.float32), torch.empty(0, top_k, dtype=torch.long, device=x.device)
 
     # dispatch: copies sorted by destination rank
     owner = (ids // experts_per_rank).flatten()
@@ -50,7 +53,7 @@ def expert_parallel_moe(
     local_ids = exchange((ids.flatten() % experts_per_rank)[order], receive, send, p)
     row_weights = exchange(weights.flatten()[order], receive, send, p)
 
-    out = local_experts(rows, row_weights[:, None], local_ids[:, None])
+    out = local_experts(rows, row_weights[:, None], local_ids[:, None]) if rows.shape[0] else rows
 
     # combine: back to the sender, in the order it sent, then each token's k copies summed
     returned = exchange(out, send, receive, p)
