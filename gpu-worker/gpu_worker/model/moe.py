@@ -10,6 +10,7 @@ from gpu_worker.parallel.collectives import all_reduce
 from gpu_worker.parallel.experts import expert_parallel_moe
 from gpu_worker.parallel.state import current
 
+from . import fp8
 from .config import ModelConfig
 from .layers import SwiGLU, empty_param
 
@@ -24,8 +25,9 @@ class Router(nn.Module):
     the activation dtype.
     """
 
-    def __init__(self, config: ModelConfig, device=None):
+    def __init__(self, config: ModelConfig, device=None, kernel_backend: str = "torch"):
         super().__init__()
+        self.kernel_backend = kernel_backend
         self.top_k = config.num_experts_per_tok
         self.n_group = config.n_group
         self.topk_group = config.topk_group
@@ -35,8 +37,14 @@ class Router(nn.Module):
         self.e_score_correction_bias = empty_param(config.n_routed_experts, dtype=torch.float32, device=device)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [T, dim] -> (weights [T, k] float32, expert ids [T, k])."""
-        scores = F.linear(x.float(), self.weight).sigmoid()  # [T, E]
+        """x [T, dim] -> (weights [T, k] float32, expert ids [T, k] int64)."""
+        logits = F.linear(x.float(), self.weight)  # [T, E]
+        if self.kernel_backend == "triton":
+            from gpu_worker.kernels.router import fused_route
+
+            return fused_route(logits, self.e_score_correction_bias, self.top_k, self.n_group, self.topk_group,
+                               self.normalise, self.scale)
+        scores = logits.sigmoid()
         choice = scores + self.e_score_correction_bias
         if self.n_group > 1 and self.topk_group < self.n_group:
             tokens = choice.shape[0]
@@ -56,9 +64,14 @@ class RoutedExperts(nn.Module):
     """This rank's routed experts' SwiGLU weights stacked: gate_up [E, 2*inter, dim], down [E, dim, inter].
 
     One rank: all experts, whole. Expert parallel: experts [e0, e1) whole, ids local to the rank.
-    Tensor parallel: all experts, a 1/N slice of each one's intermediate width (outputs are partial sums)."""
+    Tensor parallel: all experts, a 1/N slice of each one's intermediate width (outputs are partial sums).
 
-    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+    FP8 (config.fp8_block_size set): the weights stay e4m3 as the checkpoint ships them, with fp32 scales
+    per 128x128 block: gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's block rows, then
+    up's), down_scale [E, ceil(dim/128), ceil(inter/128)]. The Triton backend multiplies them as they are
+    (W8A8); the torch reference dequantises them, then multiplies."""
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
         super().__init__()
         p, total, inter = current(), config.n_routed_experts, config.moe_intermediate_size
         expert_parallel = p.expert_parallel and p.size > 1
@@ -67,25 +80,34 @@ class RoutedExperts(nn.Module):
         self.total_experts = total
         self.num_experts = self.expert_part.stop - self.expert_part.start
         self.inter = self.inter_part.stop - self.inter_part.start
-        dim = config.hidden_size
-        self.gate_up_proj = empty_param(self.num_experts, 2 * self.inter, dim, dtype=dtype, device=device)
-        self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=dtype, device=device)
+        self.kernel_backend = kernel_backend
+        self.fp8 = fp8.keeps_fp8(config)
+        dim, weight_dtype = config.hidden_size, fp8.FP8_DTYPE if self.fp8 else dtype
+        self.gate_up_proj = empty_param(self.num_experts, 2 * self.inter, dim, dtype=weight_dtype, device=device)
+        self.down_proj = empty_param(self.num_experts, dim, self.inter, dtype=weight_dtype, device=device)
+        self.gate_up_scale = self.down_scale = None
+        if self.fp8:
+            e, blocks = self.num_experts, fp8.blocks
+            self.gate_up_scale = empty_param(e, 2 * blocks(self.inter), blocks(dim), dtype=torch.float32, device=device)
+            self.down_scale = empty_param(e, blocks(dim), blocks(self.inter), dtype=torch.float32, device=device)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim].
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim]."""
+        if self.kernel_backend == "triton":
+            from gpu_worker.kernels.fused_moe import fused_experts
 
-        Token copies sorted by expert; each expert runs one matrix product over its tokens."""
-        tokens, top_k = ids.shape
-        flat_ids = ids.flatten()
-        order = flat_ids.argsort(stable=True)
-        counts = torch.bincount(flat_ids, minlength=self.num_experts)
-        rows = x[order // top_k]  # [T*k, dim], grouped by expert
-        hidden = grouped_linear(rows, self.gate_up_proj, counts)
-        gate, up = hidden.split(self.inter, dim=-1)
-        out = grouped_linear(F.silu(gate) * up, self.down_proj, counts)
-        unsorted = out[order.argsort()]  # back to (token, slot) order; a gather, cheaper than a scatter
-        weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
-        return weighted.sum(dim=1).to(x.dtype)
+            return fused_experts(x, weights, ids, self.gate_up_proj, self.down_proj, self.gate_up_scale,
+                                 self.down_scale)
+        return experts_reference(x, weights, ids, *self.dequantized(x.dtype))
+
+    def dequantized(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gate_up, down) in `dtype` (the FP8 weights times their block scales)."""
+        if not self.fp8:
+            return self.gate_up_proj, self.down_proj
+        gate_up = torch.stack([fp8.dequantize(w, s, dtype=dtype, split=self.inter)
+                               for w, s in zip(self.gate_up_proj, self.gate_up_scale)])
+        down = torch.stack([fp8.dequantize(w, s, dtype=dtype) for w, s in zip(self.down_proj, self.down_scale)])
+        return gate_up, down
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple | None]:
         """name -> (parameter, index, this rank's slice of the checkpoint tensor); None for other ranks' experts."""
@@ -98,7 +120,34 @@ class RoutedExperts(nn.Module):
             layout[f"{prefix}.{e}.gate_proj.weight"] = (self.gate_up_proj, (local, gate), rows) if mine else None
             layout[f"{prefix}.{e}.up_proj.weight"] = (self.gate_up_proj, (local, up), rows) if mine else None
             layout[f"{prefix}.{e}.down_proj.weight"] = (self.down_proj, (local,), cols) if mine else None
+            if self.fp8:
+                gate_blocks, up_blocks = fp8.block_slice(gate), fp8.block_slice(up, split=self.inter)
+                scale_rows, scale_cols = fp8.block_source(rows), fp8.block_source(cols)
+                layout[f"{prefix}.{e}.gate_proj.weight_scale_inv"] = (
+                    (self.gate_up_scale, (local, gate_blocks), scale_rows) if mine else None)
+                layout[f"{prefix}.{e}.up_proj.weight_scale_inv"] = (
+                    (self.gate_up_scale, (local, up_blocks), scale_rows) if mine else None)
+                layout[f"{prefix}.{e}.down_proj.weight_scale_inv"] = (
+                    (self.down_scale, (local,), scale_cols) if mine else None)
         return layout
+
+
+def experts_reference(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gate_up: torch.Tensor,
+                      down: torch.Tensor) -> torch.Tensor:
+    """The torch reference: token copies sorted by expert; each expert runs one matrix product over its
+    tokens (the counts are read on the host). gate_up [E, 2*inter, dim], down [E, dim, inter]."""
+    tokens, top_k = ids.shape
+    inter = down.shape[-1]
+    flat_ids = ids.flatten()
+    order = flat_ids.argsort(stable=True)
+    counts = torch.bincount(flat_ids, minlength=gate_up.shape[0])
+    rows = x[order // top_k]  # [T*k, dim], grouped by expert
+    hidden = grouped_linear(rows, gate_up, counts)
+    gate, up = hidden.split(inter, dim=-1)
+    out = grouped_linear(F.silu(gate) * up, down, counts)
+    unsorted = out[order.argsort()]  # back to (token, slot) order; a gather, cheaper than a scatter
+    weighted = unsorted.view(tokens, top_k, -1) * weights[:, :, None]
+    return weighted.sum(dim=1).to(x.dtype)
 
 
 def grouped_linear(rows: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -137,10 +186,16 @@ def _grouped_mm_supported(rows: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 class MoE(nn.Module):
-    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+    """Routed experts plus the shared experts.
+
+    The shared experts stay a separate dense SwiGLU rather than being folded into the routed stack as
+    always-chosen experts: under expert parallelism they are replicated and run on the token's own rank
+    while the routed copies travel, and with CUDA graphs the launches folding would save cost little."""
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
         super().__init__()
-        self.gate = Router(config, device=device)
-        self.experts = RoutedExperts(config, dtype=dtype, device=device)
+        self.gate = Router(config, device=device, kernel_backend=kernel_backend)
+        self.experts = RoutedExperts(config, dtype=dtype, device=device, kernel_backend=kernel_backend)
         p = current()
         self.expert_parallel = p.expert_parallel and p.size > 1
         # expert parallel: the shared experts are replicated; tensor parallel: split like a dense MLP
