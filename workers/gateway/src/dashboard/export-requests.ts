@@ -1,10 +1,12 @@
 // The per-request rows of an export, across D1 (the retention window) and the R2 archive (older
 // days), in keyset order (completed_at, request_id), as far as one invocation's budget allows.
-// A day with archived parts is read whole from R2 and merged with whatever of it is still in D1
-// (a run of the archiver in progress, a late row), each request once; other days are paged from D1.
+// A day with archived parts is read from R2 and merged with whatever of it is still in D1 (a run
+// of the archiver in progress, a late row), each request once; other days are paged from D1.
+// A day with more parts than the budget reads is read in turns: the parts' first and last keys
+// (their R2 metadata) tell which rows are complete with the parts read so far.
 import { OperationBudget } from "../usage-archive/budget";
 import { listArchivedDays, listDayParts, mergeDay, readPart } from "../usage-archive/day-parts";
-import { type ArchivedRow, compareRows } from "../usage-archive/layout";
+import { type ArchivedRow, compareRows, type RowKey } from "../usage-archive/layout";
 import { RECORD_COLUMNS, RECORD_FROM, type RecordFilters, type RecordRow, recordWhere } from "./usage";
 import { utcDay } from "./usage-range";
 
@@ -16,6 +18,8 @@ const AFTER_ALL_IDS = "\uffff";
 export interface RequestCursor {
   completedAt: number;
   requestId: string;
+  // The row at the cursor itself is still to come (a turn of an archived day stopped before it).
+  inclusive?: boolean;
 }
 
 export interface RequestQuery {
@@ -33,8 +37,10 @@ export interface RequestsPart {
 
 const dayStart = (day: string) => Date.parse(`${day}T00:00:00Z`);
 
-function isAfter(row: { completed_at: number; request_id: string }, cursor: RequestCursor | null): boolean {
-  return !cursor || compareRows(row, { completed_at: cursor.completedAt, request_id: cursor.requestId }) > 0;
+function isAfter(row: RowKey, cursor: RequestCursor | null): boolean {
+  if (!cursor) return true;
+  const order = compareRows(row, { completed_at: cursor.completedAt, request_id: cursor.requestId });
+  return order > 0 || (order === 0 && cursor.inclusive === true);
 }
 
 function matches(row: ArchivedRow, q: RequestQuery): boolean {
@@ -106,17 +112,14 @@ export class RequestsReader {
       if (day === null) return { rows, next: null };
 
       if (rows.length >= maxRows) return { rows, next: cursor };
-      const archived = await this.archivedDay(day);
+      const archived = await this.archivedDay(day, cursor);
       if (!archived) return { rows, next: cursor };
-      const remaining = archived.filter((r) => isAfter(r, cursor));
-      const wanted = remaining.slice(0, maxRows - rows.length);
+      const wanted = archived.rows.slice(0, maxRows - rows.length);
       rows.push(...wanted);
       const lastRow = wanted[wanted.length - 1];
-      const dayDone = wanted.length === remaining.length;
-      cursor = dayDone
-        ? { completedAt: dayStart(day) + DAY_MS - 1, requestId: AFTER_ALL_IDS }
-        : { completedAt: lastRow!.completed_at, requestId: lastRow!.request_id };
-      if (!dayDone) return { rows, next: cursor };
+      if (wanted.length < archived.rows.length) return { rows, next: { completedAt: lastRow!.completed_at, requestId: lastRow!.request_id } };
+      if (archived.until) return { rows, next: { completedAt: archived.until.completed_at, requestId: archived.until.request_id, inclusive: true } };
+      cursor = { completedAt: dayStart(day) + DAY_MS - 1, requestId: AFTER_ALL_IDS };
     }
     return { rows, next: null };
   }
@@ -124,7 +127,7 @@ export class RequestsReader {
   private async d1Page(after: RequestCursor | null, end: number, limit: number): Promise<{ rows: RecordRow[]; more: boolean }> {
     const where = recordWhere(this.q.accountId, this.q.from, end, this.q.filters);
     if (after) {
-      where.sql += " AND (r.completed_at > ? OR (r.completed_at = ? AND r.request_id > ?))";
+      where.sql += ` AND (r.completed_at > ? OR (r.completed_at = ? AND r.request_id ${after.inclusive ? ">=" : ">"} ?))`;
       where.args.push(after.completedAt, after.completedAt, after.requestId);
     }
     const { results } = await this.db
@@ -134,13 +137,20 @@ export class RequestsReader {
     return { rows: results, more: results.length === limit };
   }
 
-  // A day with archived parts: its parts and its rows still in D1, merged; null when the budget
-  // cannot cover reading it.
-  private async archivedDay(day: string): Promise<RecordRow[] | null> {
+  // The rows after the cursor of a day with archived parts: its parts merged with its rows still
+  // in D1. When the budget leaves parts unread, only rows before the first unread part's first
+  // row (`until`) are known complete and returned. Null when the budget cannot read one part.
+  private async archivedDay(day: string, cursor: RequestCursor | null): Promise<{ rows: RecordRow[]; until: RowKey | null } | null> {
     const bucket = this.bucket!;
     if (!this.budget.take(3)) return null; // list, D1 rows of the day, key names
-    const { keys } = await listDayParts(bucket, this.q.accountId, day);
-    if (!this.budget.take(keys.length)) return null;
+    const pending = (await listDayParts(bucket, this.q.accountId, day)).parts
+      .filter((p) => isAfter(p.last, cursor))
+      .sort((a, b) => compareRows(a.first, b.first));
+    let readable = 0;
+    while (readable < pending.length && this.budget.take(1)) readable++;
+    if (readable === 0 && pending.length > 0) return null;
+    const until = pending[readable]?.first ?? null;
+    const keys = pending.slice(0, readable).map((p) => p.key);
     const start = Math.max(this.q.from, dayStart(day));
     const end = Math.min(this.q.to, dayStart(day) + DAY_MS);
     const { results: inD1 } = await this.db
@@ -153,8 +163,9 @@ export class RequestsReader {
       this.keyNames = new Map(results.map((k) => [k.id, k.name]));
     }
     const keyNames = this.keyNames;
-    return mergeDay([...parts, inD1])
-      .filter((row) => row.account_id === this.q.accountId && matches(row, this.q))
+    const rows = mergeDay([...parts, inD1])
+      .filter((row) => matches(row, this.q) && isAfter(row, cursor) && (!until || compareRows(row, until) < 0))
       .map((row) => archivedRecord(row, keyNames));
+    return { rows, until };
   }
 }

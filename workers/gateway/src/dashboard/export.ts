@@ -106,14 +106,16 @@ async function dailyPart(db: D1Database, accountId: string, firstDay: string, la
 
 // Cursors travel in URLs as base64url JSON; anything else is a 400.
 function encodeCursor(cursor: unknown): string {
-  return btoa(JSON.stringify(cursor)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  const bytes = new TextEncoder().encode(JSON.stringify(cursor));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
 function decodeCursor<C>(raw: string | undefined, valid: (c: any) => boolean): C | null {
   if (!raw) return null;
   let cursor: unknown;
   try {
-    cursor = JSON.parse(atob(raw.replaceAll("-", "+").replaceAll("_", "/")));
+    const binary = atob(raw.replaceAll("-", "+").replaceAll("_", "/"));
+    cursor = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
   } catch {
     throw invalidInput("cursor: malformed", "cursor");
   }
@@ -121,7 +123,8 @@ function decodeCursor<C>(raw: string | undefined, valid: (c: any) => boolean): C
   return cursor as C;
 }
 
-const isRequestCursor = (c: any) => Number.isSafeInteger(c.completedAt) && typeof c.requestId === "string";
+const isRequestCursor = (c: any) =>
+  Number.isSafeInteger(c.completedAt) && typeof c.requestId === "string" && (c.inclusive === undefined || typeof c.inclusive === "boolean");
 const isDailyCursor = (c: any) => typeof c.day === "string" && typeof c.model === "string" && typeof c.keyId === "string";
 
 function body(columns: string[], rows: Row[], format: "csv" | "jsonl"): string {

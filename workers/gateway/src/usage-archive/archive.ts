@@ -9,7 +9,7 @@
 import { OperationBudget } from "./budget";
 import { listDayParts, readPart } from "./day-parts";
 import type { RetentionEnv } from "./env";
-import { type ArchivedRow, PART_ROWS, partKey, toJsonl } from "./layout";
+import { type ArchivedRow, PART_ROWS, partKey, partMetadata, toJsonl } from "./layout";
 
 const DAY_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_DAYS = 30;
@@ -67,7 +67,7 @@ async function archiveDay(db: D1Database, bucket: R2Bucket, accountId: string, d
     last += 1;
     await bucket.put(partKey(accountId, day, last), toJsonl(results), {
       httpMetadata: { contentType: "application/x-ndjson" },
-      customMetadata: { rows: String(results.length) },
+      customMetadata: partMetadata(results),
     });
     await deleteArchived(db, results);
     run.archivedRows += results.length;

@@ -1,21 +1,39 @@
 // Reading the archived parts of one account's day from R2.
-import { accountPrefix, type ArchivedRow, compareRows, dayPrefix, fromJsonl, partNumber } from "./layout";
+import { accountPrefix, type ArchivedRow, compareRows, dayPrefix, fromJsonl, metadataKey, partNumber, type RowKey } from "./layout";
+
+const DAY_MS = 24 * 3600_000;
+
+export interface PartInfo {
+  key: string;
+  // Its first and last rows' keys (the whole day when its metadata is missing).
+  first: RowKey;
+  last: RowKey;
+}
 
 export interface PartListing {
   keys: string[]; // in part order
+  parts: PartInfo[]; // in part order
   last: number; // highest part number, 0 when none
 }
 
 export async function listDayParts(bucket: R2Bucket, accountId: string, day: string): Promise<PartListing> {
-  const keys: string[] = [];
+  const start = Date.parse(`${day}T00:00:00Z`);
+  const parts: PartInfo[] = [];
   let cursor: string | undefined;
   do {
-    const page = await bucket.list({ prefix: dayPrefix(accountId, day), cursor });
-    keys.push(...page.objects.map((o) => o.key));
+    const page = await bucket.list({ prefix: dayPrefix(accountId, day), cursor, include: ["customMetadata"] });
+    for (const o of page.objects) {
+      parts.push({
+        key: o.key,
+        first: metadataKey(o.customMetadata?.first) ?? { completed_at: start, request_id: "" },
+        last: metadataKey(o.customMetadata?.last) ?? { completed_at: start + DAY_MS, request_id: "" },
+      });
+    }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
-  keys.sort((a, b) => partNumber(a) - partNumber(b));
-  return { keys, last: keys.length > 0 ? partNumber(keys[keys.length - 1]!) : 0 };
+  parts.sort((a, b) => partNumber(a.key) - partNumber(b.key));
+  const keys = parts.map((p) => p.key);
+  return { keys, parts, last: keys.length > 0 ? partNumber(keys[keys.length - 1]!) : 0 };
 }
 
 export async function readPart(bucket: R2Bucket, key: string): Promise<ArchivedRow[]> {

@@ -40,7 +40,33 @@ export function fromJsonl(text: string): ArchivedRow[] {
     .map((line) => JSON.parse(line) as ArchivedRow);
 }
 
+export interface RowKey {
+  completed_at: number;
+  request_id: string;
+}
+
+// A part's first and last row keys ride in its R2 metadata, so a reader can pick the parts it
+// needs from a listing without reading them.
+export function partMetadata(rows: readonly ArchivedRow[]): Record<string, string> {
+  const first = rows[0]!;
+  const last = rows[rows.length - 1]!;
+  return {
+    rows: String(rows.length),
+    first: JSON.stringify([first.completed_at, first.request_id]),
+    last: JSON.stringify([last.completed_at, last.request_id]),
+  };
+}
+
+export function metadataKey(raw: string | undefined): RowKey | null {
+  try {
+    const [completedAt, requestId] = JSON.parse(raw ?? "") as [number, string];
+    return Number.isSafeInteger(completedAt) && typeof requestId === "string" ? { completed_at: completedAt, request_id: requestId } : null;
+  } catch {
+    return null;
+  }
+}
+
 // Keyset order of usage rows everywhere: completed_at, then request_id.
-export function compareRows(a: { completed_at: number; request_id: string }, b: { completed_at: number; request_id: string }): number {
+export function compareRows(a: RowKey, b: RowKey): number {
   return a.completed_at - b.completed_at || (a.request_id < b.request_id ? -1 : a.request_id > b.request_id ? 1 : 0);
 }
