@@ -1,16 +1,62 @@
 """Describes one packed forward step over a paged latent KV cache.
 
-A step runs the new tokens of B sequences packed into one [T] batch. Sequence b owns
-tokens cu_query_lens[b]:cu_query_lens[b+1]; after the step it has context_lens[b] tokens in the cache
-(previously cached + new), stored in the physical blocks listed in its row of block_tables.
+A step runs the new tokens of B sequences packed into one [T] batch. Sequence b owns tokens
+cu_query_lens[b]:cu_query_lens[b+1]; after the step it has context_lens[b] tokens in the cache (previously
+cached + new), stored in the physical blocks listed in its row of block_tables.
+
+The step splits in two parts, each with its own attention path (mla.py):
+- decode: the leading `num_decodes` sequences, one new token each (tokens 0..D-1), absorbed form over the
+  paged cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay it from static
+  buffers;
+- prefill: the other sequences (prompts, or chunks over a cached prefix), expanded form over packed
+  variable-length contexts. Never graphed, so it may keep host lists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Sequence
 
 import torch
+
+# Decode split-K: each split covers at least this many context tokens (a shorter split costs more in the
+# merge than it wins in parallelism), at most MAX_DECODE_SPLITS of them.
+MIN_SPLIT_TOKENS = 256
+MAX_DECODE_SPLITS = 32
+
+
+@dataclass
+class DecodePart:
+    block_tables: torch.Tensor  # [D, W] physical block ids, padded (padding unused)
+    context_lens: torch.Tensor  # [D] tokens in the cache after this step
+    max_context_len: int  # host upper bound of context_lens
+    num_splits: int  # split-K factor of the decode kernel
+    block_size: int
+
+    @functools.cached_property
+    def context_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slots [D, L], valid [D, L]), L = max_context_len: the cache slot of every context position
+        (the torch reference gathers them). Positions past a context point at its first block."""
+        pos = torch.arange(self.max_context_len, device=self.context_lens.device)
+        index = (pos // self.block_size).clamp(max=self.block_tables.shape[1] - 1)
+        valid = pos[None, :] < self.context_lens[:, None]
+        blocks = torch.where(valid, self.block_tables[:, index], self.block_tables[:, :1])
+        return blocks * self.block_size + pos % self.block_size, valid
+
+
+@dataclass
+class PrefillPart:
+    cu_query_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's new tokens within the prefill tokens
+    cu_context_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's whole context in context_slots
+    context_slots: torch.Tensor  # [sum of context_lens] cache slot of every context token, packed
+    query_lens: list[int]
+    context_lens: list[int]
+
+    @property
+    def max_query_len(self) -> int:
+        return max(self.query_lens)
 
 
 @dataclass
@@ -20,11 +66,13 @@ class AttentionMetadata:
     block_tables: torch.Tensor  # [B, max_blocks] physical block ids, padded (padding value unused)
     slot_mapping: torch.Tensor  # [T] block_id * block_size + offset of each new token
     block_size: int = 64
-    # Optional host-side maxima; computed (one device sync) when not given.
+    # Host-side description; `build` fills it. Missing values cost one device sync to derive.
     max_query_len: int | None = None
     max_context_len: int | None = None
-    # Index tensors derived once per step and shared by every layer.
-    _derived: dict = field(default_factory=dict, repr=False, compare=False)
+    num_decodes: int | None = None  # leading sequences with one new token (all of them when max_query_len == 1)
+    num_splits: int | None = None  # decode split-K factor; `decode_splits` when None
+    host_query_lens: list[int] | None = None
+    host_context_lens: list[int] | None = None
 
     @classmethod
     def build(
@@ -34,30 +82,51 @@ class AttentionMetadata:
         device: torch.device | str = "cpu",
     ) -> "AttentionMetadata":
         """seqs: (block_table, num_cached, num_new) per sequence, in packed order."""
-        cu, ctx, slots = [0], [], []
+        slots, query_lens, context_lens = [], [], []
         for table, cached, new in seqs:
             total = cached + new
             if new < 1:
                 raise ValueError("every sequence in a step needs at least one new token")
             if len(table) * block_size < total:
                 raise ValueError(f"block table of {len(table)} blocks cannot hold {total} tokens")
-            cu.append(cu[-1] + new)
-            ctx.append(total)
+            query_lens.append(new)
+            context_lens.append(total)
             slots.extend(table[p // block_size] * block_size + p % block_size for p in range(cached, total))
         width = max(len(t) for t, _, _ in seqs)
         tables = [list(t) + [0] * (width - len(t)) for t, _, _ in seqs]
         as_long = dict(dtype=torch.long, device=device)
         return cls(
-            cu_query_lens=torch.tensor(cu, **as_long),
-            context_lens=torch.tensor(ctx, **as_long),
+            cu_query_lens=torch.tensor([0, *accumulate(query_lens)], **as_long),
+            context_lens=torch.tensor(context_lens, **as_long),
             block_tables=torch.tensor(tables, **as_long),
             slot_mapping=torch.tensor(slots, **as_long),
             block_size=block_size,
-            max_query_len=max(n for _, _, n in seqs),
-            max_context_len=max(ctx),
+            max_query_len=max(query_lens),
+            max_context_len=max(context_lens),
+            num_decodes=next((i for i, n in enumerate(query_lens) if n != 1), len(query_lens)),
+            host_query_lens=query_lens,
+            host_context_lens=context_lens,
         )
 
-    # ---- derived views -----------------------------------------------------------------------
+    def __post_init__(self):
+        if self.max_query_len is None:
+            self.max_query_len = max(self._query_lens())
+        if self.max_context_len is None:
+            self.max_context_len = max(self._context_lens())
+        if self.num_decodes is None:
+            lens = [1] * self.num_seqs if self.max_query_len == 1 else self._query_lens()
+            self.num_decodes = next((i for i, n in enumerate(lens) if n != 1), len(lens))
+
+    def _query_lens(self) -> list[int]:
+        if self.host_query_lens is None:
+            self.host_query_lens = (self.cu_query_lens[1:] - self.cu_query_lens[:-1]).tolist()
+        return self.host_query_lens
+
+    def _context_lens(self) -> list[int]:
+        if self.host_context_lens is None:
+            self.host_context_lens = self.context_lens.tolist()
+        return self.host_context_lens
+
     @property
     def num_seqs(self) -> int:
         return self.context_lens.shape[0]
@@ -66,100 +135,41 @@ class AttentionMetadata:
     def num_tokens(self) -> int:
         return self.slot_mapping.shape[0]
 
-    @property
-    def is_decode(self) -> bool:
-        """Every sequence has exactly one new token (each has at least one, so T == B suffices)."""
-        return self.num_tokens == self.num_seqs
-
-    def _max_context(self) -> int:
-        if self.max_context_len is None:
-            self.max_context_len = int(self.context_lens.max().item())
-        return self.max_context_len
-
-    def _max_query(self) -> int:
-        if self.max_query_len is None:
-            lens = self.cu_query_lens[1:] - self.cu_query_lens[:-1]
-            self.max_query_len = int(lens.max().item())
-        return self.max_query_len
-
-    def context_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(slots [B, L], valid [B, L]): the cache slot of every context position of every sequence.
-
-        Positions past a sequence's context point at a valid slot of its own table (masked later)."""
-        if "context_slots" not in self._derived:
-            length = self._max_context()
-            block_index, offset, pos = _position_split(
-                length, self.block_size, self.block_tables.shape[1], self.context_lens.device)
-            blocks = self.block_tables.index_select(1, block_index)  # [B, L]
-            if self.num_seqs == 1:  # L is exactly its context: nothing is padding
-                valid = torch.ones(1, length, dtype=torch.bool, device=blocks.device)
-            else:
-                valid = pos[None, :] < self.context_lens[:, None]
-                blocks = torch.where(valid, blocks, self.block_tables[:, :1])
-            slots = blocks * self.block_size + offset[None, :]
-            self._derived["context_slots"] = (slots, valid)
-        return self._derived["context_slots"]
-
-    def decode_bias(self, dtype: torch.dtype) -> torch.Tensor | None:
-        """[B, 1, L] additive score bias for the absorbed form: 0 for context positions, -inf for padding.
-        None for a single sequence, whose L is exactly its context (nothing to mask)."""
-        if self.num_seqs == 1:
+    @functools.cached_property
+    def decode(self) -> DecodePart | None:
+        d = self.num_decodes
+        if d == 0:
             return None
-        key = ("decode_bias", dtype)
-        if key not in self._derived:
-            _, valid = self.context_slots()
-            bias = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device).masked_fill_(valid, 0.0)
-            self._derived[key] = bias[:, None, :]
-        return self._derived[key]
+        longest = self.max_context_len if self.host_context_lens is None else max(self.host_context_lens[:d])
+        splits = self.num_splits or decode_splits(d, longest, self.context_lens.device)
+        return DecodePart(self.block_tables[:d], self.context_lens[:d], longest, splits, self.block_size)
 
-    @property
-    def uniform_queries(self) -> bool:
-        """Every sequence has max_query_len new tokens: the packed batch is already [B, Q] without padding."""
-        return self.num_tokens == self.num_seqs * self._max_query()
-
-    @property
-    def fresh_prefill(self) -> bool:
-        """Uniform queries and nothing cached before: plain causal attention, no mask needed."""
-        return self.uniform_queries and self._max_context() == self._max_query()
-
-    def prefill_layout(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(padded_index [T], mask [B, 1, Q, L], Q) for the expanded (prefill) form.
-
-        Token i goes to row padded_index[i] of a [B*Q] padded query batch. mask[b, 0, s, t] is True where
-        query s of sequence b may attend context position t (causal, offset by the cached prefix).
-        Padding query rows may attend position 0 only, so their softmax stays finite."""
-        if "prefill_layout" not in self._derived:
-            _, valid = self.context_slots()
-            q_max = self._max_query()
-            device = self.context_lens.device
-            q_lens = self.cu_query_lens[1:] - self.cu_query_lens[:-1]
-            seq_of_token = torch.repeat_interleave(
-                torch.arange(self.num_seqs, device=device), q_lens, output_size=self.num_tokens
-            )
-            offset = torch.arange(self.num_tokens, device=device) - self.cu_query_lens[seq_of_token]
-            padded_index = seq_of_token * q_max + offset
-
-            s = torch.arange(q_max, device=device)
-            t = torch.arange(valid.shape[1], device=device)
-            last_visible = (self.context_lens - q_lens)[:, None] + s[None, :]  # [B, Q]
-            is_query = s[None, :] < q_lens[:, None]
-            mask = t[None, None, :] <= last_visible[:, :, None]
-            mask = torch.where(is_query[:, :, None], mask, t[None, None, :] == 0)
-            self._derived["prefill_layout"] = (padded_index, mask[:, None], q_max)
-        return self._derived["prefill_layout"]
+    @functools.cached_property
+    def prefill(self) -> PrefillPart | None:
+        d = self.num_decodes
+        if d == self.num_seqs:
+            return None
+        query_lens, context_lens = self._query_lens()[d:], self._context_lens()[d:]
+        device = self.context_lens.device
+        cu_q = torch.tensor([0, *accumulate(query_lens)], dtype=torch.int32, device=device)
+        cu_k = torch.tensor([0, *accumulate(context_lens)], dtype=torch.int32, device=device)
+        total = sum(context_lens)
+        seq = torch.repeat_interleave(torch.arange(len(context_lens), device=device),
+                                      torch.tensor(context_lens, device=device), output_size=total)
+        pos = torch.arange(total, device=device) - cu_k[seq]
+        blocks = self.block_tables[d:][seq, pos // self.block_size]
+        return PrefillPart(cu_q, cu_k, blocks * self.block_size + pos % self.block_size, query_lens, context_lens)
 
 
-_SPLITS: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+def decode_splits(num_seqs: int, max_context_len: int, device: torch.device) -> int:
+    """Split-K factor from the host's batch description: enough programs to fill the GPU twice over,
+    each split at least MIN_SPLIT_TOKENS long."""
+    fill = -(-2 * _processor_count(device) // max(num_seqs, 1))
+    return max(1, min(MAX_DECODE_SPLITS, fill, max_context_len // MIN_SPLIT_TOKENS))
 
 
-def _position_split(length: int, block_size: int, table_width: int, device) -> tuple[torch.Tensor, ...]:
-    """(block index [L] (clamped to the table), offset in the block [L], position [L]) of positions
-    0..L-1; made once per shape, as every step would otherwise rebuild them."""
-    key = (length, block_size, table_width, str(device))
-    split = _SPLITS.get(key)
-    if split is None:
-        if len(_SPLITS) > 4096:  # bounded: lengths grow by one per decode step
-            _SPLITS.clear()
-        pos = torch.arange(length, device=device)
-        split = _SPLITS[key] = ((pos // block_size).clamp(max=table_width - 1), pos % block_size, pos)
-    return split
+@functools.lru_cache(maxsize=None)
+def _processor_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 8  # the interpreter has no processors to fill; a few splits keep the long-context path exercised

@@ -14,6 +14,7 @@ from gpu_worker.parallel.collectives import gather_vocab, vocab_parallel_embeddi
 from gpu_worker.parallel.state import current
 
 from .attention_metadata import AttentionMetadata
+from .backend import resolve_kernel_backend
 from .config import ModelConfig
 from .layers import RMSNorm, SwiGLU, empty_param
 from .mla import MLAttention
@@ -22,11 +23,11 @@ from .rope import RotaryTable
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, index: int, dtype: torch.dtype, device=None):
+    def __init__(self, config: ModelConfig, index: int, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
         super().__init__()
         eps = config.rms_norm_eps
         self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
-        self.self_attn = MLAttention(config, dtype, device)
+        self.self_attn = MLAttention(config, dtype, device, kernel_backend=kernel_backend)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
         if config.is_moe_layer(index):
             self.mlp = MoE(config, dtype, device)
@@ -52,14 +53,16 @@ class DecoderLayer(nn.Module):
 
 
 class DeepseekV3ForCausalLM(nn.Module):
-    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32, device=None):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32, device=None,
+                 kernel_backend: str | None = None):
         super().__init__()
         self.config = config
         self.dtype = dtype
+        self.kernel_backend = resolve_kernel_backend(kernel_backend, device or "cpu")
         # vocab-parallel: this rank's rows of the embedding and lm_head (the last rank's tail is padding)
         rows, self.vocab_part = current().padded_part(config.vocab_size)
         self.embed_tokens = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
-        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device, self.kernel_backend) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.lm_head = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
         self.rotary = RotaryTable(config, device=device)

@@ -2,12 +2,14 @@
 
 Per token the cache holds the normalised latent c (kv_lora_rank) and the rotated rope key k_pe
 (qk_rope_head_dim), shared by all heads. kv_b_proj, viewed per head as [W_UK (nope rows); W_UV (v rows)],
-expands c into keys and values.
+expands c into keys and values. A step's decode part and prefill part (attention_metadata.py) take
+different forms, each computed by the attention backend (attention_backend.py):
 
-- expanded form (prefill, any step with a sequence of more than one new token): k_nope = W_UK c,
-  v = W_UV c for every context token, then ordinary attention with 192-dim queries/keys.
 - absorbed form (decode, one new token per sequence): q_lat = W_UK^T q_nope, attend in latent space
-  (score = q_lat . c + q_pe . k_pe), then o = W_UV (sum_t p_t c_t). K and V are never materialised.
+  (score = q_lat . c + q_pe . k_pe) over the paged cache in place, then o = W_UV (sum_t p_t c_t).
+  K and V are never materialised.
+- expanded form (prefill): k_nope = W_UK c, v = W_UV c for the context tokens of the sequences being
+  prefilled only, then causal attention with nope + rope wide queries/keys over their packed contexts.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from torch import nn
 from gpu_worker.parallel.collectives import all_reduce
 from gpu_worker.parallel.state import current
 
-from .attention_metadata import AttentionMetadata
+from .attention_backend import attention_backend
+from .attention_metadata import AttentionMetadata, DecodePart, PrefillPart
 from .config import ModelConfig
 from .layers import RMSNorm, empty_param
 from .rope import apply_rope
 
 
 class MLAttention(nn.Module):
-    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
         super().__init__()
+        self.attention = attention_backend(kernel_backend)
         # Tensor parallel: this rank's heads. The latent and k_pe are per token, shared by every head, so
         # q_a/kv_a and the cache stay whole on every rank; o_proj's partial sums are all-reduced.
         self.head_part = current().part(config.num_attention_heads, "num_attention_heads")
@@ -86,13 +90,10 @@ class MLAttention(nn.Module):
         entry = torch.cat((self.kv_a_layernorm(latent), k_pe.squeeze(-2)), dim=-1)
         return q_nope, q_pe, entry
 
-    def _expand(self, entries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """entries [..., L, R + rope] -> keys [..., H, L, qk_dim], values [..., H, L, v_dim]."""
-        latent, k_pe = entries.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+    def _expand(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent [L, R] -> k_nope [L, H, nope], v [L, H, v_dim]."""
         kv = F.linear(latent, self.kv_b_proj).view(*latent.shape[:-1], self.heads, self.nope_dim + self.v_dim)
-        k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
-        k = torch.cat((k_nope, k_pe.unsqueeze(-2).expand(*k_nope.shape[:-1], self.rope_dim)), dim=-1)
-        return k.transpose(-3, -2), v.transpose(-3, -2)
+        return kv.split([self.nope_dim, self.v_dim], dim=-1)
 
     # ---- paged forward -----------------------------------------------------------------------
     def forward(
@@ -102,38 +103,29 @@ class MLAttention(nn.Module):
         meta: AttentionMetadata,
         cache: torch.Tensor,
     ) -> torch.Tensor:
-        """x [T, dim] packed new tokens; cache [num_blocks, block_size, R + rope] of this layer."""
+        """x [T, dim] packed new tokens (decodes first); cache [num_blocks, block_size, R + rope] of this layer."""
         q_nope, q_pe, entry = self._project(x, freqs)
-        flat_cache = cache.view(-1, cache.shape[-1])
-        flat_cache.index_copy_(0, meta.slot_mapping, entry.to(cache.dtype))
-        slots, _ = meta.context_slots()
-        context = flat_cache[slots]  # [B, L, R + rope]
-        if meta.is_decode:
-            out = self.absorbed(q_nope, q_pe, context, meta.decode_bias(q_nope.dtype))
-        else:
-            out = self._expanded_paged(q_nope, q_pe, context, meta)
+        cache.view(-1, cache.shape[-1]).index_copy_(0, meta.slot_mapping, entry.to(cache.dtype))
+        decodes = meta.num_decodes
+        parts = []
+        if meta.decode is not None:
+            parts.append(self._decode(q_nope[:decodes], q_pe[:decodes], cache, meta.decode))
+        if meta.prefill is not None:
+            parts.append(self._prefill(q_nope[decodes:], q_pe[decodes:], cache, meta.prefill))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return all_reduce(F.linear(out.flatten(-2), self.o_proj))
 
-    def absorbed(self, q_nope, q_pe, context, bias) -> torch.Tensor:
-        """One query per sequence. q_nope [B, H, nope], q_pe [B, H, rope],
-        context [B, L, R + rope], bias [B, 1, L] (0, or -inf for padding; None when nothing is padded)
-        -> [B, H, v_dim]."""
+    def _decode(self, q_nope, q_pe, cache, meta: DecodePart) -> torch.Tensor:
+        """Absorbed form. q_nope [D, H, nope], q_pe [D, H, rope] -> [D, H, v_dim]."""
         w_uk, w_uv_t = self._absorbed_weights(q_nope.dtype)
-        context = context.to(q_nope.dtype)
-        q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, R]
-        query = torch.cat((q_latent, q_pe * self.scale), dim=-1)  # [B, H, R + rope], scaled
-        keys = context.transpose(1, 2)
-        if bias is None:
-            scores = torch.bmm(query, keys)  # [B, H, L]
-        else:
-            scores = torch.baddbmm(bias, query, keys)
-        probs = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
-        out_latent = torch.bmm(probs, context[..., : self.kv_lora_rank])  # [B, H, R]
-        return torch.bmm(out_latent.transpose(0, 1), w_uv_t).transpose(0, 1)  # [B, H, v]
+        q_latent = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [D, H, R], scaled
+        query = torch.cat((q_latent, q_pe * self.scale), dim=-1)  # [D, H, R + rope]
+        out_latent = self.attention.decode(query, cache, meta, self.kv_lora_rank)  # [D, H, R]
+        return torch.bmm(out_latent.transpose(0, 1), w_uv_t).transpose(0, 1)
 
     def _absorbed_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(softmax_scale * W_UK [H, nope, R], W_UV^T [H, R, v]) in `dtype`, contiguous; rebuilt only when
-        kv_b_proj changes. The scale is folded into W_UK here and into q_pe by `absorbed`, so the
+        kv_b_proj changes. The scale is folded into W_UK here and into q_pe by `_decode`, so the
         scores need no extra pass."""
         key = (dtype, self.kv_b_proj._version, self.kv_b_proj.data_ptr())
         if getattr(self, "_absorbed_key", None) != key:
@@ -143,31 +135,20 @@ class MLAttention(nn.Module):
             self._absorbed_key = key
         return self._absorbed
 
-    def _expanded_paged(self, q_nope, q_pe, context, meta: AttentionMetadata) -> torch.Tensor:
-        batch = meta.num_seqs
-        query = torch.cat((q_nope, q_pe), dim=-1)  # [T, H, qk]
-        k, v = self._expand(context.to(query.dtype))  # [B, H, L, *]
-        if meta.uniform_queries:  # no padding needed
-            padded = query.view(batch, -1, self.heads, self.qk_dim).transpose(1, 2)
-            if meta.fresh_prefill:
-                out = F.scaled_dot_product_attention(padded, k, v, is_causal=True, scale=self.scale)
-            else:
-                _, mask, _ = meta.prefill_layout()
-                out = F.scaled_dot_product_attention(padded, k, v, attn_mask=mask, scale=self.scale)
-            return out.transpose(1, 2).reshape(-1, self.heads, self.v_dim)
-        padded_index, mask, q_max = meta.prefill_layout()
-        padded = query.new_zeros(batch * q_max, self.heads, self.qk_dim)
-        padded[padded_index] = query
-        padded = padded.view(batch, q_max, self.heads, self.qk_dim).transpose(1, 2)  # [B, H, Q, qk]
-        out = F.scaled_dot_product_attention(padded, k, v, attn_mask=mask, scale=self.scale)  # [B, H, Q, v]
-        out = out.transpose(1, 2).reshape(batch * q_max, self.heads, self.v_dim)
-        return out[padded_index]
+    def _prefill(self, q_nope, q_pe, cache, meta: PrefillPart) -> torch.Tensor:
+        """Expanded form over the prefilled sequences' packed contexts. q_* [P, H, *] -> [P, H, v_dim]."""
+        context = cache.view(-1, cache.shape[-1])[meta.context_slots].to(q_nope.dtype)  # [L, R + rope]
+        latent, k_pe = context.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        k_nope, v = self._expand(latent)
+        return self.attention.prefill(q_nope, q_pe, k_nope, k_pe, v, meta, self.scale)
 
     # ---- cacheless reference -----------------------------------------------------------------
     def forward_dense(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         """x [B, S, dim], causal over S, no cache (expanded form)."""
         q_nope, q_pe, entry = self._project(x, freqs)
         query = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)  # [B, H, S, qk]
-        k, v = self._expand(entry)
-        out = F.scaled_dot_product_attention(query, k, v, is_causal=True, scale=self.scale)
+        latent, k_pe = entry.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        k_nope, v = self._expand(latent)
+        k = torch.cat((k_nope, k_pe.unsqueeze(-2).expand(*k_nope.shape[:-1], self.rope_dim)), dim=-1)
+        out = F.scaled_dot_product_attention(query, k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.scale)
         return all_reduce(F.linear(out.transpose(1, 2).flatten(-2), self.o_proj))

@@ -1,5 +1,7 @@
 """The paged, packed serving path agrees with the cacheless dense path, in every batch shape."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,14 +14,6 @@ TOLERANCE = 1e-4
 BLOCK = 4
 
 
-class ExpandedOnly(AttentionMetadata):
-    """Same step, but forced through the expanded (prefill) form even when every sequence decodes."""
-
-    @property
-    def is_decode(self) -> bool:
-        return False
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return load_model(write_tiny(tmp_path_factory.mktemp("paged"), seed=5), dtype=torch.float32)
@@ -29,10 +23,12 @@ def tokens(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 101, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-def run_step(model, cache, steps, meta_cls=AttentionMetadata):
-    """steps: [(ids, block_table, num_cached)] -> logits of every new token, packed."""
-    meta = meta_cls(**vars(AttentionMetadata.build(
-        [(table, cached, len(ids)) for ids, table, cached in steps], block_size=BLOCK)))
+def run_step(model, cache, steps, expanded=False):
+    """steps: [(ids, block_table, num_cached)] -> logits of every new token, packed. `expanded` sends
+    decodes through the prefill path too."""
+    meta = AttentionMetadata.build([(table, cached, len(ids)) for ids, table, cached in steps], block_size=BLOCK)
+    if expanded:
+        meta = dataclasses.replace(meta, num_decodes=0)
     ids = torch.cat([ids for ids, _, _ in steps])
     positions = torch.cat([torch.arange(cached, cached + len(ids)) for ids, _, cached in steps])
     return model.compute_logits(model(ids, positions, meta, cache))
@@ -57,7 +53,7 @@ def test_absorbed_decode_equals_expanded(model):
         run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
     decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
     absorbed = run_step(model, caches[0], decode)
-    expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
+    expanded = run_step(model, caches[1], decode, expanded=True)
     assert rel_err(absorbed, expanded) <= TOLERANCE
     # both wrote the same latents (later layers see inputs that differ by rounding only)
     assert torch.equal(caches[0][0], caches[1][0])
@@ -136,7 +132,7 @@ def test_bfloat16_decode_steps_agree_with_the_expanded_form(tmp_path):
             run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
         decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
         absorbed = run_step(model, caches[0], decode)
-        expanded = run_step(model, caches[1], decode, meta_cls=ExpandedOnly)
+        expanded = run_step(model, caches[1], decode, expanded=True)
         assert rel_err(absorbed, expanded) <= 2e-2, batch
         assert (absorbed.argmax(-1) == expanded.argmax(-1)).float().mean() >= 0.5
 
