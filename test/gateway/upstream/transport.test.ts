@@ -43,7 +43,7 @@ describe("failover from what is not the worker", () => {
   it.each([
     ["edge", "an answer from Cloudflare's edge (403 HTML, error 1003)"],
     ["hole", "a worker that sends no response headers within the connect timeout"],
-  ] as const)("%s: %s counts as that worker failing; the request goes to the next worker", async (kind) => {
+  ] as const)("%s: %s counts as that worker failing; the request goes to the next worker", async (kind, _what) => {
     const model = `failover-${kind}`;
     const fake = inject("fakeUpstream");
     await register(`bad-${kind}`, inject("badWorkers")[kind], "bad-worker-secret", [model]);

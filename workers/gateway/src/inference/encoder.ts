@@ -9,6 +9,8 @@ export interface WireUsage {
   total_tokens: number;
   prompt_cache_hit_tokens: number;
   prompt_cache_miss_tokens: number;
+  // For generic OpenAI clients: the same count as prompt_cache_hit_tokens.
+  prompt_tokens_details?: { cached_tokens: number };
   completion_tokens_details: { reasoning_tokens: number };
 }
 

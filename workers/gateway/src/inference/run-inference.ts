@@ -47,6 +47,7 @@ const toWire = (u: ReturnType<typeof usageFromWire>): WireUsage => ({
   total_tokens: u.promptTokens + u.completionTokens,
   prompt_cache_hit_tokens: u.cacheHitTokens,
   prompt_cache_miss_tokens: u.cacheMissTokens,
+  prompt_tokens_details: { cached_tokens: u.cacheHitTokens },
   completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
 });
 
