@@ -5,6 +5,7 @@ import { api } from "../api";
 import { daysBetween, type Series, stackedBars } from "../charts";
 import { field, h, replace, table } from "../dom";
 import { localDayStart, localDayValue, timeZone, tokens, usd, when } from "../format";
+import { downloadExport } from "../export-download";
 import { errorBox, messageOf } from "../notice";
 import type { DailyRow } from "../../../../workers/gateway/src/dashboard/wire-types";
 
@@ -38,6 +39,15 @@ export async function usagePage(main: HTMLElement): Promise<void> {
   const exportFormat = h("select", { name: "format" }, h("option", { value: "csv" }, "CSV"), h("option", { value: "jsonl" }, "JSON Lines"));
   const exportGroup = h("select", { name: "group" }, h("option", { value: "request" }, "One row per request"), h("option", { value: "day" }, "By day, model and key"));
   const exportLink = h("a", { class: "button", href: "#", download: "", "data-testid": "export-link" }, "Download export");
+  // A large export comes in linked parts: fetch them all, then save one file.
+  exportLink.addEventListener("click", (e: Event) => {
+    e.preventDefault();
+    error.show(null);
+    exportLink.textContent = "Preparing export…";
+    downloadExport(exportLink.href, (parts) => (exportLink.textContent = `Preparing export… (part ${parts})`))
+      .catch((err) => error.show(messageOf(err)))
+      .finally(() => (exportLink.textContent = "Download export"));
+  });
 
   const { data: keys } = await api<{ data: { id: string; name: string }[] }>("GET", "/keys");
   for (const k of keys) key.append(h("option", { value: k.id }, k.name));
