@@ -28,6 +28,9 @@ class ModelRunner:
                                    pad_block=num_blocks, use_graphs=graphs)
         if graphs:
             self.decode.capture()
+        # Rank 0 of a tensor-parallel worker: a parallel.steps.StepBroadcaster that sends each step and
+        # each disk-tier block write to the other ranks, whose runners replay them (same collectives).
+        self.step_listener = None
 
     @staticmethod
     def block_bytes(config, block_size: int, dtype: torch.dtype) -> int:
@@ -40,6 +43,8 @@ class ModelRunner:
 
     def write_block(self, block_id: int, latents: torch.Tensor) -> None:
         self.kv_cache[:, block_id].copy_(latents.to(self.kv_cache.device, self.kv_cache.dtype))
+        if self.step_listener is not None:
+            self.step_listener.write_block(block_id, latents)
 
     def prepare(self, batch: list[ScheduledSeq]):
         input_ids, positions, sample_rows, layout = [], [], [], []
@@ -73,6 +78,8 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: list[ScheduledSeq]) -> torch.Tensor | None:
         """Forward the batch; float32 logits [num sequences that sample, vocab] in batch order."""
+        if self.step_listener is not None:
+            self.step_listener.step(batch)
         hidden, sample_rows = self.forward(batch)
         if not sample_rows:
             return None
