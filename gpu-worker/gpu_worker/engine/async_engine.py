@@ -2,7 +2,9 @@
 
 Requests and cancellations are handed over through a locked inbox and applied between steps,
 so the engine's own structures are only ever touched by its thread. Each request's tokens go
-back to the caller's event loop on an asyncio.Queue.
+back to the caller's event loop on an asyncio.Queue; detokenisation, stop strings and SSE encoding
+happen there, never on the engine's thread. A step's outputs cross to the event loop in one
+wake-up, not one per request.
 """
 from __future__ import annotations
 
@@ -118,10 +120,18 @@ class AsyncEngine:
                     handle.deliver(None)
                 self._handles.clear()
                 continue
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, StepOutput]]] = {}
             for out in outputs:
                 handle = self._handles.get(out.seq.request_id)
                 if handle is None:
                     continue
                 if out.finished:
                     self._handles.pop(out.seq.request_id, None)
-                handle.deliver(out)
+                by_loop.setdefault(handle.loop, []).append((handle.queue, out))
+            for loop, items in by_loop.items():
+                loop.call_soon_threadsafe(_put_all, items)
+
+
+def _put_all(items: list[tuple[asyncio.Queue, StepOutput]]) -> None:
+    for queue, out in items:
+        queue.put_nowait(out)

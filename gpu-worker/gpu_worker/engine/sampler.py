@@ -2,13 +2,15 @@
 until the chosen ids are read back.
 
 Order: frequency/presence penalties on the raw logits, log-probabilities (what `logprobs`
-reports), then greedy rows take the argmax and the others race: argmax(log p_i - log E_i) with
-E_i ~ Exp(1) is an exact draw from p (the Gumbel-max trick). Top-p masks the race to the nucleus.
+reports), then greedy rows take the argmax and the others invert their CDF (temperature applied,
+top-p tail zeroed) at one uniform number: an exact categorical draw that needs one random number
+per row rather than one per vocabulary entry (a Gumbel race over 129K entries per row costs more
+than a small batch's forward pass on CPU).
 
-The noise is counter-based: E_i is a hash of (the request's seed, how many tokens it has
-generated, token id i), so a seeded request draws the same numbers whatever else is in the batch,
-whichever bucket its step ran in and across preemptions. Unseeded requests get a random seed at
-admission.
+The number is counter-based: a hash of (the request's seed, how many tokens it has generated),
+computed on the host where both are known, so a seeded request draws the same whatever else is in
+the batch, whichever bucket its step ran in and across preemptions. Unseeded requests get a random
+seed at admission.
 """
 from __future__ import annotations
 
@@ -19,13 +21,11 @@ import torch
 from .sequence import Sequence, TokenLogprob
 
 _M32 = 0xFFFFFFFF
-# Odd multipliers below 2**31: a 32-bit value times one stays below 2**63, so the int64 device
-# arithmetic never overflows and CPU and CUDA agree bit for bit.
-_MUL1, _MUL2 = 0x7FEB352D, 0x2C1B3C6D
+_MUL1, _MUL2 = 0x7FEB352D, 0x846CA68B
 
 
-def mix32(x):
-    """A 32-bit integer hash (xorshift-multiply rounds); works on Python ints and int64 tensors."""
+def mix32(x: int) -> int:
+    """A 32-bit integer hash (xorshift-multiply rounds, "lowbias32")."""
     x = x & _M32
     x = x ^ (x >> 16)
     x = (x * _MUL1) & _M32
@@ -34,9 +34,11 @@ def mix32(x):
     return x ^ (x >> 16)
 
 
-def row_key(seed: int, step: int) -> int:
-    """The noise stream of one request at one output position."""
-    return mix32(mix32(seed & _M32) ^ mix32((seed >> 32) & _M32) ^ mix32(step * 0x9E3779B9 + 1))
+def uniform(seed: int, step: int) -> float:
+    """The random number of one request at one output position, in (0, 1), 53 bits."""
+    key = mix32(seed & _M32) ^ mix32(((seed >> 32) & _M32) + 0x9E3779B9)
+    hi, lo = mix32(key ^ mix32(2 * step + 1)), mix32(key ^ mix32(2 * step + 2))
+    return ((hi << 21 | lo >> 11) + 0.5) / 2.0 ** 53
 
 
 class OutputCounts:
@@ -83,11 +85,12 @@ class SamplingBatch:
     top_p: torch.Tensor
     frequency_penalty: torch.Tensor
     presence_penalty: torch.Tensor
-    row_keys: torch.Tensor       # int64 noise stream per row
+    uniform: torch.Tensor        # the row's random number in (0, 1)
     count_rows: torch.Tensor     # int64 row of OutputCounts (scratch when the row has no penalty)
     greedy: torch.Tensor         # bool
     counts: OutputCounts | None
     all_greedy: bool
+    any_greedy: bool
     any_top_p: bool
     logprob_rows: list[int]
     top_logprobs: list[int]
@@ -101,34 +104,25 @@ class SamplingBatch:
             penalised = bool((p.frequency_penalty or p.presence_penalty) and counts is not None)
             any_penalty |= penalised
             rows.append((1.0 if p.greedy else p.temperature, p.top_p, p.frequency_penalty, p.presence_penalty,
-                         row_key(seq.seed, seq.num_output_tokens),
+                         uniform(seq.seed, seq.num_output_tokens),
                          counts.row(seq) if penalised else (counts.scratch if counts else 0),
                          1.0 if p.greedy else 0.0))
-        host = torch.tensor(rows, dtype=torch.float64)  # every field is exact in float64 (keys < 2**32)
+        host = torch.tensor(rows, dtype=torch.float64)  # every field is exact in float64
         if device.type == "cuda":
             host = host.pin_memory()
         packed = host.to(device, non_blocking=True)
         as_f32 = packed.float()
         logprob_rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
         return cls(temperature=as_f32[:, 0], top_p=as_f32[:, 1], frequency_penalty=as_f32[:, 2],
-                   presence_penalty=as_f32[:, 3], row_keys=packed[:, 4].long(), count_rows=packed[:, 5].long(),
+                   presence_penalty=as_f32[:, 3], uniform=as_f32[:, 4], count_rows=packed[:, 5].long(),
                    greedy=packed[:, 6] > 0, counts=counts if any_penalty else None,
-                   all_greedy=all(s.params.greedy for s in seqs),
+                   all_greedy=all(s.params.greedy for s in seqs), any_greedy=any(s.params.greedy for s in seqs),
                    any_top_p=any(s.params.top_p < 1.0 and not s.params.greedy for s in seqs),
                    logprob_rows=logprob_rows, top_logprobs=[seqs[i].params.top_logprobs for i in logprob_rows])
 
 
-def exponential_noise(row_keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """log E for E ~ Exp(1), one per (row, token): [B, V] float32, from the counter hash."""
-    columns = mix32(torch.arange(vocab_size, device=row_keys.device, dtype=torch.int64) * 0x9E3779B1 + 0x85EBCA6B)
-    bits = mix32(row_keys[:, None] ^ columns[None, :]) >> 8  # 24 uniform bits
-    u = (bits.float() + 0.5) * (1.0 / (1 << 24))  # in (0, 1), never 0 or 1
-    return torch.log(-torch.log(u))
-
-
-def nucleus_mask(logprobs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def nucleus_mask(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """[B, V] bool: the smallest set of tokens whose mass reaches top_p (ties at the edge kept)."""
-    probs = logprobs.exp()
     ordered = probs.sort(dim=-1, descending=True).values
     cumulative = ordered.cumsum(dim=-1)
     keep = (cumulative - ordered) < torch.where(top_p >= 1.0, torch.full_like(top_p, float("inf")), top_p)[:, None]
@@ -152,13 +146,19 @@ class Sampler:
         if batch.counts is not None:
             apply_penalties(logits, batch)
         logprobs = torch.log_softmax(logits[batch.logprob_rows], dim=-1) if batch.logprob_rows else None
-        chosen = logits.argmax(dim=-1)
-        if not batch.all_greedy:
-            scaled = torch.log_softmax(logits / batch.temperature[:, None], dim=-1)
+        greedy = logits.argmax(dim=-1) if batch.any_greedy else None
+        if batch.all_greedy:
+            chosen = greedy
+        else:
+            probs = torch.softmax(logits.div_(batch.temperature[:, None]), dim=-1)
             if batch.any_top_p:
-                scaled = scaled.masked_fill(~nucleus_mask(scaled, batch.top_p), float("-inf"))
-            raced = (scaled - exponential_noise(batch.row_keys, logits.shape[-1])).argmax(dim=-1)
-            chosen = torch.where(batch.greedy, chosen, raced)
+                probs = probs.masked_fill_(~nucleus_mask(probs, batch.top_p), 0.0)
+            cdf = probs.cumsum_(dim=-1)
+            # right=True: a zero-probability token is an empty interval, never hit.
+            chosen = torch.searchsorted(cdf, batch.uniform[:, None] * cdf[:, -1:], right=True).squeeze(1)
+            chosen = chosen.clamp_(max=cdf.shape[-1] - 1)
+            if greedy is not None:
+                chosen = torch.where(batch.greedy, greedy, chosen)
         if batch.counts is not None:
             ones = torch.ones(chosen.shape, device=chosen.device)
             batch.counts.table.index_put_((batch.count_rows, chosen), ones, accumulate=True)

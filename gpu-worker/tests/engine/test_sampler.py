@@ -20,10 +20,10 @@ def sample(logits, seqs, counts=None):
 
 
 def test_nucleus_keeps_smallest_set_reaching_top_p():
-    logp = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5], [0.25, 0.25, 0.25, 0.25]]))
-    mask = nucleus_mask(logp, torch.tensor([0.7, 0.7, 1.0]))
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5], [0.25, 0.25, 0.25, 0.25]])
+    mask = nucleus_mask(probs, torch.tensor([0.7, 0.7, 1.0]))
     assert mask.tolist() == [[True, True, False, False], [False, False, True, True], [True] * 4]
-    assert nucleus_mask(logp[:1], torch.tensor([1e-6]))[0].tolist() == [True, False, False, False]
+    assert nucleus_mask(probs[:1], torch.tensor([1e-6]))[0].tolist() == [True, False, False, False]
 
 
 def test_penalties_lower_generated_tokens_only_for_rows_that_ask():
