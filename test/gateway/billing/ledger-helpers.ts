@@ -112,3 +112,30 @@ export async function bookAgainstStorage(accountId: string): Promise<{ memory: u
     return { memory: view(memory.balanceBook, memory.holds), storage: view(new Balances(state.storage.sql), new Holds(state.storage.sql, () => undefined)) };
   });
 }
+
+// Makes the account's ledger fail every settle() (D1, where it reads prices and past
+// settlements, unreachable from it) until it restarts.
+export async function breakLedgerSettle(accountId: string): Promise<void> {
+  const unreachable = new Proxy(gatewayEnv.DB, {
+    get() {
+      return () => {
+        throw new Error("D1 is unreachable from the ledger (test)");
+      };
+    },
+  });
+  await runInDurableObject(ledger(accountId), async (instance) => {
+    const target = instance as unknown as { env: Env };
+    target.env = { ...target.env, DB: unreachable };
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `check` until it returns true (settlements, queues and alarms run in the background).
+export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}

@@ -1,6 +1,7 @@
 // Bindings of the gateway worker (wrangler.toml) and per-request context variables.
 import type { KeyCheck } from "./auth/authenticate";
 import type { AccountLedger } from "./billing/account-ledger";
+import type { Settlement } from "./billing/settlement";
 import type { RateLimiter } from "./limits/rate-limiter";
 import type { WorkerHealth } from "./upstream/worker-health";
 
@@ -9,6 +10,12 @@ export interface Env {
   LEDGER: DurableObjectNamespace<AccountLedger>;
   LIMITER: DurableObjectNamespace<RateLimiter>;
   WORKER_HEALTH?: DurableObjectNamespace<WorkerHealth>;
+  // Settlements the ledger could not take at once (billing/settlement-queue.ts).
+  SETTLEMENTS: Queue<Settlement>;
+  // The pipeline extends a request's hold this often while it runs (default 5 minutes); a hold
+  // nothing is heard from lapses HOLD_TTL_MS after its last extension (default 60 minutes).
+  HOLD_HEARTBEAT_MS?: string;
+  HOLD_TTL_MS?: string;
   ASSETS?: Fetcher;
   // "development" allows http:// and IP-literal GPU worker URLs (upstream/worker-url.ts).
   ENVIRONMENT?: string;

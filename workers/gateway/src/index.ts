@@ -1,6 +1,8 @@
-// Worker entry: the Hono app, the cron trigger's work and the Durable Object classes
-// wrangler.toml declares.
+// Worker entry: the Hono app, the cron trigger's work, the settlement queues' consumer and the
+// Durable Object classes wrangler.toml declares.
 import { buildApp } from "./app";
+import type { Settlement } from "./billing/settlement";
+import { settlementQueueConsumer } from "./billing/settlement-queue";
 import type { Env } from "./env";
 import { runUsageRetention } from "./usage-archive/archive";
 
@@ -17,4 +19,6 @@ export default {
   async scheduled(_controller, env) {
     await runUsageRetention(env);
   },
-} satisfies ExportedHandler<Env>;
+  // wrangler.toml [[queues.consumers]]: settlements (and their dead letters).
+  queue: settlementQueueConsumer,
+} satisfies ExportedHandler<Env, Settlement>;
