@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,6 +27,8 @@ from .checkpoint_writer import tensor_shapes
 from .backend import resolve_kernel_backend
 from .config import ModelConfig
 from .deepseek_v3 import DeepseekV3ForCausalLM
+
+log = logging.getLogger("gpu_worker.model")
 
 SCALE_SUFFIX = "_scale_inv"  # "x.weight_scale_inv" scales "x.weight"
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
@@ -53,6 +56,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     path = Path(path)
     config = ModelConfig.from_dir(path)
     kernel_backend = resolve_kernel_backend(kernel_backend, device)
+    log.info("kernel backend: %s (attention and MoE)", kernel_backend)
     if keep_fp8 is None:
         keep_fp8 = kernel_backend == "triton"
     if not keep_fp8:

@@ -58,7 +58,8 @@ def main(argv=None) -> None:
     if not args.secret:
         log.warning("no --secret / GPU_WORKER_SECRET: requests are not authenticated")
     state = build_state(args.checkpoint, engine_config(args, ""), args.served_models, args.secret,
-                        device=args.device, dtype=DTYPES[args.dtype], max_reasoning_tokens=args.max_reasoning_tokens)
+                        device=args.device, dtype=DTYPES[args.dtype], max_reasoning_tokens=args.max_reasoning_tokens,
+                        kernel_backend=args.kernel_backend)
     stats = state.engine.stats()
     log.info("engine ready: %d cache blocks of 64 tokens, models %s", stats["total_cache_blocks"], args.served_models)
     app = build_app(state)

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                    help="deepseek-reasoner's chain-of-thought budget on top of max_tokens [GPU_WORKER_MAX_REASONING_TOKENS]")
     p.add_argument("--served-models", default=_env("SERVED_MODELS", "deepseek-chat,deepseek-reasoner"),
                    help="comma-separated model names this worker answers to [GPU_WORKER_SERVED_MODELS]")
+    p.add_argument("--kernel-backend", choices=("torch", "triton"), default=None,
+                   help="attention and MoE kernels: triton on CUDA, torch (the reference) elsewhere "
+                        "[GPU_WORKER_KERNEL_BACKEND]")
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,
                    help="torch CPU threads [GPU_WORKER_THREADS]")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))

@@ -35,8 +35,8 @@ def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
 
 def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_models: list[str],
                 secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                max_reasoning_tokens: int = 32768) -> WorkerState:
-    model = load_model(checkpoint, device=device, dtype=dtype)
+                max_reasoning_tokens: int = 32768, kernel_backend: str | None = None) -> WorkerState:
+    model = load_model(checkpoint, device=device, dtype=dtype, kernel_backend=kernel_backend)
     renderer = PromptRenderer(checkpoint)
     if not engine_config.cache_salt:
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
