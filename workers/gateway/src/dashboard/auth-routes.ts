@@ -6,6 +6,7 @@ import { parseBody } from "./body";
 import { csrfBeforeSignIn, csrfWithSession } from "./csrf";
 import type { DashboardAppEnv } from "./env";
 import { badCredentials, conflict, tooManyAttempts } from "./errors";
+import { rehashIfOld } from "./password-routes";
 import { burnPasswordCheck, hashPassword, verifyPassword } from "./passwords";
 import { endAllSessions, endSession, loadSession, requireSession, startSession } from "./sessions";
 
@@ -88,8 +89,9 @@ export const authRoutes = new Hono<DashboardAppEnv>()
       await burnPasswordCheck(password);
       throw badCredentials();
     }
-    const ok = await verifyPassword(password, { hash: user.password_hash, salt: user.password_salt, iterations: user.password_iterations });
-    if (!ok) throw badCredentials();
+    const stored = { hash: user.password_hash, salt: user.password_salt, iterations: user.password_iterations };
+    if (!(await verifyPassword(password, stored))) throw badCredentials();
+    await rehashIfOld(c.env.DB, user.id, password, stored);
     const ns = c.env.SIGNIN_THROTTLE;
     if (ns) await ns.get(ns.idFromName(`email:${email}`)).clear();
     const csrfToken = await startSession(c, user.id, user.session_epoch);
