@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import { dashboardApp } from "./dashboard";
 import type { AppEnv } from "./env";
 import { notFound, onError } from "./errors/error-handler";
+import { apiCors } from "./middleware/cors";
 import { traceId } from "./middleware/trace-id";
 import { anthropicRoute } from "./routes/anthropic";
 import { balanceRoute } from "./routes/balance";
@@ -22,6 +23,7 @@ export function buildApiRoutes(): Hono<AppEnv> {
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", traceId);
+  app.use("*", apiCors);
   app.onError(onError);
   app.notFound(notFound);
   app.get("/", (c) => c.redirect("/dashboard/"));

@@ -7,6 +7,16 @@ import type { ResponseEncoder, WireUsage } from "./encoder";
 
 const sse = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
 
+const DELTA_FIELDS = ["role", "content", "reasoning_content", "tool_calls"] as const;
+
+function chatChoice(choice: any) {
+  const delta: Record<string, unknown> = {};
+  for (const field of DELTA_FIELDS) if (choice.delta?.[field] !== undefined) delta[field] = choice.delta[field];
+  return { index: choice.index ?? 0, delta, logprobs: choice.logprobs ?? null, finish_reason: choice.finish_reason ?? null };
+}
+
+const textChoice = (choice: any) => ({ index: choice.index ?? 0, text: choice.text ?? "", logprobs: choice.logprobs ?? null, finish_reason: choice.finish_reason ?? null });
+
 export class OpenAiStreamEncoder implements ResponseEncoder {
   readonly contentType = "text/event-stream; charset=utf-8";
   private created = Math.floor(Date.now() / 1000);
@@ -30,8 +40,10 @@ export class OpenAiStreamEncoder implements ResponseEncoder {
     this.fingerprint ??= chunk.system_fingerprint;
     const hasFinish = chunk.choices.some((c: any) => c.finish_reason);
     if (hasFinish) this.finished = true;
-    const out: any = { ...chunk, id: this.id, object: this.object, model: this.model };
-    delete out.usage;
+    // Only the contract's fields reach the client: an engine's own (stop_reason, ...) stay here.
+    const out: any = { id: this.id, object: this.object, created: this.created, model: this.model };
+    if (this.fingerprint !== undefined) out.system_fingerprint = this.fingerprint;
+    out.choices = chunk.choices.map(this.object === "text_completion" ? textChoice : chatChoice);
     if (hasFinish) out.usage = usage;
     else if (this.includeUsage) out.usage = null;
     return sse(out);

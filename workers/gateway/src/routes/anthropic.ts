@@ -15,6 +15,7 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors/api-error";
 import { runChatInference } from "../inference/chat-inference";
 import { readJsonBody } from "../middleware/json-body";
+import { countChatPromptTokens } from "../tokenizer";
 import { validateChatRequest } from "../validation";
 
 export const anthropicRoute = new Hono<AppEnv>();
@@ -34,6 +35,17 @@ anthropicRoute.post("/v1/messages", async (c) => {
     ? new AnthropicStreamEncoder(id, chat.model.id, stopSequences)
     : new AnthropicJsonEncoder(id, chat.model.id, stopSequences);
   return runChatInference(c, chat, encoder, { endpoint: "anthropic.messages", contextError: contextLimitExceeded });
+});
+
+// The prompt's exact token count: the chat template the context check renders, counted by the
+// tokenizer it uses. max_tokens is not part of a count request.
+anthropicRoute.post("/v1/messages/count_tokens", async (c) => {
+  const { body } = await readJsonBody(c.req.raw);
+  const withMax = typeof body === "object" && body !== null && !Array.isArray(body) ? { max_tokens: 1, ...body } : body;
+  const request = parseMessagesRequest(withMax);
+  const models = await modelRegistry(c.env.DB);
+  const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
+  return c.json({ input_tokens: countChatPromptTokens(chat.messages, { tools: chat.tools, model: chat.model.id }) });
 });
 
 // Anything else under /anthropic answers in Anthropic's error shape too.

@@ -73,6 +73,8 @@ export const chatRequestSchema = z.object({
     error: "messages: invalid length 0, expected at least one message",
   }),
   max_tokens: integer().nullish(),
+  // OpenAI's newer name for max_tokens (the OpenAI SDK sends it); chat.ts reconciles the two.
+  max_completion_tokens: integer().nullish(),
   ...samplingFields,
   stop: stopSchema.nullish(),
   ...streamFields,

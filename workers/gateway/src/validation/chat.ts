@@ -40,7 +40,7 @@ const notSupported = (what: string, model: Model, param: string) => badRequest(`
 export function validateChatRequest(body: unknown, ctx: ChatValidationContext): ValidatedChat {
   const request = parseOrThrow(chatRequestSchema, requireJsonObject(body));
   const model = resolveModel(request.model, ctx.models);
-  const maxTokens = checkMaxTokens(request.max_tokens, model.defaultMaxTokens, model.maxMaxTokens);
+  const maxTokens = checkMaxTokens(requestedMaxTokens(request), model.defaultMaxTokens, model.maxMaxTokens);
 
   // An empty tools array asks for nothing; treat it as absent rather than failing clients that send [].
   const tools = request.tools?.length ? request.tools : undefined;
@@ -74,6 +74,18 @@ export function validateChatRequest(body: unknown, ctx: ChatValidationContext): 
     topLogprobs,
     upstreamBody: upstreamBody(request, { model, messages, tools, maxTokens }),
   };
+}
+
+// max_completion_tokens means max_tokens (OpenAI renamed it); both given must agree.
+function requestedMaxTokens(request: ChatRequest): number | null | undefined {
+  const { max_tokens: maxTokens, max_completion_tokens: maxCompletionTokens } = request;
+  if (maxTokens != null && maxCompletionTokens != null && maxTokens !== maxCompletionTokens) {
+    throw badRequest(
+      `max_tokens (${maxTokens}) and max_completion_tokens (${maxCompletionTokens}) are both set, to different values: set only one of them`,
+      "max_completion_tokens",
+    );
+  }
+  return maxTokens ?? maxCompletionTokens;
 }
 
 function checkTools(tools: ToolDefinition[], beta: boolean): void {
