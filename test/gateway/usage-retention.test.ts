@@ -1,6 +1,6 @@
 // Usage retention: per-request rows past RETENTION_DAYS move from D1 to R2 (real R2 through
 // miniflare) by the cron trigger's handler, never lost and never twice, even when a run dies.
-import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from "cloudflare:test";
+import { createScheduledController, env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/gateway/src/index";
 import { archiveExpiredUsage, retentionCutoff } from "../../workers/gateway/src/usage-archive/archive";
@@ -64,9 +64,7 @@ describe("usage retention (cron)", () => {
       .bind(dayOf(old), account)
       .run();
 
-    const ctx = createExecutionContext();
-    await worker.scheduled!(createScheduledController({ scheduledTime: now, cron: "*/10 * * * *" }), env, ctx);
-    await waitOnExecutionContext(ctx);
+    await worker.scheduled(createScheduledController({ scheduledTime: now, cron: "*/10 * * * *" }), env);
 
     expect(await d1Ids(account)).toEqual(Array.from({ length: 7 }, (_, i) => `kept-${String(i).padStart(6, "0")}`));
     const oldParts = await listDayParts(bucket(), account, dayOf(old));

@@ -115,7 +115,7 @@ function decodeCursor<C>(raw: string | undefined, valid: (c: any) => boolean): C
   let cursor: unknown;
   try {
     const binary = atob(raw.replaceAll("-", "+").replaceAll("_", "/"));
-    cursor = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
+    cursor = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
   } catch {
     throw invalidInput("cursor: malformed", "cursor");
   }

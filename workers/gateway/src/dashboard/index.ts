@@ -5,6 +5,7 @@ import { adminAccountRoutes } from "./admin-accounts";
 import { adminModelRoutes } from "./admin-models";
 import { adminWorkerRoutes } from "./admin-workers";
 import { serveDashboard } from "./assets";
+import { auditAdminChanges, auditRoutes } from "./audit-log";
 import { authRoutes } from "./auth-routes";
 import { balanceRoutes } from "./balance";
 import { csrfWithSession } from "./csrf";
@@ -12,6 +13,7 @@ import type { DashboardAppEnv } from "./env";
 import { forbidden, notFoundHere } from "./errors";
 import { exportRoutes } from "./export";
 import { keyRoutes } from "./keys";
+import { passwordRoutes } from "./password-routes";
 import { modelRoutes } from "./models";
 import { requireSession } from "./sessions";
 import { usageRoutes } from "./usage";
@@ -24,6 +26,8 @@ const adminOnly = new Hono<DashboardAppEnv>()
     if (c.get("session").role !== "admin") throw forbidden("Operators only");
     await next();
   })
+  .use(auditAdminChanges)
+  .route("/", auditRoutes)
   .route("/", adminAccountRoutes)
   .route("/", adminWorkerRoutes)
   .route("/", adminModelRoutes);
@@ -34,6 +38,7 @@ export const dashboardApi = new Hono<DashboardAppEnv>()
     c.header("cache-control", "no-store");
   })
   .route("/auth", authRoutes)
+  .route("/auth", passwordRoutes)
   .route("/webhooks", webhookRoutes)
   .route("/keys", signedIn(keyRoutes))
   .route("/balance", signedIn(balanceRoutes))

@@ -1,5 +1,6 @@
 // Password hashing: PBKDF2-HMAC-SHA256 through WebCrypto. workerd refuses more than 100000
-// iterations, so that is what we use; the count is stored per user so it can be raised later.
+// iterations, so that is what we use; the count is stored per user, and a password hashed with
+// fewer is hashed again at its next sign-in (needsRehash).
 import { toHex } from "../auth/api-keys";
 
 export const PBKDF2_ITERATIONS = 100_000;
@@ -31,6 +32,10 @@ export async function hashPassword(password: string): Promise<PasswordHash> {
 export async function verifyPassword(password: string, stored: PasswordHash): Promise<boolean> {
   const candidate = await derive(password, fromHex(stored.salt), stored.iterations);
   return timingSafeEqual(candidate, stored.hash);
+}
+
+export function needsRehash(stored: PasswordHash): boolean {
+  return stored.iterations < PBKDF2_ITERATIONS;
 }
 
 // Costs the same as a real verification, so an unknown email cannot be told apart by timing.

@@ -21,7 +21,7 @@ export async function listDayParts(bucket: R2Bucket, accountId: string, day: str
   const parts: PartInfo[] = [];
   let cursor: string | undefined;
   do {
-    const page = await bucket.list({ prefix: dayPrefix(accountId, day), cursor, include: ["customMetadata"] });
+    const page = await bucket.list({ prefix: dayPrefix(accountId, day), cursor }); // objects come with their customMetadata
     for (const o of page.objects) {
       parts.push({
         key: o.key,
