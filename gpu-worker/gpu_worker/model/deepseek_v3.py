@@ -14,6 +14,7 @@ from gpu_worker.parallel.collectives import gather_vocab, vocab_parallel_embeddi
 from gpu_worker.parallel.state import current
 
 from .attention_metadata import AttentionMetadata
+from . import fp8
 from .backend import resolve_kernel_backend
 from .config import ModelConfig
 from .layers import RMSNorm, SwiGLU, empty_param
@@ -30,9 +31,10 @@ class DecoderLayer(nn.Module):
         self.self_attn = MLAttention(config, dtype, device, kernel_backend=kernel_backend)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
         if config.is_moe_layer(index):
-            self.mlp = MoE(config, dtype, device)
+            self.mlp = MoE(config, dtype, device, kernel_backend=kernel_backend)
         else:
-            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device, tensor_parallel=True)
+            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device, tensor_parallel=True,
+                              quantized=fp8.keeps_fp8(config), kernel_backend=kernel_backend)
 
     def forward(self, h, freqs, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
         h = h + self.self_attn(self.input_layernorm(h), freqs, meta, cache)

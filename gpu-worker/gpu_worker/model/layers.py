@@ -1,4 +1,5 @@
-"""Small building blocks: parameters without initialisation, RMSNorm, the SwiGLU MLP."""
+"""Small building blocks: parameters without initialisation, RMSNorm, Linear (model dtype or FP8), the
+SwiGLU MLP."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from torch import nn
 
 from gpu_worker.parallel.collectives import all_reduce
 from gpu_worker.parallel.state import current
+
+from . import fp8
 
 
 def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
@@ -29,23 +32,69 @@ class RMSNorm(nn.Module):
         return normed.to(x.dtype) * self.weight
 
 
+class Linear(nn.Module):
+    """x @ W^T with W [out, in] in the model dtype, or, for an FP8 checkpoint, e4m3 as it ships with fp32
+    `weight_scale_inv` per 128x128 block. The Triton backend multiplies FP8 weights as they are (W8A8:
+    activations quantised per token per 128 channels); the torch reference dequantises, then multiplies.
+
+    split: W is two checkpoint tensors stacked along rows (gate/up, q_a/kv_a), the first `split` rows
+    long; each keeps its own scale blocks. A rank's part (tensor parallel) is any slice of rows or columns
+    that starts on a 128 boundary."""
+
+    def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None, quantized: bool = False,
+                 split: int | None = None, kernel_backend: str = "torch"):
+        super().__init__()
+        self.split = split
+        self.kernel_backend = kernel_backend
+        self.weight = empty_param(out_features, in_features, dtype=fp8.FP8_DTYPE if quantized else dtype, device=device)
+        self.weight_scale_inv = None
+        if quantized:
+            rows = fp8.blocks(out_features) if split is None else fp8.blocks(split) + fp8.blocks(out_features - split)
+            self.weight_scale_inv = empty_param(rows, fp8.blocks(in_features), dtype=torch.float32, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_scale_inv is None:
+            return F.linear(x, self.weight)
+        if self.kernel_backend == "triton":
+            from gpu_worker.kernels.fp8_gemm import w8a8_linear
+
+            return w8a8_linear(x, self.weight, self.weight_scale_inv, self.split)
+        return F.linear(x, self.dequantized(x.dtype))
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        if self.weight_scale_inv is None:
+            return self.weight
+        return fp8.dequantize(self.weight, self.weight_scale_inv, dtype=dtype, split=self.split)
+
+    def entries(self, name: str, rows: slice | None = None, source: tuple = ()) -> dict[str, tuple]:
+        """Checkpoint layout entries of the tensor `name` (its `source` part) filling `rows` of W (all of
+        W when None), and of its scales when W is FP8."""
+        index = () if rows is None else (rows,)
+        out = {name: (self.weight, index, source)}
+        if self.weight_scale_inv is not None:
+            scale_index = () if rows is None else (fp8.block_slice(rows, self.split),)
+            out[name + "_scale_inv"] = (self.weight_scale_inv, scale_index, fp8.block_source(source))
+        return out
+
+
 class SwiGLU(nn.Module):
     """down(silu(gate(x)) * up(x)), with gate and up stored as one [2*inter, dim] matrix.
 
     tensor_parallel: this rank holds a 1/N slice of the intermediate width (gate/up rows, down columns),
     so `partial` is this rank's share of the output and `forward` all-reduces it."""
 
-    def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None, tensor_parallel: bool = False):
+    def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None, tensor_parallel: bool = False,
+                 quantized: bool = False, kernel_backend: str = "torch"):
         super().__init__()
         self.part = current().part(inter, "intermediate size") if tensor_parallel else slice(0, inter)
         self.tensor_parallel = tensor_parallel
         self.inter = inter = self.part.stop - self.part.start
-        self.gate_up_proj = empty_param(2 * inter, dim, dtype=dtype, device=device)
-        self.down_proj = empty_param(dim, inter, dtype=dtype, device=device)
+        self.gate_up_proj = Linear(2 * inter, dim, dtype, device, quantized, split=inter, kernel_backend=kernel_backend)
+        self.down_proj = Linear(dim, inter, dtype, device, quantized, kernel_backend=kernel_backend)
 
     def partial(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, self.gate_up_proj).split(self.inter, dim=-1)
-        return F.linear(F.silu(gate) * up, self.down_proj)
+        gate, up = self.gate_up_proj(x).split(self.inter, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.partial(x)
@@ -55,7 +104,7 @@ class SwiGLU(nn.Module):
         """name -> (parameter, index of the slice it fills, this rank's slice of the checkpoint tensor)."""
         rows, cols = (self.part,), (slice(None), self.part)
         return {
-            f"{prefix}.gate_proj.weight": (self.gate_up_proj, (slice(0, self.inter),), rows),
-            f"{prefix}.up_proj.weight": (self.gate_up_proj, (slice(self.inter, 2 * self.inter),), rows),
-            f"{prefix}.down_proj.weight": (self.down_proj, (), cols),
+            **self.gate_up_proj.entries(f"{prefix}.gate_proj.weight", slice(0, self.inter), rows),
+            **self.gate_up_proj.entries(f"{prefix}.up_proj.weight", slice(self.inter, 2 * self.inter), rows),
+            **self.down_proj.entries(f"{prefix}.down_proj.weight", None, cols),
         }

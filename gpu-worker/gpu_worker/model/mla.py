@@ -23,8 +23,9 @@ from gpu_worker.parallel.state import current
 
 from .attention_backend import attention_backend
 from .attention_metadata import AttentionMetadata, DecodePart, PrefillPart
+from . import fp8
 from .config import ModelConfig
-from .layers import RMSNorm, empty_param
+from .layers import Linear, RMSNorm
 from .rope import apply_rope
 
 
@@ -44,44 +45,46 @@ class MLAttention(nn.Module):
         self.qk_dim = config.qk_head_dim
         self.scale = config.softmax_scale
         dim = config.hidden_size
+        # FP8 checkpoints: the projections stay e4m3 with block scales (layers.Linear)
+        linear = dict(dtype=dtype, device=device, quantized=fp8.keeps_fp8(config), kernel_backend=kernel_backend)
 
         # q_a_proj (or q_proj without query compression) and kv_a_proj_with_mqa read the same input:
         # one [q_out + kv_lora_rank + rope_dim, dim] matmul.
         self.q_out = self.q_lora_rank if self.q_lora_rank is not None else self.heads * self.qk_dim
-        self.qkv_a_proj = empty_param(self.q_out + self.kv_lora_rank + self.rope_dim, dim, dtype=dtype, device=device)
+        self.qkv_a_proj = Linear(self.q_out + self.kv_lora_rank + self.rope_dim, dim, split=self.q_out, **linear)
         if self.q_lora_rank is not None:
             self.q_a_layernorm = RMSNorm(self.q_lora_rank, config.rms_norm_eps, dtype, device)
-            self.q_b_proj = empty_param(self.heads * self.qk_dim, self.q_lora_rank, dtype=dtype, device=device)
+            self.q_b_proj = Linear(self.heads * self.qk_dim, self.q_lora_rank, **linear)
         self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, config.rms_norm_eps, dtype, device)
-        self.kv_b_proj = empty_param(self.heads * (self.nope_dim + self.v_dim), self.kv_lora_rank, dtype=dtype, device=device)
-        self.o_proj = empty_param(dim, self.heads * self.v_dim, dtype=dtype, device=device)
+        self.kv_b_proj = Linear(self.heads * (self.nope_dim + self.v_dim), self.kv_lora_rank, **linear)
+        self.o_proj = Linear(dim, self.heads * self.v_dim, **linear)
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple]:
         """name -> (parameter, index of the slice it fills[, this rank's slice of the checkpoint tensor])."""
         kv_rows = slice(self.q_out, self.q_out + self.kv_lora_rank + self.rope_dim)
         h0, h1 = self.head_part.start, self.head_part.stop
         q_rows = (slice(h0 * self.qk_dim, h1 * self.qk_dim),)
+        kv_b_rows = (slice(h0 * (self.nope_dim + self.v_dim), h1 * (self.nope_dim + self.v_dim)),)
         layout = {
-            f"{prefix}.kv_a_proj_with_mqa.weight": (self.qkv_a_proj, (kv_rows,)),
+            **self.qkv_a_proj.entries(f"{prefix}.kv_a_proj_with_mqa.weight", kv_rows),
             f"{prefix}.kv_a_layernorm.weight": (self.kv_a_layernorm.weight, ()),
-            f"{prefix}.kv_b_proj.weight": (self.kv_b_proj, (), (slice(h0 * (self.nope_dim + self.v_dim),
-                                                                       h1 * (self.nope_dim + self.v_dim)),)),
-            f"{prefix}.o_proj.weight": (self.o_proj, (), (slice(None), slice(h0 * self.v_dim, h1 * self.v_dim))),
+            **self.kv_b_proj.entries(f"{prefix}.kv_b_proj.weight", None, kv_b_rows),
+            **self.o_proj.entries(f"{prefix}.o_proj.weight", None, (slice(None), slice(h0 * self.v_dim, h1 * self.v_dim))),
         }
         if self.q_lora_rank is None:
-            layout[f"{prefix}.q_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),), q_rows)
+            layout.update(self.qkv_a_proj.entries(f"{prefix}.q_proj.weight", slice(0, self.q_out), q_rows))
         else:
-            layout[f"{prefix}.q_a_proj.weight"] = (self.qkv_a_proj, (slice(0, self.q_out),))
+            layout.update(self.qkv_a_proj.entries(f"{prefix}.q_a_proj.weight", slice(0, self.q_out)))
             layout[f"{prefix}.q_a_layernorm.weight"] = (self.q_a_layernorm.weight, ())
-            layout[f"{prefix}.q_b_proj.weight"] = (self.q_b_proj, (), q_rows)
+            layout.update(self.q_b_proj.entries(f"{prefix}.q_b_proj.weight", None, q_rows))
         return layout
 
     # ---- shared prologue ---------------------------------------------------------------------
     def _project(self, x: torch.Tensor, freqs: torch.Tensor):
         """x [..., dim] -> q_nope [..., H, nope], q_pe [..., H, rope] (rotated), latent entry [..., R + rope]."""
-        q, latent, k_pe = F.linear(x, self.qkv_a_proj).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
+        q, latent, k_pe = self.qkv_a_proj(x).split([self.q_out, self.kv_lora_rank, self.rope_dim], dim=-1)
         if self.q_lora_rank is not None:
-            q = F.linear(self.q_a_layernorm(q), self.q_b_proj)
+            q = self.q_b_proj(self.q_a_layernorm(q))
         q = q.view(*x.shape[:-1], self.heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
         # one rotation for the H query heads and the shared key: [..., H + 1, rope]
@@ -92,7 +95,7 @@ class MLAttention(nn.Module):
 
     def _expand(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """latent [L, R] -> k_nope [L, H, nope], v [L, H, v_dim]."""
-        kv = F.linear(latent, self.kv_b_proj).view(*latent.shape[:-1], self.heads, self.nope_dim + self.v_dim)
+        kv = self.kv_b_proj(latent).view(*latent.shape[:-1], self.heads, self.nope_dim + self.v_dim)
         return kv.split([self.nope_dim, self.v_dim], dim=-1)
 
     # ---- paged forward -----------------------------------------------------------------------
@@ -113,7 +116,7 @@ class MLAttention(nn.Module):
         if meta.prefill is not None:
             parts.append(self._prefill(q_nope[decodes:], q_pe[decodes:], cache, meta.prefill))
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return all_reduce(F.linear(out.flatten(-2), self.o_proj))
+        return all_reduce(self.o_proj(out.flatten(-2)))
 
     def _decode(self, q_nope, q_pe, cache, meta: DecodePart) -> torch.Tensor:
         """Absorbed form. q_nope [D, H, nope], q_pe [D, H, rope] -> [D, H, v_dim]."""
@@ -127,9 +130,10 @@ class MLAttention(nn.Module):
         """(softmax_scale * W_UK [H, nope, R], W_UV^T [H, R, v]) in `dtype`, contiguous; rebuilt only when
         kv_b_proj changes. The scale is folded into W_UK here and into q_pe by `_decode`, so the
         scores need no extra pass."""
-        key = (dtype, self.kv_b_proj._version, self.kv_b_proj.data_ptr())
+        weight = self.kv_b_proj.weight
+        key = (dtype, weight._version, weight.data_ptr())
         if getattr(self, "_absorbed_key", None) != key:
-            w_kv = self.kv_b_proj.view(self.heads, self.nope_dim + self.v_dim, self.kv_lora_rank).float()
+            w_kv = self.kv_b_proj.dequantized(torch.float32).view(self.heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
             w_uk, w_uv = w_kv.split([self.nope_dim, self.v_dim], dim=1)
             self._absorbed = ((w_uk * self.scale).to(dtype).contiguous(), w_uv.transpose(1, 2).to(dtype).contiguous())
             self._absorbed_key = key
@@ -151,4 +155,4 @@ class MLAttention(nn.Module):
         k_nope, v = self._expand(latent)
         k = torch.cat((k_nope, k_pe.unsqueeze(-2).expand(*k_nope.shape[:-1], self.rope_dim)), dim=-1)
         out = F.scaled_dot_product_attention(query, k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.scale)
-        return all_reduce(F.linear(out.transpose(1, 2).flatten(-2), self.o_proj))
+        return all_reduce(self.o_proj(out.transpose(1, 2).flatten(-2)))

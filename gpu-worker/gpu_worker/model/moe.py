@@ -201,7 +201,8 @@ class MoE(nn.Module):
         # expert parallel: the shared experts are replicated; tensor parallel: split like a dense MLP
         self.shared_experts = (
             SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts, dtype, device,
-                   tensor_parallel=not self.expert_parallel)
+                   tensor_parallel=not self.expert_parallel, quantized=fp8.keeps_fp8(config),
+                   kernel_backend=kernel_backend)
             if config.n_shared_experts
             else None
         )

@@ -64,7 +64,7 @@ def test_fp8_checkpoint_dequantizes_to_the_weights_it_came_from(weights, tmp_pat
 
     # exactly the block-wise dequantization of what was stored ...
     expected = fp8.dequantize(stored[name], stored[name + "_scale_inv"])
-    assert torch.equal(model.layers[0].self_attn.q_b_proj, expected)
+    assert torch.equal(model.layers[0].self_attn.q_b_proj.weight, expected)
     # ... which is the original weight up to e4m3 rounding (3 mantissa bits)
     original = weights[name]
     assert ((expected - original).abs() <= original.abs() / 16 + 1e-3).all()

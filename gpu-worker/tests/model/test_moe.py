@@ -1,11 +1,12 @@
-"""Router semantics and expert dispatch, on hand-made inputs."""
+"""Router semantics and expert dispatch, on hand-made inputs; the MoE layer on both kernel backends."""
 
+import pytest
 import torch
 
 from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.moe import RoutedExperts, Router, grouped_linear, grouped_linear_reference
+from gpu_worker.model.moe import MoE, RoutedExperts, Router, grouped_linear, grouped_linear_reference
 
-from tiny import hf_config
+from tiny import CONFIGS, hf_config
 
 
 def make_router(**overrides) -> Router:
@@ -65,3 +66,31 @@ def test_sorted_dispatch_equals_the_per_token_sum():
             gate, up = (experts.gate_up_proj[ids[t, k]] @ x[t]).split(16)
             expected[t] += weights[t, k] * (experts.down_proj[ids[t, k]] @ (torch.nn.functional.silu(gate) * up))
     assert torch.allclose(experts(x, weights, ids), expected, atol=1e-4)
+
+
+def moe_pair(name: str, dtype=torch.float32, seed=0) -> tuple[MoE, MoE]:
+    """The same random MoE layer on the torch reference backend and on the Triton backend."""
+    config = ModelConfig.from_hf_dict(hf_config(name))
+    reference, fused = MoE(config, dtype, kernel_backend="torch"), MoE(config, dtype, kernel_backend="triton")
+    g = torch.Generator().manual_seed(seed)
+    for param in reference.parameters():
+        param.copy_(torch.randn(param.shape, generator=g) / param.shape[-1] ** 0.5)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("tokens", [1, 21])
+def test_triton_moe_layer_equals_the_torch_reference(name, tokens):
+    reference, fused = moe_pair(name)
+    x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(tokens))
+    torch.testing.assert_close(fused(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert torch.equal(fused.gate(x)[1].sort(dim=-1).values, reference.gate(x)[1].sort(dim=-1).values)
+
+
+def test_triton_moe_layer_in_bfloat16():
+    reference, fused = moe_pair("qlora_yarn_8groups_all_moe", dtype=torch.bfloat16)
+    x = torch.randn(9, 32, generator=torch.Generator().manual_seed(1)).bfloat16()
+    expected, out = reference(x).float(), fused(x).float()
+    # both round to bf16 (8 significant bits), at different points: within a few of its steps
+    assert (out - expected).abs().max() <= 2**-5 * expected.abs().max()
