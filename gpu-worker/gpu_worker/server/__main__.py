@@ -15,6 +15,9 @@ import time
 import torch
 import uvicorn
 
+from gpu_worker.parallel.launcher import start_followers
+from gpu_worker.parallel.process_group import free_port, init_rank
+
 from .app import build_app
 from .config import DTYPES, engine_config, parse_args
 from .worker import build_state
@@ -35,6 +38,9 @@ class DrainingServer(uvicorn.Server):
         # prefix cache is spilled to the disk tier for the next worker.
         self.worker_state.draining = True
         self.worker_state.engine.shutdown()
+        if self.worker_state.ranks is not None and self.worker_state.ranks.failure is None:
+            self.worker_state.engine.engine.runner.step_listener.stop()  # the follower ranks exit
+            self.worker_state.ranks.stop()
         logging.getLogger("gpu_worker.server").info("engine stopped; prefix cache kept on disk")
 
 
@@ -55,10 +61,19 @@ def main(argv=None) -> None:
     log = logging.getLogger("gpu_worker.server")
     if args.threads:
         torch.set_num_threads(args.threads)
+    ranks = control = None
+    if args.tensor_parallel_size > 1:
+        port = free_port()
+        ranks = start_followers(args, port)
+        _, control = init_rank(0, args.tensor_parallel_size, port, args.device, args.enable_expert_parallel,
+                               args.collective_timeout)
+        log.info("rank 0 of %d joined (%s)", args.tensor_parallel_size,
+                 "expert parallel" if args.enable_expert_parallel else "tensor parallel")
     if not args.secret:
         log.warning("no --secret / GPU_WORKER_SECRET: requests are not authenticated")
     state = build_state(args.checkpoint, engine_config(args, ""), args.served_models, args.secret,
                         device=args.device, dtype=DTYPES[args.dtype], max_reasoning_tokens=args.max_reasoning_tokens,
+                        ranks=ranks, control=control,
                         kernel_backend=args.kernel_backend)
     stats = state.engine.stats()
     log.info("engine ready: %d cache blocks of 64 tokens, models %s", stats["total_cache_blocks"], args.served_models)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import hmac
 import json
 import logging
@@ -40,6 +41,16 @@ class WorkerState:
     max_fim_tokens: int = 4096
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
+    ranks: object | None = None      # gpu_worker.parallel.launcher.Ranks on rank 0 of a tensor-parallel worker
+
+    @property
+    def lost_ranks(self) -> str | None:
+        return self.ranks.failure if self.ranks is not None else None
+
+    def rank_states(self) -> list[dict] | None:
+        if self.ranks is None:
+            return None
+        return self.ranks.snapshot({"state": "serving", "pid": os.getpid(), "device": str(self.engine.engine.device)})
 
     def __post_init__(self):
         self.tokenizer = self.renderer.tokenizer
@@ -178,6 +189,8 @@ def build_app(state: WorkerState) -> Starlette:
             raise RequestError(401, "Authentication Fails (worker secret)", "authentication_error", "invalid_api_key")
         if state.draining:
             raise RequestError(503, "Server Overloaded (draining)", "service_unavailable", "server_overloaded")
+        if state.lost_ranks:
+            raise RequestError(503, f"Server Overloaded ({state.lost_ranks})", "service_unavailable", "server_overloaded")
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -380,17 +393,22 @@ def build_app(state: WorkerState) -> Starlette:
         cannot be trusted again, so the gateway must stop routing here until the worker is restarted."""
         stats = state.engine.stats()
         failure = state.engine.failed
-        status = "error" if failure is not None else "draining" if state.draining else "ok"
+        lost = state.lost_ranks  # a tensor-parallel rank died: no step can complete any more
+        status = "error" if failure is not None or lost else "draining" if state.draining else "ok"
         body = {"status": status, "models": state.served_models,
                 "running": stats["running"], "waiting": stats["waiting"],
                 "free_cache_blocks": stats["free_cache_blocks"],
                 "total_cache_blocks": stats["total_cache_blocks"], "cache": stats["cache"]}
         if failure is not None:
             body["error"] = f"engine step failed: {type(failure).__name__}: {failure}"
-        return JSONResponse(body, status_code=503 if failure is not None else 200)
+        if lost:
+            body["error"] = lost
+        if state.ranks is not None:
+            body["ranks"] = state.rank_states()
+        return JSONResponse(body, status_code=503 if status == "error" else 200)
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(state.metrics.render(state.engine.stats(), state.draining),
+        return PlainTextResponse(state.metrics.render(state.engine.stats(), state.draining, state.rank_states()),
                                  media_type="text/plain; version=0.0.4")
 
     async def models(request: Request) -> Response:

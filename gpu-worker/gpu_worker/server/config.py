@@ -52,6 +52,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,
                    help="torch CPU threads [GPU_WORKER_THREADS]")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    p.add_argument("--tensor-parallel-size", type=int, default=int(_env("TENSOR_PARALLEL_SIZE", "1")),
+                   help="ranks this worker starts: one per GPU on CUDA (NCCL), CPU processes otherwise (gloo); "
+                        "heads, dense MLPs and the vocabulary are split over them [GPU_WORKER_TENSOR_PARALLEL_SIZE]")
+    p.add_argument("--enable-expert-parallel", action="store_true",
+                   default=_env("ENABLE_EXPERT_PARALLEL", "") not in ("", "0", "false"),
+                   help="split the routed experts over the ranks by index (all-to-all dispatch) instead of "
+                        "splitting every expert [GPU_WORKER_ENABLE_EXPERT_PARALLEL]")
+    p.add_argument("--collective-timeout", type=float, default=float(_env("COLLECTIVE_TIMEOUT", "300")),
+                   help="seconds a collective may wait for the other ranks before failing [GPU_WORKER_COLLECTIVE_TIMEOUT]")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (a launcher killed with SIGKILL leaves no orphan on the port)")
     return p
@@ -64,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.dtype is None:
         args.dtype = "bfloat16" if str(args.device).startswith("cuda") else "float32"
     args.served_models = [m.strip() for m in args.served_models.split(",") if m.strip()]
+    if args.tensor_parallel_size < 1:
+        parser().error("--tensor-parallel-size must be at least 1")
+    if str(args.device).startswith("cuda") and args.tensor_parallel_size > torch.cuda.device_count():
+        parser().error(f"--tensor-parallel-size {args.tensor_parallel_size} needs as many GPUs; "
+                       f"{torch.cuda.device_count()} visible")
     return args
 
 

@@ -20,7 +20,7 @@ class Metrics:
         self.cached_prompt_tokens[model] += usage.cached_tokens
         self.completion_tokens[model] += usage.completion_tokens
 
-    def render(self, engine_stats: dict, draining: bool) -> str:
+    def render(self, engine_stats: dict, draining: bool, ranks: list[dict] | None = None) -> str:
         lines = []
 
         def metric(name, kind, help_, samples):
@@ -54,4 +54,11 @@ class Metrics:
         for name, value in (("evicted_blocks", cache["evicted_blocks"]), ("spilled_blocks", cache["spilled_blocks"]),
                             ("disk_hit_blocks", cache["disk_hit_blocks"])):
             metric(f"gpu_worker_{name}_total", "counter", f"Prefix cache {name.replace('_', ' ')}.", [({}, value)])
+        if ranks is not None:  # a tensor-parallel worker: one sample per rank
+            metric("gpu_worker_rank_up", "gauge", "1 while the rank runs and reports.",
+                   [({"rank": r["rank"]}, int(r["alive"])) for r in ranks])
+            metric("gpu_worker_rank_steps_total", "counter", "Model steps a follower rank replayed.",
+                   [({"rank": r["rank"]}, r["steps"]) for r in ranks if "steps" in r])
+            metric("gpu_worker_rank_memory_allocated_bytes", "gauge", "Device memory the rank's tensors hold.",
+                   [({"rank": r["rank"]}, r["memory_allocated_bytes"]) for r in ranks if "memory_allocated_bytes" in r])
         return "\n".join(lines) + "\n"

