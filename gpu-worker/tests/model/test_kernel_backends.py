@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gpu_worker.model.attention_metadata import AttentionMetadata
+from gpu_worker.model.backend import resolve_kernel_backend
 from gpu_worker.model.loader import load_model
 
 from tiny import CONFIGS, rel_err, write_tiny
@@ -45,3 +46,17 @@ def test_triton_backend_equals_torch_backend(models):
         logits = {name: m.compute_logits(m(ids, positions, meta, caches[name])) for name, m in models.items()}
         assert rel_err(logits["triton"], logits["torch"]) <= TOLERANCE, number
     assert rel_err(caches["triton"], caches["torch"]) <= TOLERANCE
+
+
+def test_backend_choice(monkeypatch):
+    monkeypatch.delenv("GPU_WORKER_KERNEL_BACKEND", raising=False)
+    assert resolve_kernel_backend(None, "cpu") == "torch"
+    assert resolve_kernel_backend("triton", "cpu") == "triton"  # the interpreter is on in these tests
+    monkeypatch.setenv("GPU_WORKER_KERNEL_BACKEND", "triton")
+    assert resolve_kernel_backend(None, "cpu") == "triton"
+    assert resolve_kernel_backend("torch", "cpu") == "torch"  # the flag wins over the environment
+    with pytest.raises(ValueError, match="expected one of torch, triton"):
+        resolve_kernel_backend("cuda-graphs", "cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        resolve_kernel_backend("triton", "cpu")
