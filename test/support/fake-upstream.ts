@@ -10,6 +10,8 @@
 //   [[delay_first_byte:MS]] wait before answering at all (queueing)
 //   [[slow:MS]]            wait between chunks
 //   [[status:CODE]]        answer with that HTTP status and an error envelope
+//   [[no_usage]]           never send usage (an engine that reports none)
+//   [[usage_until:N]]      send usage only until N content chunks were sent, then none (an engine that stops reporting it)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -124,6 +126,9 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
     const wantLogprobs = isFim ? typeof body.logprobs === "number" : body.logprobs === true;
     const topN = isFim ? Number(body.logprobs ?? 0) : Number(body.top_logprobs ?? 0);
     const continuous = body.stream_options?.continuous_usage_stats === true;
+    const noUsage = directive(lastUser, "no_usage") !== null;
+    const usageUntil = Number(directive(lastUser, "usage_until") ?? Infinity);
+    let contentChunks = 0;
     const id = String(req.headers["x-request-id"] ?? `fake-${Date.now()}`);
     const created = Math.floor(Date.now() / 1000);
 
@@ -155,7 +160,8 @@ export async function startFakeUpstream(options: { secret?: string; port?: numbe
       const base: any = isFim
         ? { id, object: "text_completion", created, model: body.model, choices: [{ index: 0, text: delta.content ?? "", logprobs, finish_reason: finish }] }
         : { id, object: "chat.completion.chunk", created, model: body.model, system_fingerprint: "fp_fake", choices: [{ index: 0, delta, logprobs, finish_reason: finish }] };
-      if (continuous || finish) base.usage = usage();
+      if (delta.content) contentChunks++;
+      if ((continuous || finish) && !noUsage && contentChunks <= usageUntil) base.usage = usage();
       return `data: ${JSON.stringify(base)}\n\n`;
     };
 

@@ -7,6 +7,7 @@ import type { Context } from "hono";
 import type { ReserveResult } from "../billing/account-ledger";
 import { ledgerFor } from "../stubs";
 import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
+import { HOLD_TTL_MS } from "../billing/holds";
 import { usageFromWire } from "../billing/usage";
 import type { Model } from "../db/schema";
 import type { AppEnv } from "../env";
@@ -14,14 +15,17 @@ import { ApiError, insufficientBalance } from "../errors/api-error";
 import { admitKey, combine, type Admission } from "../limits/admit";
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
 import type { ResponseEncoder, WireUsage } from "./encoder";
-import { timer, withRetries } from "./timers";
+import { keepHoldAlive } from "./hold-heartbeat";
+import { settleOrQueue } from "./settle-or-queue";
+import { timer } from "./timers";
+import { UsageCounter, type Outcome } from "./usage-counter";
 
 export interface InferenceJob {
   endpoint: "chat.completions" | "completions" | "anthropic.messages";
   model: Model;
   upstreamPath: "/v1/chat/completions" | "/v1/completions";
   upstreamBody: Record<string, unknown>;
-  // Exact prompt tokens, or an upper bound when counting was skipped for a short request.
+  // Exact prompt tokens (the gateway's tokenizer and chat template).
   promptTokens: number;
   maxTokens: number;
   // The start of the prompt: requests sharing it go to the worker that has it cached.
@@ -30,14 +34,17 @@ export interface InferenceJob {
 
 const DEFAULT_KEEPALIVE_MS = 5_000;
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS = 10 * 60_000;
-
-type Outcome = "ok" | "aborted" | "failed";
+const DEFAULT_HOLD_HEARTBEAT_MS = 5 * 60_000;
 
 function timing(c: Context<AppEnv>) {
   const vars = c.env as unknown as Record<string, string | undefined>;
   return {
     keepAliveMs: Number(vars.KEEPALIVE_INTERVAL_MS ?? DEFAULT_KEEPALIVE_MS),
     firstByteTimeoutMs: Number(vars.FIRST_BYTE_TIMEOUT_MS ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS),
+    hold: {
+      intervalMs: Number(c.env.HOLD_HEARTBEAT_MS ?? DEFAULT_HOLD_HEARTBEAT_MS),
+      holdMs: Number(c.env.HOLD_TTL_MS ?? HOLD_TTL_MS),
+    },
   };
 }
 
@@ -60,6 +67,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   const worstCaseTokens = job.promptTokens + maxCompletionTokens(job.model, job.maxTokens);
   const worstCaseMicros = worstCaseCostMicros(job.model, job.promptTokens, maxCompletionTokens(job.model, job.maxTokens));
   const ledger = ledgerFor(c.env, known.accountId);
+  const { keepAliveMs, firstByteTimeoutMs, hold } = timing(c);
 
   // Key check, rateLimit and reserve: one call to the account's ledger checks the key, admits
   // the request under the account's current limits and holds its worst-case cost; a key with
@@ -67,7 +75,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   const gateStarted = performance.now();
   let opened: ReserveResult;
   try {
-    opened = await ledger.reserve({ accountId: known.accountId, requestId, amountMicros: worstCaseMicros, keyId: known.keyId, admit: { tokens: worstCaseTokens } });
+    opened = await ledger.reserve({ accountId: known.accountId, requestId, amountMicros: worstCaseMicros, holdMs: hold.holdMs, keyId: known.keyId, admit: { tokens: worstCaseTokens } });
   } catch (err) {
     return errorOut(encoder, err, requestId); // the ledger failed: nothing was held
   }
@@ -87,7 +95,9 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
     await admission.finish(0);
     return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
   }
+  const heartbeat = keepHoldAlive(ledger, auth.accountId, requestId, hold);
   const refuse = async (err: unknown) => {
+    heartbeat.stop();
     await ledger.release(requestId);
     await admission.finish(0);
     return errorOut(encoder, err, requestId, admission.headers);
@@ -109,7 +119,6 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
     (p) => c.executionCtx.waitUntil(p),
   );
   connecting.catch(() => undefined);
-  const { keepAliveMs, firstByteTimeoutMs } = timing(c);
   const forwardStarted = performance.now();
 
   // A worker that answers within one keep-alive interval gets a normal response (real status
@@ -121,8 +130,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
   if (early) c.get("timings").first_event = performance.now() - forwardStarted;
 
   const encoderText = new TextEncoder();
-  let latest: WireUsage | null = null; // cumulative usage of the last upstream chunk
-  let delivered: WireUsage | null = null; // usage as of the last chunk the client was sent
+  const usage = new UsageCounter(job.promptTokens);
   let clientGone = false;
 
   // The response body: a native stream the pump writes into (a JavaScript ReadableStream fed
@@ -166,7 +174,6 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
       for await (const payloads of conn.events) {
         if (clientGone) return { outcome: "aborted", conn };
         let text = "";
-        let sentUsage = delivered;
         let upstreamDone = false;
         for (const payload of payloads) {
           if (payload.trim() === "[DONE]") {
@@ -179,72 +186,56 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
           } catch {
             continue;
           }
-          if (chunk?.usage) latest = toWire(usageFromWire(chunk.usage));
-          const out = encoder.chunk(chunk, latest);
+          usage.add(chunk, chunk?.usage ? toWire(usageFromWire(chunk.usage)) : null);
+          const out = encoder.chunk(chunk, usage.forChunk(chunk));
           text += out;
-          if (out !== "") sentUsage = latest;
+          if (out !== "") usage.sent();
         }
         send(text);
-        delivered = sentUsage;
         if (upstreamDone) break;
       }
       if (clientGone) return { outcome: "aborted", conn };
-      delivered = latest;
-      send(encoder.finish(latest));
+      send(encoder.finish(usage.charged("ok")?.usage ?? null));
       return { outcome: "ok", conn };
     } catch {
       if (clientGone) return { outcome: "aborted", conn };
-      send(encoder.fail(delivered));
+      send(encoder.fail(usage.charged("failed")?.usage ?? null));
       return { outcome: "failed", conn };
     }
   };
 
   const settle = pump().then(async ({ outcome, conn }) => {
+    heartbeat.stop();
     if (!clientGone) writer.close().catch(() => undefined);
     const drained = conn?.release();
-    const charged = chargedUsage(outcome, latest, delivered);
+    const charged = conn ? usage.charged(outcome) : null;
     if (!conn || !charged) {
       await Promise.all([ledger.release(requestId), admission.finish(0), drained]);
       return;
     }
-    const usage = usageFromWire(charged);
-    const completedAt = Date.now();
+    const billed = usageFromWire(charged.usage);
     // Settling also finishes the account's rate-limit lease (in the ledger); a key's own
-    // limiter is finished beside it. Settling is idempotent by request id, so a failed attempt
-    // (the ledger restarting) is simply made again.
-    const settled = withRetries(() => ledger.settle({
+    // limiter is finished beside it. Settling is idempotent by request id, so a settlement the
+    // ledger could not take is queued and made again until it lands.
+    const settled = settleOrQueue(c.env, {
       accountId: auth.accountId,
       requestId,
       keyId: auth.keyId,
       model: job.model.id,
       endpoint: job.endpoint,
-      usage,
+      usage: billed,
+      usageSource: charged.source,
       status: outcome,
       workerId: conn.worker.id,
       startedAt,
-      completedAt,
-    }));
-    await Promise.all([settled, admission.finish(usage.promptTokens + usage.completionTokens), drained]);
+      completedAt: Date.now(),
+    });
+    await Promise.all([settled, admission.finish(billed.promptTokens + billed.completionTokens), drained]);
   });
   c.executionCtx.waitUntil(settle.catch((err) => console.error(`trace ${requestId}: settlement failed`, err)));
 
   const headers = new Headers({ "content-type": encoder.contentType, "cache-control": "no-cache", ...admission.headers });
   return new Response(body, { status: 200, headers });
-}
-
-// What a request is charged: everything on success; otherwise the prompt (the worker did
-// process it) plus only the completion tokens the client actually received.
-function chargedUsage(outcome: Outcome, latest: WireUsage | null, delivered: WireUsage | null): WireUsage | null {
-  if (outcome === "ok") return latest;
-  if (!latest) return null;
-  const completion = delivered?.completion_tokens ?? 0;
-  const reasoning = Math.min(delivered?.completion_tokens_details.reasoning_tokens ?? 0, completion);
-  return {
-    ...latest,
-    completion_tokens: completion,
-    total_tokens: latest.prompt_tokens + completion,
-    completion_tokens_details: { reasoning_tokens: reasoning },
-  };
 }
 
 function errorOut(encoder: ResponseEncoder, err: unknown, traceId: string, headers: Record<string, string> = {}): Response {
