@@ -11,7 +11,8 @@ export default defineConfig(async () => {
         main: "./workers/gateway/src/index.ts",
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
-          // Short waits so keep-alive and first-byte timeouts are testable in seconds.
+          // Short waits so keep-alive and first-byte timeouts, and holds lapsing without their
+          // heartbeat (HOLD_*), are testable in seconds.
           // A fixed worker-secret key (base64 of 32 bytes), and a connect timeout short enough to test.
           bindings: {
             TEST_MIGRATIONS: migrations,
@@ -19,6 +20,8 @@ export default defineConfig(async () => {
             FIRST_BYTE_TIMEOUT_MS: "4000",
             UPSTREAM_CONNECT_TIMEOUT_MS: "3000",
             WORKER_SECRET_KEY: "dGVzdC13b3JrZXItc2VjcmV0LWtleS0zMi1ieXRlcyE=",
+            HOLD_TTL_MS: "5000",
+            HOLD_HEARTBEAT_MS: "500",
           },
         },
       }),
