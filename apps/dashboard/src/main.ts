@@ -3,17 +3,19 @@ import { currentSession, loadSession, whenSignedOut } from "./api";
 import { h, replace } from "./dom";
 import { messageOf } from "./notice";
 import { accountPage } from "./pages/account";
+import { adminAuditPage } from "./pages/admin-audit";
 import { adminAccountsPage } from "./pages/admin-accounts";
 import { adminModelsPage } from "./pages/admin-models";
 import { adminWorkersPage } from "./pages/admin-workers";
 import { signInPage, signUpPage } from "./pages/auth";
 import { billingPage } from "./pages/billing";
 import { keysPage } from "./pages/keys";
+import { resetPasswordPage } from "./pages/reset-password";
 import { usagePage } from "./pages/usage";
 import { currentPath, href, navigate, onRoute, type Page, route, startRouter } from "./router";
 import "./styles.css";
 
-const PUBLIC = new Set(["/signin", "/signup"]);
+const PUBLIC = new Set(["/signin", "/signup", "/reset-password"]);
 
 const NAV: { path: string; label: string; admin?: boolean }[] = [
   { path: "/usage", label: "Usage" },
@@ -23,10 +25,12 @@ const NAV: { path: string; label: string; admin?: boolean }[] = [
   { path: "/admin/accounts", label: "Accounts", admin: true },
   { path: "/admin/workers", label: "GPU workers", admin: true },
   { path: "/admin/models", label: "Prices", admin: true },
+  { path: "/admin/audit", label: "Audit log", admin: true },
 ];
 
 route("/signin", signInPage);
 route("/signup", signUpPage);
+route("/reset-password", resetPasswordPage);
 route("/usage", usagePage);
 route("/keys", keysPage);
 route("/billing", billingPage);
@@ -34,6 +38,7 @@ route("/account", accountPage);
 route("/admin/accounts", adminAccountsPage);
 route("/admin/workers", adminWorkersPage);
 route("/admin/models", adminModelsPage);
+route("/admin/audit", adminAuditPage);
 
 function header(path: string): void {
   const top = document.getElementById("top")!;
@@ -64,7 +69,7 @@ async function show(path: string, page: Page | undefined): Promise<void> {
   } catch (err) {
     replace(main, h("p", { class: "error", role: "alert" }, messageOf(err)));
   }
-  const title = NAV.find((n) => n.path === path)?.label ?? (path === "/signup" ? "Sign up" : "Sign in");
+  const title = NAV.find((n) => n.path === path)?.label ?? ({ "/signup": "Sign up", "/reset-password": "New password" }[path] ?? "Sign in");
   document.title = `${title} · LLM Platform`;
 }
 

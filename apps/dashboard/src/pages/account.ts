@@ -1,6 +1,7 @@
-// The signed-in person: sign out here, or everywhere (ends every session of this user).
+// The signed-in person: change the password (ends every other session), sign out here, or
+// everywhere (ends every session of this user).
 import { api, currentSession, setSession } from "../api";
-import { h } from "../dom";
+import { field, h } from "../dom";
 import { confirmDialog, errorBox, messageOf } from "../notice";
 import { navigate } from "../router";
 
@@ -17,6 +18,23 @@ export function accountPage(main: HTMLElement): void {
       error.show(messageOf(err));
     }
   };
+  const current = h("input", { type: "password", name: "current-password", autocomplete: "current-password", required: true });
+  const next = h("input", { type: "password", name: "new-password", autocomplete: "new-password", required: true, minlength: "10" });
+  const passwordError = errorBox();
+  const passwordStatus = h("p", { role: "status", class: "muted" });
+  const changePassword = async (event: Event) => {
+    event.preventDefault();
+    passwordError.show(null);
+    passwordStatus.textContent = "";
+    try {
+      const res = await api<{ csrf_token: string }>("POST", "/auth/password", { current_password: current.value, new_password: next.value });
+      setSession({ ...session, csrf: res.csrf_token });
+      current.value = next.value = "";
+      passwordStatus.textContent = "Password changed. Other browsers were signed out.";
+    } catch (err) {
+      passwordError.show(messageOf(err));
+    }
+  };
   main.append(
     h("h1", null, "Account"),
     h(
@@ -30,6 +48,16 @@ export function accountPage(main: HTMLElement): void {
         h("button", { type: "button", class: "secondary", onclick: () => signOut(false) }, "Sign out"),
         h("button", { type: "button", class: "danger", onclick: () => signOut(true) }, "Sign out everywhere"),
       ),
+    ),
+    h(
+      "form",
+      { class: "card", "aria-label": "Change password", onsubmit: changePassword },
+      h("h2", null, "Change password"),
+      field("Current password", current),
+      field("New password", next, "At least 10 characters. Every other browser signed in to this account will be signed out."),
+      passwordError,
+      passwordStatus,
+      h("button", { type: "submit" }, "Change password"),
     ),
   );
 }
