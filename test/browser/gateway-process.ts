@@ -30,7 +30,8 @@ export interface Gateway {
 
 export async function startGateway(vars: Record<string, string> = {}): Promise<Gateway> {
   const persist = mkdtempSync(join(tmpdir(), "gw-browser-"));
-  const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" };
+  // No Request.cf download (it prints stack traces offline).
+  const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
   await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], { cwd: root, env });
 
   const sql = async <T>(command: string): Promise<T[]> => {

@@ -2,12 +2,14 @@
 // its address to the tests (inject("fakeUpstream")).
 import type { TestProject } from "vitest/node";
 import { startBadWorker } from "../../support/fake-bad-workers";
+import { startFakeTurnstile } from "../../support/fake-turnstile";
 import { startFakeUpstream } from "../../support/fake-upstream";
 
 declare module "vitest" {
   export interface ProvidedContext {
     fakeUpstream: { url: string; secret: string };
     badWorkers: { edge: string; hole: string; sick: string };
+    turnstileVerifyUrl: string;
   }
 }
 
@@ -16,5 +18,7 @@ export default async function setup(project: TestProject) {
   project.provide("fakeUpstream", { url: upstream.url, secret: upstream.secret });
   const [edge, hole, sick] = await Promise.all([startBadWorker("edge"), startBadWorker("hole"), startBadWorker("sick")]);
   project.provide("badWorkers", { edge: edge.url, hole: hole.url, sick: sick.url });
-  return () => Promise.all([upstream, edge, hole, sick].map((s) => s.close()));
+  const turnstile = await startFakeTurnstile();
+  project.provide("turnstileVerifyUrl", turnstile.url);
+  return () => Promise.all([upstream, edge, hole, sick, turnstile].map((s) => s.close()));
 }

@@ -3,6 +3,7 @@ import { api, setSession } from "../api";
 import { field, h } from "../dom";
 import { errorBox, messageOf } from "../notice";
 import { href, navigate } from "../router";
+import { humanCheck, type HumanCheck } from "../turnstile";
 
 function credentialsForm(kind: "signin" | "signup"): HTMLElement {
   const email = h("input", { type: "email", name: "email", autocomplete: "email", required: true });
@@ -15,6 +16,15 @@ function credentialsForm(kind: "signin" | "signup"): HTMLElement {
   });
   const error = errorBox();
   const submit = h("button", { type: "submit" }, kind === "signup" ? "Create account" : "Sign in");
+  let check: HumanCheck | null = null;
+  if (kind === "signup") {
+    humanCheck((message) => error.show(message))
+      .then((found) => {
+        check = found;
+        if (found) error.before(found.element);
+      })
+      .catch((err) => error.show(messageOf(err)));
+  }
   const form = h(
     "form",
     {
@@ -24,7 +34,7 @@ function credentialsForm(kind: "signin" | "signup"): HTMLElement {
         error.show(null);
         submit.disabled = true;
         try {
-          const res = await api("POST", `/auth/${kind}`, { email: email.value, password: password.value });
+          const res = await api("POST", `/auth/${kind}`, { email: email.value, password: password.value, turnstile_token: check?.token() });
           setSession({ email: res.user.email, role: res.user.role, csrf: res.csrf_token });
           navigate("/usage");
         } catch (err) {

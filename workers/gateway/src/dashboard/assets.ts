@@ -4,9 +4,11 @@ import type { Context } from "hono";
 import { ApiError } from "../errors/api-error";
 import type { DashboardAppEnv } from "./env";
 
+// Turnstile's widget (sign-up) is a script and an iframe from challenges.cloudflare.com.
+const TURNSTILE = "https://challenges.cloudflare.com";
 const SECURITY_HEADERS: Record<string, string> = {
   "content-security-policy":
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    `default-src 'self'; script-src 'self' ${TURNSTILE}; frame-src ${TURNSTILE}; style-src 'self'; img-src 'self' data:; connect-src 'self'; ` +
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
   "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",

@@ -9,6 +9,7 @@ import { badCredentials, conflict, tooManyAttempts } from "./errors";
 import { rehashIfOld } from "./password-routes";
 import { burnPasswordCheck, hashPassword, verifyPassword } from "./passwords";
 import { endAllSessions, endSession, loadSession, requireSession, startSession } from "./sessions";
+import { requireHuman } from "./turnstile";
 
 const ATTEMPTS_PER_EMAIL = 10;
 const ATTEMPTS_PER_ADDRESS = 50;
@@ -22,7 +23,10 @@ const credentials = z.object({
     .regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, "not an email address"),
   password: z.string().min(1).max(1024),
 });
-const newCredentials = credentials.extend({ password: z.string().min(10, "use at least 10 characters").max(1024) });
+const newCredentials = credentials.extend({
+  password: z.string().min(10, "use at least 10 characters").max(1024),
+  turnstile_token: z.string().max(4096).optional(),
+});
 
 async function throttle(c: { env: DashboardAppEnv["Bindings"] }, name: string, limit: number) {
   const ns = c.env.SIGNIN_THROTTLE;
@@ -38,8 +42,9 @@ function signupGrantMicros(raw: string | undefined): number {
 
 export const authRoutes = new Hono<DashboardAppEnv>()
   .post("/signup", csrfBeforeSignIn, async (c) => {
-    const { email, password } = await parseBody(c, newCredentials);
+    const { email, password, turnstile_token } = await parseBody(c, newCredentials);
     await throttle(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
+    await requireHuman(c, turnstile_token);
     const existing = await c.env.DB.prepare("SELECT id FROM users WHERE email = ?").bind(email).first();
     if (existing) throw conflict("An account with this email already exists");
 
@@ -97,6 +102,9 @@ export const authRoutes = new Hono<DashboardAppEnv>()
     const csrfToken = await startSession(c, user.id, user.session_epoch);
     return c.json({ user: { email, role: user.role }, csrf_token: csrfToken });
   })
+
+  // What the sign-up page needs to render: the Turnstile widget's site key, if any.
+  .get("/signup-config", (c) => c.json({ turnstile_site_key: c.env.TURNSTILE_SITE_KEY || null }))
 
   .get("/session", async (c) => {
     const session = await loadSession(c);

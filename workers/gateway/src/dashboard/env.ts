@@ -6,6 +6,11 @@ import type { SignInThrottle } from "./sign-in-throttle";
 export interface DashboardEnv extends Env {
   // Starting credit for new sign-ups, integer micro-USD ("0" or unset in production).
   SIGNUP_GRANT_MICROS?: string;
+  // Cloudflare Turnstile on sign-up (turnstile.ts): the widget's public site key, the secret
+  // siteverify checks tokens with, and (tests only) another verify endpoint.
+  TURNSTILE_SITE_KEY?: string;
+  TURNSTILE_SECRET_KEY?: string;
+  TURNSTILE_VERIFY_URL?: string;
   SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle>;
 }
 
