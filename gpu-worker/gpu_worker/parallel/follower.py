@@ -44,8 +44,8 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
         progress["steps"] += 1
 
     follow(runner, control, stepped)
-    progress["state"] = "stopped"
-    reports.put({"rank": rank, **rank_report("stopped", progress["steps"], device)})
+    # rank 0 is shutting down: leave without tearing the process group down under it (gloo can abort)
+    os._exit(0)
 
 
 def _report_while_parent_lives(rank: int, device: str, progress: dict, reports, parent_pid: int) -> None:
