@@ -95,7 +95,7 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
     await admission.finish(0);
     return errorOut(encoder, insufficientBalance(), requestId, admission.headers);
   }
-  const heartbeat = keepHoldAlive(ledger, auth.accountId, requestId, hold);
+  const heartbeat = keepHoldAlive(() => ledgerFor(c.env, auth.accountId), auth.accountId, requestId, hold);
   const refuse = async (err: unknown) => {
     heartbeat.stop();
     await ledger.release(requestId);
@@ -210,7 +210,8 @@ export async function runInference(c: Context<AppEnv>, job: InferenceJob, encode
     const drained = conn?.release();
     const charged = conn ? usage.charged(outcome) : null;
     if (!conn || !charged) {
-      await Promise.all([ledger.release(requestId), admission.finish(0), drained]);
+      // A fresh stub: the ledger may have restarted while the request ran.
+      await Promise.all([ledgerFor(c.env, auth.accountId).release(requestId), admission.finish(0), drained]);
       return;
     }
     const billed = usageFromWire(charged.usage);
