@@ -27,18 +27,20 @@ def round_to_e4m3(x):
 
 
 @triton.jit
-def _act_quant_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, stride_sm,
+def _act_quant_kernel(x_ptr, q_ptr, s_ptr, M, K, groups_per_row, stride_xm, stride_qm, stride_sm,
                       GROUPS: tl.constexpr, GROUP_SIZE: tl.constexpr):
-    row = tl.program_id(0)
-    group = tl.program_id(1) * GROUPS + tl.arange(0, GROUPS)
+    # a program quantises GROUPS consecutive (row, 128-channel group) pairs, row-major: many of them,
+    # whatever the row width, so short rows (decode, small models) do not leave programs nearly empty
+    pair = tl.program_id(0) * GROUPS + tl.arange(0, GROUPS)
+    row, group = pair // groups_per_row, pair % groups_per_row
     cols = group[:, None] * GROUP_SIZE + tl.arange(0, GROUP_SIZE)[None, :]  # [GROUPS, GROUP_SIZE]
-    mask = cols < K
-    x = tl.load(x_ptr + row * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
+    mask = (row < M)[:, None] & (cols < K)
+    x = tl.load(x_ptr + row[:, None] * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
     # 448 is e4m3fn's largest value; the 1e-4 floor gives an all-zero group a finite scale (as DeepSeek's)
     scale = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-4) / 448.0
     q = round_to_e4m3(tl.clamp(x / scale[:, None], -448.0, 448.0))
-    tl.store(q_ptr + row * stride_qm + cols, q.to(tl.float8e4nv), mask=mask)
-    tl.store(s_ptr + row * stride_sm + group, scale, mask=group * GROUP_SIZE < K)
+    tl.store(q_ptr + row[:, None] * stride_qm + cols, q.to(tl.float8e4nv), mask=mask)
+    tl.store(s_ptr + row * stride_sm + group, scale, mask=row < M)
 
 
 def act_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,9 +51,9 @@ def act_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scales = torch.empty(m, groups, dtype=torch.float32, device=x.device)
     if m == 0:
         return q, scales
-    per_program = min(8, triton.next_power_of_2(groups))  # 1024 channels a program: enough bytes in flight
-    _act_quant_kernel[(m, triton.cdiv(groups, per_program))](
-        x, q, scales, k, x.stride(0), q.stride(0), scales.stride(0), GROUPS=per_program, GROUP_SIZE=GROUP)
+    per_program = min(16, triton.next_power_of_2(m * groups))  # 2048 channels a program
+    _act_quant_kernel[(triton.cdiv(m * groups, per_program),)](
+        x, q, scales, m, k, groups, x.stride(0), q.stride(0), scales.stride(0), GROUPS=per_program, GROUP_SIZE=GROUP)
     return q, scales
 
 

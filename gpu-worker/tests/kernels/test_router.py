@@ -40,7 +40,7 @@ def by_expert(weights, ids):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "E{}-G{}-keep{}-k{}-norm{}".format(*c))
-@pytest.mark.parametrize("tokens", [1, 7])
+@pytest.mark.parametrize("tokens", [1, 7, 37])
 def test_fused_router_equals_the_reference(case, tokens):
     router = random_router(*case)
     x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(tokens))
