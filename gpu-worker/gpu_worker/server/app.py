@@ -24,6 +24,7 @@ from .output import OutputDelta, OutputProcessor
 from .protocol import (REASONER_MODELS, SYSTEM_FINGERPRINT, RequestError, Usage, chat_logprobs, chat_top_logprobs,
                        completion_logprobs, completion_top_logprobs, error_body, new_id, now, sampling_params, sse,
                        stop_list)
+from .usage_log import install_usage_log
 
 log = logging.getLogger("gpu_worker.server")
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
@@ -427,5 +428,6 @@ def build_app(state: WorkerState) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
+    install_usage_log(app, state)  # GET /v1/usage: per-request records for reconciliation
     app.state.worker = state
     return app

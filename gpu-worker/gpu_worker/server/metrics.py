@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .usage_log import UsageLog
+
 
 class Metrics:
     def __init__(self):
@@ -13,12 +15,14 @@ class Metrics:
         self.rejected: Counter[str] = Counter()  # by HTTP status
         self.ttft_sum = 0.0
         self.ttft_count = 0
+        self.usage_log = UsageLog()  # per request, for GET /v1/usage (reconciliation)
 
     def record(self, endpoint: str, model: str, finish_reason: str, usage) -> None:
         self.requests[(endpoint, model, finish_reason)] += 1
         self.prompt_tokens[model] += usage.prompt_tokens
         self.cached_prompt_tokens[model] += usage.cached_tokens
         self.completion_tokens[model] += usage.completion_tokens
+        self.usage_log.record(endpoint, model, finish_reason, usage)
 
     def render(self, engine_stats: dict, draining: bool, ranks: list[dict] | None = None) -> str:
         lines = []
