@@ -1,11 +1,16 @@
 """Router semantics and expert dispatch, on hand-made inputs; the MoE layer on both kernel backends."""
 
+import contextlib
+
 import pytest
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
+from triton.runtime.interpreter import InterpretedFunction
 
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.moe import MoE, RoutedExperts, Router, grouped_linear, grouped_linear_reference
 
+from tests.engine.host_sync import HostSync, no_host_sync
 from tiny import CONFIGS, hf_config
 
 
@@ -94,3 +99,38 @@ def test_triton_moe_layer_in_bfloat16():
     expected, out = reference(x).float(), fused(x).float()
     # both round to bf16 (8 significant bits), at different points: within a few of its steps
     assert (out - expected).abs().max() <= 2**-5 * expected.abs().max()
+
+
+@contextlib.contextmanager
+def kernels_exempt():
+    """Under Triton's interpreter a kernel launch reads its tensors on the host (on a GPU it is queued):
+    let launches through the host-sync detector, so that it checks everything else."""
+    run = InterpretedFunction.run
+
+    def launch(self, *args, **kwargs):
+        saved = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
+        for name in saved:
+            delattr(torch.Tensor, name)  # back to the class's own methods
+        try:
+            with _disable_current_modes():
+                return run(self, *args, **kwargs)
+        finally:
+            for name, fn in saved.items():
+                setattr(torch.Tensor, name, fn)
+
+    InterpretedFunction.run = launch
+    try:
+        yield
+    finally:
+        InterpretedFunction.run = run
+
+
+@pytest.mark.parametrize("tokens", [1, 6])
+def test_triton_moe_layer_makes_no_host_sync(tokens):
+    reference, fused = moe_pair("qlora_yarn_8groups_all_moe")
+    x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(2))
+    with kernels_exempt(), no_host_sync():
+        out = fused(x)
+    torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(HostSync), no_host_sync():  # the reference counts tokens per expert on the host
+        reference(x)
