@@ -2,7 +2,8 @@
 // given by UPSTREAM_URL/UPSTREAM_SECRET stands in for the embedded worker. The printed curl line
 // works, the dashboard is served, and Ctrl-C (SIGINT to the foreground process group, as a
 // terminal sends it) stops every process it started, wrangler's workerd included.
-import { execFile } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,9 +32,13 @@ it("npm start with an external upstream: banner, working curl line, dashboard; C
     expect(out).toContain(`API base URL   http://127.0.0.1:${port}`);
     expect(out).toContain(`Dashboard      http://127.0.0.1:${port}/dashboard/`);
     expect(out).toContain(`Upstream       ${upstream.url}`);
+    // Offline, wrangler's Request.cf download printed stack traces: npm start turns it off.
+    expect(out).not.toMatch(/request\.cf|cf\.json/i);
 
     // The printed curl line, run as printed.
-    const curl = out.slice(out.indexOf("curl "), out.indexOf("}'", out.indexOf("curl ")) + 2).replace("\\\n", " ");
+    // (the banner's, not wrangler's own hint for testing cron triggers)
+    const start = out.indexOf("curl ", out.indexOf("Try it:"));
+    const curl = out.slice(start, out.indexOf("}'", start) + 2).replace("\\\n", " ");
     // (asynchronously: the fake upstream answers from this process's event loop)
     const { stdout } = await promisify(execFile)("bash", ["-c", `${curl} --silent --max-time 60`]);
     const answer = JSON.parse(stdout);
@@ -55,5 +60,50 @@ it("npm start with an external upstream: banner, working curl line, dashboard; C
     await expect(fetch(`http://127.0.0.1:${port}/models`)).rejects.toThrow();
   } finally {
     launch.kill();
+  }
+});
+
+// Something else (not ours) listening on a port npm start wants.
+async function occupy(port: number): Promise<() => Promise<void>> {
+  const stranger = createServer((socket) => socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+  await new Promise<void>((resolve) => stranger.listen(port, "127.0.0.1", resolve));
+  return () => new Promise<void>((resolve) => stranger.close(() => resolve()));
+}
+
+it.each(["PORT", "WORKER_PORT"] as const)("npm start refuses a %s that is already in use, naming the port and the variable", async (variable) => {
+  const port = await freePort();
+  const release = await occupy(port);
+  try {
+    const ports = variable === "PORT" ? { PORT: String(port), WORKER_PORT: String(await freePort()) } : { PORT: String(await freePort()), WORKER_PORT: String(port) };
+    const run = spawnSync(process.execPath, ["scripts/start.mjs"], { cwd: join(import.meta.dirname, "..", ".."), encoding: "utf8", env: { ...process.env, ...ports }, timeout: 60_000 });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`port ${port} is already in use; set ${variable} to a free port`);
+    expect(run.stdout).not.toContain("is up");
+  } finally {
+    await release();
+  }
+});
+
+it("the GPU worker dies with its launcher, even when the launcher is killed with SIGKILL", async () => {
+  const port = await freePort();
+  // A launcher that starts one embedded worker (as npm start does), then waits.
+  const script = `
+    const m = await import(${JSON.stringify(join(import.meta.dirname, "..", "..", "scripts", "lib", "platform.mjs"))});
+    const prep = await m.preparePlatform({});
+    const w = await m.startGpuWorker({ python: prep.python, checkpoint: prep.checkpoint, port: ${port}, threads: 1, extraArgs: ["--max-reasoning-tokens", "16"] });
+    console.log("WORKER_PID " + w.pid);
+    setInterval(() => {}, 1000);`;
+  const launcher = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  launcher.stdout!.on("data", (d) => (out += d));
+  try {
+    await expect.poll(() => /WORKER_PID (\d+)/.exec(out)?.[1] ?? (launcher.exitCode !== null ? "exited" : null), { timeout: 150_000, interval: 500 }).toMatch(/^\d+$/);
+    const workerPid = Number(/WORKER_PID (\d+)/.exec(out)![1]);
+    expect(alive(workerPid)).toBe(true);
+    launcher.kill("SIGKILL");
+    await expect.poll(() => alive(workerPid), { timeout: 30_000, interval: 250 }).toBe(false);
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow(); // the port is free again
+  } finally {
+    launcher.kill("SIGKILL");
   }
 });
