@@ -23,7 +23,7 @@ def _router_kernel(logits_ptr, bias_ptr, weights_ptr, ids_ptr, tokens, stride_t,
     group = tl.arange(0, G_PAD)
     member = tl.arange(0, S_PAD)
     valid = (group[:, None] < N_GROUP) & (member[None, :] < GROUP_SIZE)
-    NONE: tl.constexpr = G_PAD * S_PAD  # the index of padding: no expert has it
+    NONE = G_PAD * S_PAD  # the index of padding: no expert has it
     expert = tl.where(valid, group[:, None] * GROUP_SIZE + member[None, :], NONE)  # [G, S]
     mask = (token < tokens)[:, None, None] & valid[None, :, :]
     logits = tl.load(logits_ptr + token[:, None, None] * stride_t + expert[None, :, :], mask=mask, other=0.0)
