@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from gpu_worker.model.attention_backend import TorchAttention
 from gpu_worker.model.attention_metadata import AttentionMetadata
 from gpu_worker.model.loader import load_model
 
@@ -140,3 +141,30 @@ def test_bfloat16_decode_steps_agree_with_the_expanded_form(tmp_path):
 def test_greedy_next_tokens_equal_argmax_of_compute_logits(model):
     hidden = torch.randn(5, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
     assert torch.equal(model.greedy_next_tokens(hidden), model.compute_logits(hidden).argmax(dim=-1))
+
+
+def test_a_prefill_chunk_leaves_the_decoders_in_the_absorbed_form(model):
+    seen = []
+
+    class Recording(TorchAttention):
+        def decode(self, query, cache, meta, latent_dim):
+            seen.append(("decode", query.shape[0], meta.max_context_len))
+            return super().decode(query, cache, meta, latent_dim)
+
+        def prefill(self, q_nope, q_pe, k_nope, k_pe, v, meta, scale):
+            seen.append(("prefill", q_nope.shape[0], meta.context_lens))
+            return super().prefill(q_nope, q_pe, k_nope, k_pe, v, meta, scale)
+
+    attention = model.layers[0].self_attn
+    saved, attention.attention = attention.attention, Recording()
+    try:
+        seqs = [tokens(n, 80 + n) for n in (6, 9, 11)]
+        cache = model.allocate_kv_cache(12, BLOCK)
+        tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+        run_step(model, cache, [(s[:5], t, 0) for s, t in zip(seqs, tables)])
+        seen.clear()
+        run_step(model, cache, [(seqs[0][5:6], tables[0], 5), (seqs[1][5:6], tables[1], 5), (seqs[2][5:], tables[2], 5)])
+    finally:
+        attention.attention = saved
+    # two decodes read their 6-token contexts in latent space; only the chunk's sequence is expanded
+    assert seen == [("decode", 2, 6), ("prefill", 6, [11])]
