@@ -33,7 +33,7 @@ export function applyMigrations(target: D1Target): void {
   execFileSync(wrangler, ["d1", "migrations", "apply", "DB", ...locationArgs(target)], {
     cwd: repoRoot,
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, CI: "1" }, // no interactive confirmation
+    env: { ...process.env, CI: "1", CLOUDFLARE_CF_FETCH_ENABLED: "false" }, // no interactive confirmation, no Request.cf download
   });
 }
 
@@ -42,6 +42,7 @@ export function query<T = Record<string, unknown>>(target: D1Target, sql: string
     cwd: repoRoot,
     encoding: "utf8",
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false" }, // no Request.cf download (offline noise)
   });
   const parsed = JSON.parse(out) as { results: T[] }[];
   // wrangler reports SQL errors as {"error": {...}} with a non-zero exit, which throws above.
