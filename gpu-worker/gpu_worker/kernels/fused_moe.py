@@ -11,12 +11,11 @@ weights)."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from . import widen_for_interpreter
 from .fp8_gemm import GROUP, act_quant, weight_scale_row
 from .moe_align import align_by_expert
 
@@ -105,8 +104,7 @@ def _expert_gemm(a, a_scale, w, w_scale, out, sorted_pairs, block_experts, route
         w_scale.stride(1) if w_scale.dim() > 1 else 0, out.stride(0),
         SWIGLU=swiglu, ROUTE_WEIGHT=not swiglu, FP8=fp8,
         PRECISION="ieee" if a.dtype == torch.float32 else None,  # float32 models get float32 products
-        # Triton's interpreter multiplies bf16 bit patterns as integers: widen there (the same products)
-        WIDEN=a.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
+        WIDEN=widen_for_interpreter(a),
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
 
 
