@@ -62,3 +62,15 @@ def test_bfloat16_cache_and_query_accumulate_in_float32():
     assert kernel.dtype == torch.bfloat16
     wide = TorchAttention().decode(query.float(), cache.float(), meta, 32)
     torch.testing.assert_close(kernel.float(), wide, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_shapes(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    pick = lambda lo, hi: int(torch.randint(lo, hi + 1, (), generator=g))
+    lens = [pick(1, 150) for _ in range(pick(1, 6))]
+    heads, latent, rope = pick(1, 20), pick(4, 40), pick(2, 12)
+    page, splits = [4, 16, 64][pick(0, 2)], pick(1, 5)
+    query, cache, meta = case(lens, heads=heads, latent=latent, rope=rope, page=page, splits=splits, seed=seed)
+    kernel, reference = run_both(query, cache, meta, latent)
+    torch.testing.assert_close(kernel, reference, rtol=1e-5, atol=1e-5)

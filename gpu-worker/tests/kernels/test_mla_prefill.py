@@ -51,3 +51,16 @@ def test_bfloat16_accumulates_in_float32():
     assert kernel.dtype == torch.bfloat16
     wide = TorchAttention().prefill(*(t.float() for t in tensors), meta, 0.25)
     torch.testing.assert_close(kernel.float(), wide, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_shapes(seed):
+    g = torch.Generator().manual_seed(200 + seed)
+    pick = lambda lo, hi: int(torch.randint(lo, hi + 1, (), generator=g))
+    lens = []
+    for _ in range(pick(1, 4)):
+        new = pick(1, 80)
+        lens.append((new, new + pick(0, 70)))
+    tensors, meta = case(lens, heads=pick(1, 4), nope=pick(2, 20), rope=pick(2, 10), v_dim=pick(2, 20), seed=seed)
+    torch.testing.assert_close(run_kernel(tensors, meta, 0.3), TorchAttention().prefill(*tensors, meta, 0.3),
+                               rtol=1e-5, atol=1e-5)
