@@ -75,6 +75,53 @@ def test_sharded_forward_equals_single_process(checkpoints, reference, tmp_path,
             assert got["local_experts"] == (8 // size if expert_parallel else 8), case
 
 
+# Every split falls on a 128 boundary, as DeepSeek-V3's do at 8 ranks: 2 heads of q rows 2 x (64 + 64),
+# kv_b rows 2 x (64 + 64), o_proj columns 2 x 64; dense and expert widths 256 = 2 x 128.
+ALIGNED = hf_config("qlora_yarn_4groups_1dense", hidden_size=128, num_attention_heads=4, num_key_value_heads=4,
+                    qk_nope_head_dim=64, qk_rope_head_dim=64, v_head_dim=64, kv_lora_rank=64, q_lora_rank=128,
+                    intermediate_size=512, moe_intermediate_size=256, n_routed_experts=4, n_group=2,
+                    topk_group=1, num_experts_per_tok=2, num_hidden_layers=2)
+
+
+def fp8_kept_logits(checkpoint) -> dict:
+    model = load_model(checkpoint, dtype=torch.float32, kernel_backend="torch", keep_fp8=True)
+    kept = {name: (tuple(p.shape), p.dtype) for name, p in model.named_parameters()
+            if name.startswith("layers.1.self_attn.") or name.startswith("layers.1.mlp.experts.")}
+    seqs = torch.randint(0, 101, (1, 7), generator=torch.Generator().manual_seed(2))
+    return {"logits": model.forward_dense(seqs), "kept": kept}
+
+
+def fp8_kept_both_ways(checkpoint) -> dict:
+    out = {}
+    for expert_parallel in (False, True):
+        with using(replace(current(), expert_parallel=expert_parallel)):
+            out[expert_parallel] = fp8_kept_logits(checkpoint)
+    return out
+
+
+def test_fp8_checkpoint_loads_sharded_and_stays_fp8(tmp_path):
+    """Each rank reads its e4m3 part and exactly the scale blocks over it, and computes what one process does."""
+    weights = random_weights(ModelConfig.from_hf_dict(ALIGNED), seed=4)
+    checkpoint = write_checkpoint(tmp_path / "ckpt", ALIGNED, weights, dtype=torch.float32, quantize_fp8=True)
+    expected = fp8_kept_logits(checkpoint)
+    results = run_ranks(2, tmp_path, fp8_kept_both_ways, checkpoint)
+    for rank, both in enumerate(results):
+        for expert_parallel, got in both.items():
+            assert rel_err(got["logits"], expected["logits"]) <= TOLERANCE, (rank, expert_parallel)
+            kept = {name.split(".", 2)[2]: shape for name, (shape, dtype) in got["kept"].items()
+                    if dtype == fp8.FP8_DTYPE or "scale" in name}
+            experts = ({"mlp.experts.gate_up_proj": (2, 512, 128), "mlp.experts.gate_up_scale": (2, 4, 1),
+                        "mlp.experts.down_proj": (2, 128, 256), "mlp.experts.down_scale": (2, 1, 2)}
+                       if expert_parallel else  # 2 of 4 experts, whole; else all 4, half as wide
+                       {"mlp.experts.gate_up_proj": (4, 256, 128), "mlp.experts.gate_up_scale": (4, 2, 1),
+                        "mlp.experts.down_proj": (4, 128, 128), "mlp.experts.down_scale": (4, 1, 1)})
+            assert kept == {  # e4m3 weights [rows, cols] and one scale per 128x128 block of this rank's part
+                "self_attn.qkv_a_proj.weight": (256, 128), "self_attn.qkv_a_proj.weight_scale_inv": (2, 1),
+                "self_attn.q_b_proj.weight": (256, 128), "self_attn.q_b_proj.weight_scale_inv": (2, 1),
+                "self_attn.kv_b_proj.weight": (256, 64), "self_attn.kv_b_proj.weight_scale_inv": (2, 1),
+                "self_attn.o_proj.weight": (128, 128), "self_attn.o_proj.weight_scale_inv": (1, 1), **experts}
+
+
 def test_an_fp8_part_is_dequantized_from_its_own_scale_blocks():
     weight = torch.randn(300, 260, generator=torch.Generator().manual_seed(0))
     q, scale = fp8.quantize(weight)
