@@ -20,7 +20,7 @@ from .steps import follow
 
 
 def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int) -> None:
-    from gpu_worker.server.config import DTYPES, engine_config
+    from gpu_worker.server.config import DTYPES, engine_config, keep_fp8
 
     args = Namespace(**arguments)
     logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s")
@@ -33,7 +33,8 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
     _, control = init_rank(rank, args.tensor_parallel_size, port, args.device, args.enable_expert_parallel,
                            args.collective_timeout)
     dtype = DTYPES[args.dtype]
-    model = load_model(args.checkpoint, device=device, dtype=dtype, kernel_backend=args.kernel_backend)
+    model = load_model(args.checkpoint, device=device, dtype=dtype, kernel_backend=args.kernel_backend,
+                       keep_fp8=keep_fp8(args))
     # the same engine settings as rank 0, without the disk tier (only rank 0 reads and writes it)
     config = dataclasses.replace(engine_config(args, ""), disk_cache_dir=None)
     config.num_cache_blocks = agree_on_cache_blocks(model, config, device, dtype, control)

@@ -19,7 +19,7 @@ from gpu_worker.parallel.launcher import start_followers
 from gpu_worker.parallel.process_group import free_port, init_rank
 
 from .app import build_app
-from .config import DTYPES, engine_config, parse_args
+from .config import DTYPES, engine_config, keep_fp8, parse_args
 from .worker import build_state
 
 
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     state = build_state(args.checkpoint, engine_config(args, ""), args.served_models, args.secret,
                         device=args.device, dtype=DTYPES[args.dtype], max_reasoning_tokens=args.max_reasoning_tokens,
                         ranks=ranks, control=control,
-                        kernel_backend=args.kernel_backend)
+                        kernel_backend=args.kernel_backend, keep_fp8=keep_fp8(args))
     stats = state.engine.stats()
     log.info("engine ready: %d cache blocks of 64 tokens, models %s", stats["total_cache_blocks"], args.served_models)
     app = build_app(state)

@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-backend", choices=("torch", "triton"), default=None,
                    help="attention and MoE kernels: triton on CUDA, torch (the reference) elsewhere "
                         "[GPU_WORKER_KERNEL_BACKEND]")
+    p.add_argument("--fp8-weights", choices=("keep", "dequantize"), default=_env("FP8_WEIGHTS", "") or None,
+                   help="an FP8 checkpoint's weights: kept as e4m3 + block scales (the default with triton) or "
+                        "widened to --dtype at load (the default with torch) [GPU_WORKER_FP8_WEIGHTS]")
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,
                    help="torch CPU threads [GPU_WORKER_THREADS]")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -79,6 +82,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser().error(f"--tensor-parallel-size {args.tensor_parallel_size} needs as many GPUs; "
                        f"{torch.cuda.device_count()} visible")
     return args
+
+
+def keep_fp8(args: argparse.Namespace) -> bool | None:
+    """--fp8-weights as load_model's keep_fp8 (None: the kernel backend's default)."""
+    choice = getattr(args, "fp8_weights", None)
+    return None if choice is None else choice == "keep"
 
 
 def engine_config(args: argparse.Namespace, cache_salt: str) -> EngineConfig:

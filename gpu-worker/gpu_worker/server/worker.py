@@ -37,9 +37,10 @@ def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
 
 def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_models: list[str],
                 secret: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                max_reasoning_tokens: int = 32768, kernel_backend: str | None = None, ranks=None, control=None) -> WorkerState:
+                max_reasoning_tokens: int = 32768, kernel_backend: str | None = None, ranks=None, control=None,
+                keep_fp8: bool | None = None) -> WorkerState:
     """ranks, control: rank 0 of a tensor-parallel worker (parallel.launcher.Ranks and the control group)."""
-    model = load_model(checkpoint, device=device, dtype=dtype, kernel_backend=kernel_backend)
+    model = load_model(checkpoint, device=device, dtype=dtype, kernel_backend=kernel_backend, keep_fp8=keep_fp8)
     renderer = PromptRenderer(checkpoint)
     if not engine_config.cache_salt:
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
