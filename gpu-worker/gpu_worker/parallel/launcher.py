@@ -22,7 +22,9 @@ from gpu_worker.engine.config import EngineConfig
 from gpu_worker.engine.engine import _num_blocks
 
 HEARTBEAT_S = 1.0
-SILENCE_LIMIT_S = 30.0  # a live follower reports every second even mid-step (its reporter is a thread)
+# A ready follower reports every second even mid-step (its reporter is a thread); while it loads its
+# weights (minutes for a 671B checkpoint) reading may hold the interpreter, so silence counts only once ready.
+SILENCE_LIMIT_S = 60.0
 
 
 class Ranks:
@@ -56,7 +58,7 @@ class Ranks:
                         continue
                     if not process.is_alive():
                         self.lost[rank] = f"rank {rank} exited with code {process.exitcode}"
-                    elif rank in self.seen and now - self.seen[rank] > SILENCE_LIMIT_S:
+                    elif self.latest.get(rank, {}).get("state") == "ready" and now - self.seen[rank] > SILENCE_LIMIT_S:
                         self.lost[rank] = f"rank {rank} silent for {now - self.seen[rank]:.0f} s"
 
     @property
