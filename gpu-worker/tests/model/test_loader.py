@@ -9,7 +9,9 @@ from safetensors.torch import load_file, save_file
 from gpu_worker.model import fp8
 from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.loader import CheckpointError, load_model
+from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
+from gpu_worker.model.loader import CheckpointError, load_model, load_weights
+from gpu_worker.parallel.state import Parallel, using
 
 from tiny import hf_config, rel_err
 
@@ -195,3 +197,57 @@ def test_a_kept_fp8_model_refuses_a_weight_stored_wider(fp8_checkpoint, tmp_path
     with pytest.raises(CheckpointError, match=f"{name} is stored as BF16, not FP8"):
         load_model(tmp_path, keep_fp8=True)
     load_model(tmp_path)  # widened at load, a bf16 tensor among FP8 ones is fine
+
+
+# DeepSeek-V3's shapes scaled down, every part a rank holds a multiple of 128 wide, as in the real model
+ALIGNED = dict(hidden_size=128, intermediate_size=256, moe_intermediate_size=256, num_attention_heads=2,
+               num_key_value_heads=2, q_lora_rank=128, kv_lora_rank=128, qk_nope_head_dim=128,
+               qk_rope_head_dim=128, v_head_dim=128, num_hidden_layers=2, n_routed_experts=4, n_group=2,
+               topk_group=1, num_experts_per_tok=2)
+
+
+@pytest.mark.parametrize("expert_parallel", [False, True])
+def test_fp8_kept_on_a_rank_holds_its_part_of_each_tensor_and_scale(tmp_path, expert_parallel):
+    config = hf_config(**ALIGNED)
+    path = write_checkpoint(tmp_path, config, random_weights(ModelConfig.from_hf_dict(config), seed=3),
+                            dtype=torch.bfloat16, quantize_fp8=True)
+    stored = load_file(path / "model.safetensors")
+    with using(Parallel(rank=1, size=2, expert_parallel=expert_parallel)):
+        model = DeepseekV3ForCausalLM(ModelConfig.from_dir(path), kernel_backend="torch")
+        load_weights(model, path)
+
+    def holds(tensor, name, rows=slice(None), cols=slice(None)):
+        bytes_equal = torch.equal(tensor.view(torch.uint8), stored[name][rows, cols].view(torch.uint8))
+        return bytes_equal and tensor.dtype == fp8.FP8_DTYPE
+
+    def scales(rows=slice(None), cols=slice(None)):
+        return (slice(None) if rows == slice(None) else slice(rows.start // 128, -(-rows.stop // 128)),
+                slice(None) if cols == slice(None) else slice(cols.start // 128, -(-cols.stop // 128)))
+
+    attention = model.layers[1].self_attn  # rank 1 of 2: the second head
+    name = "model.layers.1.self_attn.q_b_proj.weight"
+    assert holds(attention.q_b_proj.weight, name, slice(256, 512))
+    assert torch.equal(attention.q_b_proj.weight_scale_inv, stored[name + "_scale_inv"][scales(slice(256, 512))])
+    name = "model.layers.1.self_attn.o_proj.weight"
+    assert holds(attention.o_proj.weight, name, cols=slice(128, 256))
+    assert torch.equal(attention.o_proj.weight_scale_inv, stored[name + "_scale_inv"][scales(cols=slice(128, 256))])
+    dense = model.layers[0].mlp  # tensor parallel: the second half of the intermediate width
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert holds(dense.gate_up_proj.weight[128:], name, slice(128, 256))
+    assert torch.equal(dense.gate_up_proj.weight_scale_inv[1:], stored[name + "_scale_inv"][scales(slice(128, 256))])
+    experts = model.layers[1].mlp.experts
+    if expert_parallel:  # experts 2 and 3, whole
+        name = "model.layers.1.mlp.experts.3.down_proj.weight"
+        assert holds(experts.down_proj[1], name)
+        assert torch.equal(experts.down_scale[1], stored[name + "_scale_inv"])
+    else:  # every expert, the second half of its width
+        name = "model.layers.1.mlp.experts.0.down_proj.weight"
+        assert holds(experts.down_proj[0], name, cols=slice(128, 256))
+        assert torch.equal(experts.down_scale[0], stored[name + "_scale_inv"][scales(cols=slice(128, 256))])
+
+
+def test_an_fp8_part_that_starts_inside_a_block_is_refused(tmp_path):
+    write_checkpoint(tmp_path, hf_config(), random_weights(ModelConfig.from_hf_dict(hf_config()), seed=3),
+                     quantize_fp8=True)  # intermediate 48: a rank's half starts at row 24
+    with using(Parallel(rank=1, size=2)), pytest.raises(ValueError, match="multiples of 128"):
+        DeepseekV3ForCausalLM(ModelConfig.from_dir(tmp_path), kernel_backend="torch").checkpoint_layout()
