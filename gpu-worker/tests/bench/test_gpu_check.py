@@ -1,0 +1,26 @@
+"""bench/gpu_check.py --tiny runs every section's code path on CPU (Triton interpreter, toy sizes),
+so the script is known to work before a GPU session spends its minutes on it."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_tiny_runs_every_section(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path))
+    out = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["tiny"] and not report["failed"] and not report["skipped"]
+    assert report["correctness"]["model"]["argmax_agreement"] == 1.0
+    assert report["correctness"]["fp8 layers"]["modules"] >= 5
+    assert report["graphs"]["host_sync_in_decode_step"] is None
+    assert [(r["batch"], r["context"]) for r in report["decode"]] == [(1, 40), (3, 40), (1, 70), (3, 70)]
+    assert all(r["step_ms"] > 0 and r["roofline_ms"] > 0 for r in report["decode"])
+    assert report["mixed"]["ratio"] > 0 and report["transformers"]["speedup"] > 0
+    assert [r["batch"] for r in report["v3_slice"]["rows"]] == [1, 2]
+    assert "| batch | ctx | step ms |" in out.stdout and "tok/s per GPU" in out.stdout
