@@ -18,12 +18,13 @@ TOLERANCE = 1e-5
 BLOCK = 4
 # 4 heads, intermediate 48, 8 experts of width 16: all divide by 2 and 4; vocab 101 does not (padded shard)
 CONFIG = hf_config("qlora_yarn_4groups_1dense", num_hidden_layers=3)
+SEQS = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(1))
 
 
 def logits_of(checkpoint) -> dict:
     """The cacheless forward of two sequences, and the paged path: two prefills then three decode steps."""
     model = load_model(checkpoint, dtype=torch.float32)
-    seqs = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(1))
+    seqs = SEQS
     cache = model.allocate_kv_cache(8, BLOCK)
     tables = [[3, 0, 5, 1], [2, 7, 4, 6]]
 
@@ -63,9 +64,22 @@ def reference(checkpoints):
     return {kind: logits_of(path) for kind, path in checkpoints.items()}
 
 
+@pytest.fixture(scope="module")
+def transformers_logits(checkpoints):
+    from transformers import DeepseekV3ForCausalLM as HFDeepseekV3
+
+    model = HFDeepseekV3.from_pretrained(checkpoints["float32"], dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(SEQS).logits
+
+
 @pytest.mark.parametrize("size", [2, 4])
-def test_sharded_forward_equals_single_process(checkpoints, reference, tmp_path, size):
+def test_sharded_forward_equals_single_process(checkpoints, reference, transformers_logits, tmp_path, size):
     results = run_ranks(size, tmp_path, every_variant, checkpoints)
+    for expert_parallel in (False, True):  # and transformers' greedy tokens for the float32 checkpoint
+        sharded = results[0]["float32", expert_parallel]["dense"]
+        assert rel_err(sharded, transformers_logits) <= 1e-4
+        assert torch.equal(sharded.argmax(-1), transformers_logits.argmax(-1))
     for rank, variants in enumerate(results):  # every rank ends a step with the whole logits
         for (kind, expert_parallel), got in variants.items():
             expected, case = reference[kind], (rank, kind, expert_parallel)
