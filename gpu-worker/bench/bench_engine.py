@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="default: build the embedded model in a temp dir")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"])
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads; 1 is fastest for the tiny model, and far faster when the cores are shared")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--ttft-prompt-len", type=int, default=4096)
