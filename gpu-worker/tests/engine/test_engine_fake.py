@@ -122,3 +122,22 @@ def test_disk_tier_is_bounded(tmp_path):
     eng.disk.flush()
     assert eng.disk.writes > 0 and eng.disk.total_bytes <= 6000
     assert sum(f.stat().st_size for f in d.iterdir()) <= 6000
+
+
+def test_presence_penalty_counts_live_on_the_device_for_the_request_only():
+    eng = make_engine()
+    p = prompts(1)[0]
+    repeat = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
+    plain = eng.generate([p], repeat)[0].output_ids
+    assert len(set(plain)) < len(plain)  # greedy on the fake model repeats itself
+    penalised = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True, presence_penalty=100.0)
+    both = eng.generate([p, p], [repeat, penalised])
+    assert both[0].output_ids == plain  # its neighbour's penalty does not leak into it
+    assert len(set(both[1].output_ids)) == 30
+    assert not eng.output_counts.rows  # released when the requests finished
+    seq = eng.add_request("aborted", p, penalised)
+    while seq.num_output_tokens < 3:
+        eng.step()
+    assert "aborted" in eng.output_counts.rows
+    eng.abort("aborted")
+    assert not eng.output_counts.rows
