@@ -51,22 +51,23 @@ def block_source(source: tuple) -> tuple:
 
 
 def _expand_blocks(scale: torch.Tensor, shape: torch.Size, block: tuple[int, int]) -> torch.Tensor:
-    rows, cols = shape
-    return scale.repeat_interleave(block[0], dim=0)[:rows].repeat_interleave(block[1], dim=1)[:, :cols]
+    rows, cols = shape[-2:]
+    return scale.repeat_interleave(block[0], dim=-2)[..., :rows, :].repeat_interleave(block[1], dim=-1)[..., :cols]
 
 
 def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int] = (128, 128),
                dtype: torch.dtype = torch.float32, split: int | None = None) -> torch.Tensor:
-    """weight [out, in] float8_e4m3fn, scale_inv [ceil(out/b0), ceil(in/b1)] -> dequantized [out, in].
+    """weight [..., out, in] float8_e4m3fn, scale_inv [..., ceil(out/b0), ceil(in/b1)] -> dequantized
+    [..., out, in] (leading dimensions: stacked experts).
 
     split: the weight is two tensors stacked along rows, the first `split` rows long, each with its own
     blocks (scale_inv holds the first part's block rows, then the second's)."""
     if split is not None:
         first_blocks = -(-split // block[0])
-        parts = [dequantize(weight[:split], scale_inv[:first_blocks], block, dtype),
-                 dequantize(weight[split:], scale_inv[first_blocks:], block, dtype)]
-        return torch.cat(parts)
-    expected = (-(-weight.shape[0] // block[0]), -(-weight.shape[1] // block[1]))
+        parts = [dequantize(weight[..., :split, :], scale_inv[..., :first_blocks, :], block, dtype),
+                 dequantize(weight[..., split:, :], scale_inv[..., first_blocks:, :], block, dtype)]
+        return torch.cat(parts, dim=-2)
+    expected = (*weight.shape[:-2], -(-weight.shape[-2] // block[0]), -(-weight.shape[-1] // block[1]))
     if tuple(scale_inv.shape) != expected:
         raise ValueError(f"scale shape {tuple(scale_inv.shape)} does not match weight {tuple(weight.shape)} "
                          f"in {block[0]}x{block[1]} blocks (expected {expected})")

@@ -104,10 +104,8 @@ class RoutedExperts(nn.Module):
         """(gate_up, down) in `dtype` (the FP8 weights times their block scales)."""
         if not self.fp8:
             return self.gate_up_proj, self.down_proj
-        gate_up = torch.stack([fp8.dequantize(w, s, dtype=dtype, split=self.inter)
-                               for w, s in zip(self.gate_up_proj, self.gate_up_scale)])
-        down = torch.stack([fp8.dequantize(w, s, dtype=dtype) for w, s in zip(self.down_proj, self.down_scale)])
-        return gate_up, down
+        return (fp8.dequantize(self.gate_up_proj, self.gate_up_scale, dtype=dtype, split=self.inter),
+                fp8.dequantize(self.down_proj, self.down_scale, dtype=dtype))
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple | None]:
         """name -> (parameter, index, this rank's slice of the checkpoint tensor); None for other ranks' experts."""

@@ -122,8 +122,8 @@ def test_fp8_experts_within_the_stated_bound(case):
     gate_up_q, gate_up_s = zip(*[stacked_quantize(w, inter) for w in gate_up])
     down_q, down_s = zip(*[fp8.quantize(w) for w in down])
     gate_up_q, gate_up_s, down_q, down_s = map(torch.stack, (gate_up_q, gate_up_s, down_q, down_s))
-    gate_up_deq = torch.stack([fp8.dequantize(w, s, split=inter) for w, s in zip(gate_up_q, gate_up_s)])
-    down_deq = torch.stack([fp8.dequantize(w, s) for w, s in zip(down_q, down_s)])
+    gate_up_deq, down_deq = fp8.dequantize(gate_up_q, gate_up_s, split=inter), fp8.dequantize(down_q, down_s)
+    assert torch.equal(gate_up_deq[-1], fp8.dequantize(gate_up_q[-1], gate_up_s[-1], split=inter))  # stacked = one by one
     weights, ids = random_routing(tokens, experts, top_k, seed=9)
     x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(10))
 
