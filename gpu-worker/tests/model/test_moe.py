@@ -134,3 +134,11 @@ def test_triton_moe_layer_makes_no_host_sync(tokens):
     torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(HostSync), no_host_sync():  # the reference counts tokens per expert on the host
         reference(x)
+
+
+def test_a_decode_step_with_triton_moe_layers_makes_no_host_sync(monkeypatch):
+    from tests.engine.test_no_host_sync import decode_step_logits  # the whole model through the runner
+
+    monkeypatch.setenv("GPU_WORKER_KERNEL_BACKEND", "triton")
+    with kernels_exempt():
+        assert torch.isfinite(decode_step_logits(hf_config())).all()
