@@ -40,11 +40,12 @@ def checkpoints(embedded_checkpoint_dir, tmp_path_factory):
     return {"bf16": Path(embedded_checkpoint_dir), "fp8": fp8}
 
 
-def start_parallel(checkpoint: Path, *extra: str):
+def start_parallel(checkpoint: Path, disk: Path, *extra: str):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gpu_worker.server", "--checkpoint", str(checkpoint), "--port", str(port),
-         "--tensor-parallel-size", "2", "--parent-pid", str(os.getpid()), "--log-level", "warning", *FLAGS, *extra],
+         "--tensor-parallel-size", "2", "--parent-pid", str(os.getpid()), "--log-level", "warning",
+         "--disk-cache-dir", str(disk), *FLAGS, *extra],
         cwd=WORKER_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -75,14 +76,14 @@ def start_single(checkpoint: Path):
 
 
 @pytest.fixture(scope="module")
-def workers(checkpoints):
+def workers(checkpoints, tmp_path_factory):
     """kind -> (single-process URL, parallel URL, parallel process)."""
     started, singles = {}, []
     try:
         for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):
             server, thread, state, single_url = start_single(checkpoints[kind])
             singles.append((server, thread, state))
-            process, url = start_parallel(checkpoints[kind], *extra)
+            process, url = start_parallel(checkpoints[kind], tmp_path_factory.mktemp(f"disk_{kind}"), *extra)
             started[kind] = (single_url, url, process)
         yield started
     finally:
@@ -96,13 +97,15 @@ def workers(checkpoints):
             state.engine.shutdown()
 
 
-def greedy(url: str, prompt: str, stream: bool = False) -> tuple[str, int]:
+def greedy(url: str, prompt: str, stream: bool = False, usage: dict | None = None) -> tuple[str, int]:
     body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
             "max_tokens": 12, "stream": stream, "stream_options": {"include_usage": True}}
     with httpx.Client(base_url=url, timeout=120) as client:
         if not stream:
             r = client.post("/v1/chat/completions", json=body)
             assert r.status_code == 200, r.text
+            if usage is not None:
+                usage.update(r.json()["usage"])
             return r.json()["choices"][0]["message"]["content"], r.json()["usage"]["completion_tokens"]
         text, usage = "", None
         with client.stream("POST", "/v1/chat/completions", json=body) as r:
@@ -137,6 +140,23 @@ def test_health_and_metrics_cover_every_rank(workers):
     assert httpx.get(url + "/health").json()["ranks"][1]["steps"] >= 12  # it replayed every step of a request
     metrics = httpx.get(url + "/metrics").text
     assert 'gpu_worker_rank_up{rank="0"} 1' in metrics and 'gpu_worker_rank_up{rank="1"} 1' in metrics
+
+
+def test_blocks_read_back_from_the_disk_tier_reach_every_rank(workers):
+    """Rank 0 loads a prefix from disk into its cache: the other rank must get the same latents, or the
+    continuation differs from one process's."""
+    single, url, _ = workers["bf16"]
+    prompt = " ".join(f"item{i}" for i in range(90))  # several full 64-token blocks
+    greedy(url, prompt)
+    for n in range(12):  # fill the 48-block cache with other prompts: the first one's blocks go to disk
+        greedy(url, " ".join(f"filler{n}x{i}" for i in range(90)))
+    cache = httpx.get(url + "/health").json()["cache"]
+    assert cache["spilled_blocks"] > 0 and cache["disk_blocks"] > 0
+    usage = {}
+    again = greedy(url, prompt, usage=usage)
+    assert usage["prompt_cache_hit_tokens"] >= 128
+    assert httpx.get(url + "/health").json()["cache"]["disk_hit_blocks"] > cache["disk_hit_blocks"]
+    assert again == greedy(single, prompt)
 
 
 def test_a_dead_rank_makes_the_worker_unhealthy(workers):
