@@ -92,7 +92,9 @@ def _expert_gemm(a, a_scale, w, w_scale, out, sorted_pairs, block_experts, route
                  pairs_per_a_row, swiglu, block_m):
     fp8 = w.dtype == torch.float8_e4m3fn
     split_row = n if swiglu else w.shape[1]  # gate_up: the up rows have their own scale blocks
-    block_n = 64 if swiglu else 128  # two accumulators in the SwiGLU case
+    # 64 columns a program: a decode step has only a few blocks of rows (one per chosen expert), and
+    # narrow column tiles give it enough programs to keep every SM streaming weights
+    block_n = 64
     block_k = GROUP if fp8 else 64
     grid = (block_experts.shape[0], triton.cdiv(n, block_n))
     a_scale = a if a_scale is None else a_scale  # unused without FP8; any pointer will do
