@@ -111,7 +111,8 @@ def w8a8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, spli
     m = a.shape[0]
     out = torch.empty(m, n, dtype=out_dtype or x.dtype, device=x.device)
     split_row = n if split is None else split
-    block_m, block_n = block_m_for(m), 128
+    # a decode step's few rows: narrower column tiles, so that a [7168, N] weight still spreads over every SM
+    block_m, block_n = block_m_for(m), 64 if m <= 64 else 128
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
     if m:
         _w8a8_gemm_kernel[grid](
