@@ -56,7 +56,7 @@ def test_an_all_zero_group_quantises_to_zeros_with_a_finite_scale():
     assert (q.float() == 0).all() and torch.isfinite(scale).all() and (scale > 0).all()
 
 
-@pytest.mark.parametrize("m,n,k", [(1, 32, 32), (7, 200, 300), (3, 129, 257), (33, 256, 128), (1, 1, 1)])
+@pytest.mark.parametrize("m,n,k", [(1, 32, 32), (7, 200, 300), (3, 129, 257), (33, 256, 128), (1, 1, 1), (67, 130, 140)])
 def test_w8a8_gemm_within_the_stated_bound_of_the_dequantised_matmul(m, n, k):
     weight, scale = random_fp8_weight(n, k, seed=m * n + k)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(k))
