@@ -21,6 +21,7 @@ from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG, TOKENIZER_FILES
 from gpu_worker.parallel.process_group import free_port
 from gpu_worker.server.app import build_app
+from gpu_worker.server.config import parse_args
 from gpu_worker.server.worker import build_state
 
 WORKER_ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +176,18 @@ def test_a_dead_rank_makes_the_worker_unhealthy(workers):
     r = httpx.post(url + "/v1/chat/completions", timeout=30,
                    json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert r.status_code == 503 and "rank 1" in r.json()["error"]["message"]
+
+
+def test_a_size_that_does_not_divide_the_heads_is_refused(checkpoints):
+    out = subprocess.run(
+        [sys.executable, "-m", "gpu_worker.server", "--checkpoint", str(checkpoints["bf16"]), "--port",
+         str(free_port()), "--tensor-parallel-size", "3", "--parent-pid", str(os.getpid()), *FLAGS],
+        cwd=WORKER_ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode != 0
+    assert "num_attention_heads (8) is not divisible by the tensor-parallel size 3" in out.stderr
+
+
+def test_a_size_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "x", "--tensor-parallel-size", "0"])
+    assert "--tensor-parallel-size must be at least 1" in capsys.readouterr().err
