@@ -27,8 +27,9 @@ def random_routing(tokens, experts, top_k, seed=0, only=None):
 
 
 # (tokens, experts, top-k, dim, inter): one token among 64 experts; more tokens than a block; top-8;
-# sizes that are no multiple of any block; one expert
-CASES = [(1, 64, 6, 32, 16), (37, 8, 3, 32, 16), (5, 16, 8, 48, 24), (19, 5, 2, 40, 20), (3, 1, 1, 16, 8)]
+# sizes that are no multiple of any block; one expert; prefill-like (64-row blocks)
+CASES = [(1, 64, 6, 32, 16), (37, 8, 3, 32, 16), (5, 16, 8, 48, 24), (19, 5, 2, 40, 20), (3, 1, 1, 16, 8),
+         (45, 2, 2, 32, 16)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "T{}-E{}-k{}-dim{}-inter{}".format(*c))
