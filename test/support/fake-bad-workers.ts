@@ -2,12 +2,13 @@
 //   edge  every answer is Cloudflare's own error page (403, HTML, cf-ray, "error code: 1003"),
 //         what a Worker gets for an IP-literal URL or a tunnel hostname with nothing behind it
 //   hole  /health is fine, but a completion request is accepted and never answered
-//   sick  /health answers 503 {"status":"failed"} (the worker's engine died)
+//   sick  /health answers 503 {"status":"error", "error": ...}, as our worker does once its engine failed
+//   draining  /health answers 200 {"status":"draining"}, as our worker does while it shuts down
 // Each counts what it received at GET /__stats: {health, requests}.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
-export type BadWorkerKind = "edge" | "hole" | "sick";
+export type BadWorkerKind = "edge" | "hole" | "sick" | "draining";
 
 export interface BadWorker {
   url: string;
@@ -31,7 +32,8 @@ export async function startBadWorker(kind: BadWorkerKind): Promise<BadWorker> {
     } else if (path === "/health") {
       const failed = kind === "sick";
       res.writeHead(failed ? 503 : 200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ status: failed ? "failed" : "ok", models: ["deepseek-chat"], running: 0, waiting: 0 }));
+      const health = { status: failed ? "error" : kind === "draining" ? "draining" : "ok", models: ["deepseek-chat"], running: 0, waiting: 0 };
+      res.end(JSON.stringify(failed ? { ...health, error: "engine step failed: RuntimeError: CUDA error" } : health));
     } else if (kind === "sick") {
       res.writeHead(500, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { message: "engine failed", type: "api_error", param: null, code: "insufficient_system_resource" } }));

@@ -8,7 +8,7 @@ import { startFakeUpstream } from "../../support/fake-upstream";
 declare module "vitest" {
   export interface ProvidedContext {
     fakeUpstream: { url: string; secret: string };
-    badWorkers: { edge: string; hole: string; sick: string };
+    badWorkers: { edge: string; hole: string; sick: string; draining: string };
     turnstileVerifyUrl: string;
   }
 }
@@ -16,9 +16,9 @@ declare module "vitest" {
 export default async function setup(project: TestProject) {
   const upstream = await startFakeUpstream();
   project.provide("fakeUpstream", { url: upstream.url, secret: upstream.secret });
-  const [edge, hole, sick] = await Promise.all([startBadWorker("edge"), startBadWorker("hole"), startBadWorker("sick")]);
-  project.provide("badWorkers", { edge: edge.url, hole: hole.url, sick: sick.url });
+  const [edge, hole, sick, draining] = await Promise.all((["edge", "hole", "sick", "draining"] as const).map(startBadWorker));
+  project.provide("badWorkers", { edge: edge!.url, hole: hole!.url, sick: sick!.url, draining: draining!.url });
   const turnstile = await startFakeTurnstile();
   project.provide("turnstileVerifyUrl", turnstile.url);
-  return () => Promise.all([upstream, edge, hole, sick, turnstile].map((s) => s.close()));
+  return () => Promise.all([upstream, edge!, hole!, sick!, draining!, turnstile].map((s) => s.close()));
 }

@@ -80,7 +80,7 @@ describe("failover from what is not the worker", () => {
 });
 
 describe("worker health shared by every isolate", () => {
-  it("a worker whose /health says failed (503) gets no requests, also in a fresh isolate", async () => {
+  it("a worker whose /health says error (503) gets no requests, also in a fresh isolate", async () => {
     const model = "sick-model";
     await register("sick", inject("badWorkers").sick, "bad-worker-secret", [model]);
     const stub = env.WORKER_HEALTH!.get(env.WORKER_HEALTH!.idFromName("fleet"));
@@ -93,6 +93,21 @@ describe("worker health shared by every isolate", () => {
     const failure = await connect(request(model, "k")).catch((err) => err);
     expect(failure.status).toBe(503);
     expect((await stats("sick")).requests).toBe(before);
+  });
+
+  it("a draining worker (200, status draining), or an edge page reads as down; a healthy one as up", async () => {
+    const stub = env.WORKER_HEALTH!.get(env.WORKER_HEALTH!.idFromName("probe-reading"));
+    const bad = inject("badWorkers");
+    const fake = inject("fakeUpstream");
+    const targets = [
+      { id: "draining", url: bad.draining, secret: "x" },
+      { id: "edge", url: bad.edge, secret: "x" },
+      { id: "healthy", url: fake.url, secret: fake.secret },
+    ];
+    await stub.view(targets);
+    await expect
+      .poll(async () => Object.fromEntries(Object.entries(await stub.view(targets)).map(([id, v]) => [id, v.up])), { timeout: 10_000 })
+      .toEqual({ draining: false, edge: false, healthy: true });
   });
 
   it("probes stay bounded: many isolates asking at once cause at most one /health probe per interval", async () => {

@@ -25,8 +25,8 @@ const PROBE_INTERVAL_MS = 2_000;
 const PROBE_TIMEOUT_MS = 3_000;
 
 // A worker is healthy when /health answers 2xx with status "ok" (or, for an external engine
-// such as vLLM, with no status at all). Our worker answers 503 with status "failed" when its
-// engine died, and "draining" while it shuts down.
+// such as vLLM, with no status at all). Our worker answers 503 with status "error" once its
+// engine failed, and status "draining" while it shuts down.
 async function probe(target: HealthTarget): Promise<WorkerHealthView> {
   try {
     const res = await fetch(`${target.url}/health`, {
