@@ -39,6 +39,9 @@ class DecodeGraphs:
         self.host_inputs = {k: v.numpy() for k, v in self._views(self.host).items()}
         self.cu_query_lens = torch.arange(self.max_bs + 1, device=device)
         self.copied: torch.cuda.Event | None = None
+        # per row: (key of the sequence whose table it holds, entries written); tables only grow while a
+        # sequence decodes, so a row that keeps its sequence gets only the new entries
+        self.written: list[tuple | None] = [None] * self.max_bs
         self.use_graphs = use_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
@@ -80,21 +83,29 @@ class DecodeGraphs:
             self.graphs[bs] = graph
         torch.cuda.synchronize()
 
-    def _fill(self, rows: list[tuple[int, int, list[int]]]) -> int:
-        """Write rows (token id, position, block table) and padding up to the bucket into the host buffer."""
+    def _fill(self, rows: list[tuple]) -> int:
+        """Write rows (token id, position, block table[, key]) and padding up to the bucket into the host
+        buffer. A row's key names its sequence's table (None: unknown, write it all). Entries past a
+        context are never read as blocks, so stale ones may stay."""
         if self.copied is not None:
             self.copied.synchronize()  # the last step's transfer has left the buffer (it has, after its sampling)
         n = len(rows)
         bs = self.bucket(n) if n else self.max_bs
         h = self.host_inputs
         tables = h["block_tables"]
-        tables[:bs] = self.pad_block
         bsz = self.block_size
-        for i, (token, pos, table) in enumerate(rows):
+        for i, (token, pos, table, *key) in enumerate(rows):
             h["input_ids"][i], h["positions"][i] = token, pos
             h["slot_mapping"][i] = table[pos // bsz] * bsz + pos % bsz
             h["context_lens"][i] = pos + 1
-            tables[i, :len(table)] = table
+            key = key[0] if key else None
+            held = self.written[i]
+            start = held[1] if key is not None and held is not None and held[0] == key else 0
+            if len(table) > start:
+                tables[i, start:len(table)] = table[start:]
+            self.written[i] = (key, len(table))
+        tables[n:bs, 0] = self.pad_block  # a padding row's context is its first slot
+        self.written[n:bs] = [None] * (bs - n)
         h["input_ids"][n:bs] = 0
         h["positions"][n:bs] = 0
         h["slot_mapping"][n:bs] = self.pad_block * bsz
@@ -102,8 +113,8 @@ class DecodeGraphs:
         return bs
 
     @torch.inference_mode()
-    def run(self, rows: list[tuple[int, int, list[int]]]) -> torch.Tensor:
-        """Hidden states [n, hidden] of one decode step over rows (token id, position, block table)."""
+    def run(self, rows: list[tuple]) -> torch.Tensor:
+        """Hidden states [n, hidden] of one decode step over rows (token id, position, block table[, key])."""
         bs = self._fill(rows)
         self.packed.copy_(self.host, non_blocking=True)
         if self.packed.is_cuda:
@@ -113,5 +124,5 @@ class DecodeGraphs:
         if graph is not None:
             graph.replay()
             return self.outputs[bs][:len(rows)]
-        max_context = max(pos for _, pos, _ in rows) + 1
+        max_context = max(row[1] for row in rows) + 1
         return self._forward(bs, max_context)[:len(rows)]

@@ -69,8 +69,8 @@ class ModelRunner:
     def forward(self, batch: list[ScheduledSeq]) -> tuple[torch.Tensor, list[int]]:
         """(hidden states [tokens, hidden], rows of the sequences that sample)."""
         if self.is_decode(batch):
-            rows = [(s.seq.token_ids[s.seq.num_computed_tokens], s.seq.num_computed_tokens, s.seq.block_table)
-                    for s in batch]
+            rows = [(s.seq.token_ids[s.seq.num_computed_tokens], s.seq.num_computed_tokens, s.seq.block_table,
+                     s.seq.table_key) for s in batch]
             return self.decode.run(rows), [i for i, s in enumerate(batch) if s.samples]
         input_ids, positions, meta, sample_rows = self.prepare(batch)
         return self.model.forward(input_ids, positions, meta, self.kv_cache), sample_rows

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -37,6 +38,9 @@ class TokenLogprob:
     top: list[tuple[int, float]] = field(default_factory=list)
 
 
+_serials = itertools.count()
+
+
 class Sequence:
     def __init__(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                  namespace: str = "", block_size: int = 64):
@@ -59,6 +63,7 @@ class Sequence:
         # The sampler's noise stream: the request's seed, or a random one.
         self.seed = params.seed if params.seed is not None else random.getrandbits(63)
         self.num_preemptions = 0
+        self.serial = next(_serials)  # unique in the process, unlike request ids, which callers may reuse
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -78,6 +83,11 @@ class Sequence:
     @property
     def num_uncomputed_tokens(self) -> int:
         return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def table_key(self) -> tuple[int, int]:
+        """Changes whenever block_table may have been rewritten rather than grown (a preemption frees it)."""
+        return self.serial, self.num_preemptions
 
     def num_blocks_for(self, num_tokens: int) -> int:
         return (num_tokens + self.block_size - 1) // self.block_size

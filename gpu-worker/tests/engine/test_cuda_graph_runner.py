@@ -75,3 +75,28 @@ def test_larger_than_the_largest_bucket_runs_eagerly(model):
     runner = ModelRunner(model, num_blocks=8, block_size=BLOCK, max_num_seqs=2, max_model_len=32)
     assert runner.decode.buckets == [1, 2] and runner.decode.max_bs == 2
     assert runner.kv_cache.shape[1] == 9  # the pad block follows the 8 the block manager hands out
+
+
+def test_tables_written_incrementally_follow_growth_moves_and_rewrites(model):
+    """Rows keyed by sequence get only their new table entries; a row that changes hands, or a key
+    that changes (a preempted sequence's table is rewritten), gets the whole table again."""
+    runner = ModelRunner(model, num_blocks=96, block_size=BLOCK, max_num_seqs=4, max_model_len=64)
+    seqs = prefilled(model, runner, [15, 22, 7])
+    decode = runner.decode
+
+    def step(rows):
+        hidden = decode.run(rows)
+        meta = AttentionMetadata.build([(t, p, 1) for _, p, t, *_ in rows], BLOCK)
+        plain = model.forward(torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows]), meta,
+                              runner.kv_cache)
+        torch.testing.assert_close(hidden, plain, rtol=1e-5, atol=1e-5)
+        for i, (_, pos, table, *_) in enumerate(rows):  # what a kernel reads of each table is right
+            used = pos // BLOCK + 1
+            assert decode.host_inputs["block_tables"][i, :used].tolist() == table[:used]
+
+    (a, ta), (b, tb), (c, tc) = seqs
+    step([(a[-1], len(a) - 1, ta, ("a", 0)), (b[-1], len(b) - 1, tb, ("b", 0))])
+    ta.append(90)  # a grows into a new block
+    step([(a[-1], 16, ta, ("a", 0)), (b[-1], len(b) - 1, tb, ("b", 0))])
+    # rows change hands; a's table is rewritten after a preemption (same length, other blocks)
+    step([(c[-1], len(c) - 1, tc, ("c", 0)), (a[-1], 16, [91, 92, 93], ("a", 1))])
