@@ -48,3 +48,6 @@ export interface Variables {
 }
 
 export type AppEnv = { Bindings: Env; Variables: Variables };
+
+// Local development (`npm start`, tests): http:// and IP-literal GPU workers, sign-up without Turnstile.
+export const isDevelopment = (env: Pick<Env, "ENVIRONMENT">) => env.ENVIRONMENT === "development";

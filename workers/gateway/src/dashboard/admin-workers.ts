@@ -4,10 +4,11 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { randomHex } from "../auth/api-keys";
+import { isDevelopment } from "../env";
 import { ApiError } from "../errors/api-error";
 import { invalidateWorkerRegistry } from "../upstream/worker-registry";
 import { openWorkerSecret, sealWorkerSecret } from "../upstream/worker-secret";
-import { checkWorkerUrl, isDevelopment, WorkerUrlError } from "../upstream/worker-url";
+import { checkWorkerUrl, WorkerUrlError } from "../upstream/worker-url";
 import { parseBody } from "./body";
 import type { DashboardAppEnv } from "./env";
 import { conflict, invalidInput, notFoundHere } from "./errors";
@@ -39,7 +40,7 @@ interface WorkerRow {
 
 function allowedUrl(c: Context<DashboardAppEnv>, text: string): string {
   try {
-    return checkWorkerUrl(text, { development: isDevelopment(c.env.ENVIRONMENT) });
+    return checkWorkerUrl(text, { development: isDevelopment(c.env) });
   } catch (err) {
     if (err instanceof WorkerUrlError) throw invalidInput(`url: ${err.message}`, "url");
     throw err;

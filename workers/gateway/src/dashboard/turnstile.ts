@@ -3,8 +3,8 @@
 // (ENVIRONMENT=development, no secret) off; elsewhere without a secret, sign-up is closed
 // rather than unguarded. TURNSTILE_VERIFY_URL points tests at a stand-in verifier.
 import type { Context } from "hono";
+import { isDevelopment } from "../env";
 import { ApiError } from "../errors/api-error";
-import { isDevelopment } from "../upstream/worker-url";
 import type { DashboardAppEnv } from "./env";
 import { invalidInput } from "./errors";
 
@@ -14,7 +14,7 @@ const VERIFY_TIMEOUT_MS = 10_000;
 export async function requireHuman(c: Context<DashboardAppEnv>, token: string | undefined): Promise<void> {
   const secret = c.env.TURNSTILE_SECRET_KEY;
   if (!secret) {
-    if (isDevelopment(c.env.ENVIRONMENT)) return;
+    if (isDevelopment(c.env)) return;
     throw new ApiError(503, "Sign-up is not available: the bot check (TURNSTILE_SECRET_KEY) is not configured", null, {}, "signup_unavailable");
   }
   if (!token) throw invalidInput("Complete the human check before creating an account", "turnstile_token");

@@ -38,5 +38,3 @@ export function checkWorkerUrl(text: string, options: { development: boolean }):
   }
   return url.toString().replace(/\/+$/, "");
 }
-
-export const isDevelopment = (environment: string | undefined) => environment === "development";
