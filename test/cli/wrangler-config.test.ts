@@ -68,7 +68,7 @@ describe("[env.production]", () => {
 });
 
 describe("npm run deploy", () => {
-  it("refuses a real deploy while the production database id is the placeholder, before building or uploading anything", () => {
+  it("refuses a real deploy while the production database id is the placeholder, before migrating or uploading anything", () => {
     const run = spawnSync(process.execPath, ["scripts/deploy.mjs", "--env", "production"], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, CLOUDFLARE_API_TOKEN: "" } });
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/D1 database id of \[env\.production\] in wrangler\.toml is still the placeholder: run `npx wrangler d1 create llm-platform`/);
