@@ -78,6 +78,7 @@ async function startMiniflare(persistTo, port, inspectorPort) {
           LEDGER: { className: "AccountLedger", useSQLite: true },
           LIMITER: { className: "RateLimiter", useSQLite: true },
           SIGNIN_THROTTLE: { className: "SignInThrottle", useSQLite: true },
+          WORKER_HEALTH: { className: "WorkerHealth", useSQLite: true },
         },
         bindings: { ENVIRONMENT: "development" },
       },
