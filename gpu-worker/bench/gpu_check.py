@@ -1,6 +1,6 @@
 """One prepared check of the GPU engine on a single GPU (an H200), within 8 minutes.
 
-    python bench/gpu_check.py [--budget-s 450]     # on the GPU machine
+    python bench/gpu_check.py [--budget-s 420]     # on the GPU machine
     python bench/gpu_check.py --tiny               # the same code paths on CPU, Triton interpreter, toy sizes
 
 Sections (each skipped with a printed reason once the time budget cannot cover it):
@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -477,7 +478,7 @@ def transformers_ratio(sz, device, dtype, out):
     del hf, kv
 
 
-def v3_slice(sz, device, dtype, bandwidth, out):
+def v3_slice(sz, device, dtype, bandwidth, budget, out):
     """f: per-layer decode time of DeepSeek-V3-width FP8 layers, and an EP8 extrapolation."""
     cfg = sz["slice"]
     model = random_model(cfg, device, dtype, "triton", seed=7)
@@ -492,6 +493,9 @@ def v3_slice(sz, device, dtype, bandwidth, out):
     head_ms = 129280 * 7168 * 2 / bandwidth * 1000
     rows_out = []
     for batch in batches:
+        if budget.left() < 15:
+            print(f"f. batch {batch}: SKIPPED (time budget)")
+            break
         rows = decode_rows(batch, context)
         step_ms = median_ms(lambda: graphs.run(rows), device, sz["reps"])  # embedding + layers, no head
         layer_ms = step_ms / layers
@@ -554,7 +558,8 @@ def markdown(out) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true", help="CPU, Triton interpreter, toy sizes (CI)")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="stop starting sections after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="start no section (or batch size) that would not fit in this many seconds; keeps a run under 8 minutes")
     args = ap.parse_args()
     device = torch.device("cpu" if args.tiny else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -579,9 +584,13 @@ def main() -> int:
         state["model"], state["cache"] = decode_table(sz, device, dtype, bandwidth, budget, out)
 
     def mixed():
+        if "cache" not in state:
+            raise RuntimeError("needs section b's model")
         mixed_step(sz, state["model"], state["cache"], device, out)
 
     def sizing():
+        if "cache" not in state:
+            raise RuntimeError("needs section b's model")
         del state["cache"]
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -596,9 +605,12 @@ def main() -> int:
         ("c. mixed step", 20, mixed),
         ("d. cache sizing", 20, sizing),
         ("e. transformers", 60, lambda: transformers_ratio(sz, device, dtype, out)),
-        ("f. V3 FP8 slice", 90, lambda: v3_slice(sz, device, dtype, bandwidth, out)),
+        ("f. V3 FP8 slice", 90, lambda: v3_slice(sz, device, dtype, bandwidth, budget, out)),
     ]
+    current = ["start"]
+    watchdog = start_watchdog(args.budget_s + 45, out, current)
     for name, needs, fn in sections:
+        current[0] = name
         needs = 0 if args.tiny else needs
         if budget.left() < needs:
             print(f"{name}: SKIPPED ({budget.left():.0f} s left of the budget, needs ~{needs} s)")
@@ -617,12 +629,29 @@ def main() -> int:
             torch.cuda.empty_cache()
         print(f"   ({name}: {time.monotonic() - started:.1f} s)", flush=True)
 
-    report = markdown(out)
-    print("\n" + report)
+    watchdog.cancel()
+    finish(out)
+    return 1 if out["failed"] else 0
+
+
+def finish(out) -> None:
+    print("\n" + markdown(out), flush=True)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "gpu_check.json"), "w") as f:
             json.dump(out, f, indent=1)
-    return 1 if out["failed"] else 0
+
+
+def start_watchdog(seconds: float, out: dict, current: list) -> threading.Timer:
+    """A section that overruns the budget by far still leaves its report: print what is done, exit."""
+    def expire():
+        print(f"\nTIMEOUT: {current[0]} still running after {seconds:.0f} s; reporting what finished", flush=True)
+        out["failed"].append(f"{current[0]} (timeout)")
+        finish(out)
+        os._exit(3)
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 if __name__ == "__main__":
