@@ -6,7 +6,7 @@
 - down: the same over the activations, times each pair's routing weight in the epilogue.
 Then each token sums its top-k rows. Nothing here reads a device value on the host.
 
-The reference is `gpu_worker.model.moe.RoutedExperts.forward` (one matmul per expert, dequantised
+The reference is `gpu_worker.model.moe.experts_reference` (one matmul per expert, on dequantised
 weights)."""
 
 from __future__ import annotations
