@@ -1,9 +1,11 @@
 // The operator CLI: `npm run admin -- <command> [--flags]`. Works on the local D1 database
 // (the one `npm start` serves) or, with --remote, on the deployed one.
+import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
 import { generateApiKey, randomHex } from "../workers/gateway/src/auth/api-keys";
 import { KEY_STATE_MAX_AGE_MS } from "../workers/gateway/src/auth/key-state";
 import { formatAmount, parseAmount } from "../workers/gateway/src/billing/money";
+import { newResetToken, RESET_TOKEN_TTL_MS, resetLink } from "../workers/gateway/src/dashboard/password-reset";
 import { isSealed, sealWorkerSecret } from "../workers/gateway/src/upstream/worker-secret";
 import { checkWorkerUrl } from "../workers/gateway/src/upstream/worker-url";
 import { ensureLocalWorkerSecretKey } from "./lib/dev-vars.mjs";
@@ -31,6 +33,11 @@ const HELP = `Usage: npm run admin -- <command> [options]
   list-workers / remove-worker --id ID
   encrypt-worker-secrets                     encrypt worker secrets still stored in plaintext
   set-role --email EMAIL --role admin|user   dashboard role of a user
+  reset-password --email EMAIL [--base-url URL]
+                                             print a one-time password reset link (valid 1 hour;
+                                             no mail service is configured, so hand it over yourself)
+
+Every change is recorded in the audit log (dashboard: Audit log) as cli:<your OS user>.
 `;
 
 const { positionals, values } = parseArgs({
@@ -55,6 +62,7 @@ const { positionals, values } = parseArgs({
     id: { type: "string" },
     email: { type: "string" },
     role: { type: "string" },
+    "base-url": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -91,6 +99,15 @@ function waitUntilInForce(): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, KEY_STATE_MAX_AGE_MS + 100);
 }
 
+// The audit log entry of a change, as a statement run right after it: written only when the
+// change touched a row.
+const ACTOR = `cli:${userInfo().username}`;
+function audited(sql: string, action: string, targetId: string | null, details: Record<string, unknown> = {}): string {
+  return `${sql};
+INSERT INTO audit_log (actor, action, target, details, created_at)
+  SELECT ${sqlString(ACTOR)}, ${sqlString(action)}, ${sqlString(targetId)}, ${sqlString(JSON.stringify(details))}, ${Date.now()} WHERE changes() > 0`;
+}
+
 function print(data: unknown, text: () => string): void {
   console.log(values.json ? JSON.stringify(data) : text());
 }
@@ -101,7 +118,7 @@ function accountExists(id: string): void {
 
 export async function createAccount(name: string): Promise<string> {
   const id = `acct_${randomHex(8)}`;
-  query(target, `INSERT INTO accounts (id, name, cache_namespace) VALUES (${sqlString(id)}, ${sqlString(name)}, ${sqlString(randomHex(16))})`);
+  query(target, audited(`INSERT INTO accounts (id, name, cache_namespace) VALUES (${sqlString(id)}, ${sqlString(name)}, ${sqlString(randomHex(16))})`, "create-account", id, { name }));
   return id;
 }
 
@@ -113,9 +130,15 @@ function credit(kind: "granted" | "topped_up"): void {
   const days = values["expires-days"] ? Number(values["expires-days"]) : null;
   if (days !== null && (!Number.isFinite(days) || days <= 0)) throw new Error("--expires-days must be a positive number");
   const expires = days ? Date.now() + Math.round(days * 86_400_000) : null;
+  const note = values.note ?? `cli ${kind}`;
   query(
     target,
-    `INSERT INTO balance_credits (account_id, kind, amount_micros, expires_at, note) VALUES (${sqlString(account)}, '${kind}', ${sqlInt(micros)}, ${sqlInt(expires)}, ${sqlString(values.note ?? `cli ${kind}`)})`,
+    audited(
+      `INSERT INTO balance_credits (account_id, kind, amount_micros, expires_at, note) VALUES (${sqlString(account)}, '${kind}', ${sqlInt(micros)}, ${sqlInt(expires)}, ${sqlString(note)})`,
+      kind === "granted" ? "grant" : "top-up",
+      account,
+      { amount_micros: micros, expires_at: expires, note },
+    ),
   );
   print({ account, kind, amount: formatAmount(micros) }, () => `${kind === "granted" ? "granted" : "topped up"} ${formatAmount(micros)} USD to ${account}`);
 }
@@ -127,7 +150,12 @@ async function createKey(): Promise<void> {
   const id = `key_${randomHex(8)}`;
   query(
     target,
-    `INSERT INTO api_keys (id, account_id, name, key_hash, display_prefix, last4) VALUES (${sqlString(id)}, ${sqlString(account)}, ${sqlString(values.name ?? "cli")}, ${sqlString(k.keyHash)}, ${sqlString(k.displayPrefix)}, ${sqlString(k.last4)})`,
+    audited(
+      `INSERT INTO api_keys (id, account_id, name, key_hash, display_prefix, last4) VALUES (${sqlString(id)}, ${sqlString(account)}, ${sqlString(values.name ?? "cli")}, ${sqlString(k.keyHash)}, ${sqlString(k.displayPrefix)}, ${sqlString(k.last4)})`,
+      "create-key",
+      account,
+      { key_id: id, name: values.name ?? "cli" },
+    ),
   );
   print({ id, account, key: k.key }, () => `key id ${id}\napi key ${k.key}   (shown once; store it now)`);
 }
@@ -170,7 +198,7 @@ const commands: Record<string, () => void | Promise<void>> = {
   },
   "revoke-key": () => {
     const id = need("key");
-    const rows = query(target, `UPDATE api_keys SET revoked_at = ${Date.now()} WHERE id = ${sqlString(id)} AND revoked_at IS NULL RETURNING id`);
+    const rows = query(target, audited(`UPDATE api_keys SET revoked_at = ${Date.now()} WHERE id = ${sqlString(id)} AND revoked_at IS NULL RETURNING id`, "revoke-key", id));
     if (rows.length === 0) throw new Error(`no active key ${id}`);
     waitUntilInForce();
     print({ revoked: id }, () => `revoked ${id}`);
@@ -183,7 +211,8 @@ const commands: Record<string, () => void | Promise<void>> = {
     if (sets.length === 0) throw new Error("give at least one of --rpm, --tpm, --concurrency");
     const table = values.key ? "api_keys" : "accounts";
     const id = values.key ?? need("account");
-    const rows = query(target, `UPDATE ${table} SET ${sets.join(", ")} WHERE id = ${sqlString(id)} RETURNING id`);
+    const action = values.key ? "set-key-limits" : "set-account-limits";
+    const rows = query(target, audited(`UPDATE ${table} SET ${sets.join(", ")} WHERE id = ${sqlString(id)} RETURNING id`, action, id, { set: sets }));
     if (rows.length === 0) throw new Error(`no ${values.key ? "key" : "account"} ${id}`);
     waitUntilInForce();
     print({ id, set: sets }, () => `limits of ${id}: ${sets.join(", ")}`);
@@ -197,8 +226,13 @@ const commands: Record<string, () => void | Promise<void>> = {
     const secret = await sealWorkerSecret(need("secret"), workerSecretKey());
     query(
       target,
-      `INSERT INTO gpu_workers (id, url, secret, models) VALUES (${sqlString(id)}, ${sqlString(url)}, ${sqlString(secret)}, ${sqlString(JSON.stringify(models))})
+      audited(
+        `INSERT INTO gpu_workers (id, url, secret, models) VALUES (${sqlString(id)}, ${sqlString(url)}, ${sqlString(secret)}, ${sqlString(JSON.stringify(models))})
        ON CONFLICT(id) DO UPDATE SET url = excluded.url, secret = excluded.secret, models = excluded.models, enabled = 1`,
+        "add-worker",
+        id,
+        { url, models },
+      ),
     );
     print({ id, url, models }, () => `worker ${id} at ${url} serving ${models.join(", ")}`);
   },
@@ -217,16 +251,39 @@ const commands: Record<string, () => void | Promise<void>> = {
   },
   "remove-worker": () => {
     const id = need("id");
-    const rows = query(target, `DELETE FROM gpu_workers WHERE id = ${sqlString(id)} RETURNING id`);
+    const rows = query(target, audited(`DELETE FROM gpu_workers WHERE id = ${sqlString(id)} RETURNING id`, "remove-worker", id));
     if (rows.length === 0) throw new Error(`no worker ${id}`);
     print({ removed: id }, () => `removed ${id}`);
   },
   "set-role": () => {
     const role = need("role");
     if (role !== "admin" && role !== "user") throw new Error("--role must be admin or user");
-    const rows = query(target, `UPDATE users SET role = '${role}' WHERE email = ${sqlString(need("email").toLowerCase())} RETURNING id`);
+    const email = need("email").toLowerCase();
+    const rows = query(target, audited(`UPDATE users SET role = '${role}' WHERE email = ${sqlString(email)} RETURNING id`, "set-role", email, { role }));
     if (rows.length === 0) throw new Error(`no user ${values.email}`);
     print({ email: values.email, role }, () => `${values.email} is now ${role}`);
+  },
+  "reset-password": async () => {
+    const email = need("email").toLowerCase();
+    const user = query<{ id: string }>(target, `SELECT id FROM users WHERE email = ${sqlString(email)}`)[0];
+    if (!user) throw new Error(`no user ${email}`);
+    const { token, tokenHash } = await newResetToken();
+    const now = Date.now();
+    const expiresAt = now + RESET_TOKEN_TTL_MS;
+    // A new link spends the older ones.
+    query(
+      target,
+      audited(
+        `UPDATE password_resets SET used_at = ${now} WHERE user_id = ${sqlString(user.id)} AND used_at IS NULL;
+INSERT INTO password_resets (token_hash, user_id, expires_at) VALUES (${sqlString(tokenHash)}, ${sqlString(user.id)}, ${expiresAt})`,
+        "reset-password",
+        email,
+        { expires_at: expiresAt },
+      ),
+    );
+    const link = resetLink(values["base-url"] ?? "http://localhost:8787", token);
+    const expires = new Date(expiresAt).toISOString();
+    print({ email, token, link, expires_at: expires }, () => `password reset link for ${email} (one use, until ${expires}):\n${link}`);
   },
 };
 
