@@ -40,7 +40,7 @@ class Router(nn.Module):
         """x [T, dim] -> (weights [T, k] float32, expert ids [T, k] int64)."""
         logits = F.linear(x.float(), self.weight)  # [T, E]
         if self.kernel_backend == "triton":
-            from gpu_worker.kernels.router import fused_route
+            from gpu_worker.kernels.router import fused_route  # needs triton: imported on first use
 
             return fused_route(logits, self.e_score_correction_bias, self.top_k, self.n_group, self.topk_group,
                                self.normalise, self.scale)
@@ -94,7 +94,7 @@ class RoutedExperts(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim]."""
         if self.kernel_backend == "triton":
-            from gpu_worker.kernels.fused_moe import fused_experts
+            from gpu_worker.kernels.fused_moe import fused_experts  # needs triton: imported on first use
 
             return fused_experts(x, weights, ids, self.gate_up_proj, self.down_proj, self.gate_up_scale,
                                  self.down_scale)
