@@ -238,4 +238,23 @@ describe.skipIf(!existsSync(CHROMIUM_PATH))("dashboard in a browser", () => {
     expect(parseCsv(exported)).toHaveLength(1); // header only
     expect((await (await api(`/usage/records?key_id=${keyId}`)).json()).data).toEqual([]);
   });
+
+  it("shows an operator's grant, with who made it, on the Audit log page", async () => {
+    const operator = `other-${EMAIL}`;
+    await gateway.sql(`UPDATE users SET role = 'admin' WHERE email = '${operator}'`);
+    const session = await (await context.request.get(`${gateway.url}/dashboard/api/auth/session`)).json();
+    const [customer] = await gateway.sql<{ id: string }>(`SELECT a.id FROM accounts a JOIN users u ON u.id = a.owner_user_id WHERE u.email = '${EMAIL}'`);
+    const grant = await context.request.post(`${gateway.url}/dashboard/api/admin/accounts/${customer!.id}/grants`, {
+      headers: { "x-csrf-token": session.csrf_token, origin: gateway.url },
+      data: { kind: "granted", amount: "1.25", note: "goodwill" },
+    });
+    expect(grant.status()).toBe(201);
+
+    await page.goto(`${gateway.url}/dashboard/admin/audit`);
+    const row = page.getByTestId("audit-log").getByRole("row").filter({ hasText: customer!.id });
+    await row.waitFor();
+    expect(await row.textContent()).toContain(operator);
+    expect(await row.textContent()).toContain("grant");
+    expect(await row.textContent()).toContain("goodwill");
+  });
 });
