@@ -30,10 +30,13 @@ def tensor_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic float32 weights for `config`, by Hugging Face name."""
+    """Deterministic float32 weights for `config`, by Hugging Face name (FP8 scales are not weights:
+    write_checkpoint(quantize_fp8=True) computes them)."""
     generator = torch.Generator().manual_seed(seed)
     weights = {}
     for name, shape in sorted(tensor_shapes(config).items()):
+        if name.endswith("_scale_inv"):
+            continue
         if name.endswith("e_score_correction_bias"):
             tensor = torch.rand(shape, generator=generator) * 0.2
         elif name.endswith("norm.weight"):

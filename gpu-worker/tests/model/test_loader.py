@@ -251,3 +251,7 @@ def test_an_fp8_part_that_starts_inside_a_block_is_refused(tmp_path):
                      quantize_fp8=True)  # intermediate 48: a rank's half starts at row 24
     with using(Parallel(rank=1, size=2)), pytest.raises(ValueError, match="multiples of 128"):
         DeepseekV3ForCausalLM(ModelConfig.from_dir(tmp_path), kernel_backend="torch").checkpoint_layout()
+
+
+def test_random_weights_of_an_fp8_config_are_the_weights_only(fp8_checkpoint, weights):
+    assert random_weights(ModelConfig.from_dir(fp8_checkpoint), seed=11).keys() == weights.keys()
