@@ -472,7 +472,7 @@ def transformers_ratio(sz, device, dtype, out):
 
     hf_ms = median_ms(hf_step, device, max(1, sz["reps"] // 4))
     out["transformers"] = {"layers": c.num_hidden_layers, "batch": batch, "context": context, "ours_ms": round(our_ms, 3),
-                           "transformers_ms": round(hf_ms, 3), "speedup": round(hf_ms / our_ms, 2)}
+                           "transformers_ms": round(hf_ms, 3), "speedup": float(f"{hf_ms / our_ms:.3g}")}
     print(f"e. batch {batch} decode, {c.num_hidden_layers} layers, ctx {context}: ours {our_ms:.3f} ms, "
           f"transformers {hf_ms:.3f} ms -> {hf_ms / our_ms:.1f}x (target >= 20x)")
     del hf, kv
