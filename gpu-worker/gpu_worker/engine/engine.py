@@ -30,12 +30,19 @@ class StepOutput:
     finished: bool
 
 
+def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
+    """On CUDA with the Triton kernels: the torch reference MoE reads expert counts on the host, which
+    a graph cannot capture."""
+    return device.type == "cuda" and config.cuda_graphs and getattr(model, "kernel_backend", "triton") == "triton"
+
+
 def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype, max_model_len: int) -> int:
     if config.num_cache_blocks:
         return config.num_cache_blocks
     if device.type == "cuda":
         per_block = ModelRunner.block_bytes(model.config, config.block_size, dtype)
-        blocks, figures = cache_blocks_that_fit(model, config, max_model_len, device, per_block, config.cuda_graphs)
+        blocks, figures = cache_blocks_that_fit(model, config, max_model_len, device, per_block,
+                                                uses_cuda_graphs(model, config, device))
         log.info("cache sized by a profiled step: %s", figures)
         return blocks
     return config.cpu_default_blocks
@@ -53,7 +60,7 @@ class LLMEngine:
         num_blocks = _num_blocks(model, config, self.device, dtype, self.max_model_len)
         self.runner = ModelRunner(model, num_blocks, config.block_size, self.device, config.max_num_seqs,
                                   max_model_len=min(self.max_model_len, num_blocks * config.block_size),
-                                  use_cuda_graphs=self.device.type == "cuda" and config.cuda_graphs)
+                                  use_cuda_graphs=uses_cuda_graphs(model, config, self.device))
         self.disk = DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes) if config.disk_cache_dir else None
         self.block_manager = BlockManager(num_blocks, config.block_size, salt=config.cache_salt, disk=self.disk,
                                           read_block=self.runner.read_block, write_block=self.runner.write_block)
