@@ -9,6 +9,7 @@ import { newResetToken, RESET_TOKEN_TTL_MS, resetLink } from "../workers/gateway
 import { isSealed, sealWorkerSecret } from "../workers/gateway/src/upstream/worker-secret";
 import { checkWorkerUrl } from "../workers/gateway/src/upstream/worker-url";
 import { ensureLocalWorkerSecretKey } from "./lib/dev-vars.mjs";
+import { deadSettlements, reconcile } from "./lib/settlements";
 import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/local-d1";
 
 const HELP = `Usage: npm run admin -- <command> [options]
@@ -32,6 +33,12 @@ const HELP = `Usage: npm run admin -- <command> [options]
                                              needs an https:// URL with a hostname
   list-workers / remove-worker --id ID
   encrypt-worker-secrets                     encrypt worker secrets still stored in plaintext
+  dead-settlements                           settlements the settlement queue gave up on (served
+                                             requests whose money has not arrived)
+  reconcile [--since-hours H] [--grace-seconds S]
+                                             requests the GPU workers served (their GET /v1/usage)
+                                             with no usage row: served but never settled
+                                             (default: the last 24 hours, finished over 120 s ago)
   set-role --email EMAIL --role admin|user   dashboard role of a user
   reset-password --email EMAIL [--base-url URL]
                                              print a one-time password reset link (valid 1 hour;
@@ -62,6 +69,8 @@ const { positionals, values } = parseArgs({
     id: { type: "string" },
     email: { type: "string" },
     role: { type: "string" },
+    "since-hours": { type: "string" },
+    "grace-seconds": { type: "string" },
     "base-url": { type: "string" },
     help: { type: "boolean", default: false },
   },
@@ -244,6 +253,29 @@ const commands: Record<string, () => void | Promise<void>> = {
       query(target, `UPDATE gpu_workers SET secret = ${sqlString(secret)} WHERE id = ${sqlString(row.id)} AND secret = ${sqlString(row.secret)}`);
     }
     print({ encrypted: rows.map((r) => r.id) }, () => `encrypted the secrets of ${rows.length} worker(s)`);
+  },
+  "dead-settlements": () => {
+    const rows = deadSettlements(target).map((r) => ({ ...r, settlement: JSON.parse(r.settlement) }));
+    print(rows, () =>
+      rows.length === 0
+        ? "no dead settlements"
+        : rows.map((r) => `${r.request_id}  account ${r.account_id}  dead since ${new Date(r.dead_at).toISOString()} after ${r.attempts} tries${r.resettled_at ? "  (resettled)" : ""}`).join("\n"),
+    );
+  },
+  reconcile: async () => {
+    const hours = Number(values["since-hours"] ?? 24);
+    const graceSeconds = Number(values["grace-seconds"] ?? 120);
+    if (!(hours > 0) || !(graceSeconds >= 0)) throw new Error("--since-hours must be positive and --grace-seconds not negative");
+    const report = await reconcile(target, { since: Date.now() - Math.round(hours * 3_600_000), graceMs: graceSeconds * 1000, workerKey: workerSecretKey });
+    print(report, () =>
+      [
+        ...report.workers.map((w) => `worker ${w.id}: ${w.error ? `NOT READ (${w.error})` : `${w.served} requests served`}`),
+        `${report.served} served, ${report.settled} settled, ${report.unsettled.length} served but not settled${report.unsettled.length ? ":" : ""}`,
+        ...report.unsettled.map(
+          (u) => `  ${u.request_id}  ${u.worker}  ${u.model}  ${u.prompt_tokens}+${u.completion_tokens} tokens  ${new Date(u.finished_at).toISOString()}${u.dead_lettered ? "  (dead-lettered)" : ""}`,
+        ),
+      ].join("\n"),
+    );
   },
   "list-workers": () => {
     const rows = query(target, "SELECT id, url, models, enabled FROM gpu_workers ORDER BY id");
