@@ -150,6 +150,8 @@ export class RequestsReader {
     while (readable < pending.length && this.budget.take(1)) readable++;
     if (readable === 0 && pending.length > 0) return null;
     const until = pending[readable]?.first ?? null;
+    // Parts without their key metadata cannot be read in turns: say so rather than loop.
+    if (until && cursor && compareRows(until, { completed_at: cursor.completedAt, request_id: cursor.requestId }) <= 0) throw new Error(`usage archive: ${day} of ${this.q.accountId} has parts without key metadata`);
     const keys = pending.slice(0, readable).map((p) => p.key);
     const start = Math.max(this.q.from, dayStart(day));
     const end = Math.min(this.q.to, dayStart(day) + DAY_MS);

@@ -21,7 +21,9 @@ export async function listDayParts(bucket: R2Bucket, accountId: string, day: str
   const parts: PartInfo[] = [];
   let cursor: string | undefined;
   do {
-    const page = await bucket.list({ prefix: dayPrefix(accountId, day), cursor }); // objects come with their customMetadata
+    // `include` is honoured by R2 (and miniflare) though workers-types no longer declares it.
+    const options = { prefix: dayPrefix(accountId, day), cursor, include: ["customMetadata"] };
+    const page = await bucket.list(options as R2ListOptions);
     for (const o of page.objects) {
       parts.push({
         key: o.key,
