@@ -17,7 +17,8 @@ Sections (each skipped with a printed reason once the time budget cannot cover i
   f. (issue 15) a slice of DeepSeek-V3 width with FP8 weights: per-layer decode time at batch 1..256
      and an extrapolated per-GPU decode tokens/s for EP8 on 8 GPUs (61 layers), communication estimated.
 
-Prints a markdown block for bench/RESULTS.md last; writes gpu_check.json under $OUT when set.
+Prints a markdown block for bench/RESULTS.md last; writes gpu_check.json under $OUT when set. The
+commit is read with git, or from $GIT_COMMIT where the copy has no .git.
 """
 from __future__ import annotations
 
