@@ -4,7 +4,6 @@ import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { generateApiKey, sha256Hex } from "../../workers/gateway/src/auth/api-keys";
 import { FAILED_AUTH_BUDGET, FAILED_AUTH_WINDOW_MS, isKnownUnknown, UNKNOWN_KEY_TTL_MS } from "../../workers/gateway/src/auth/failed-auth";
-import type { DashboardEnv } from "../../workers/gateway/src/dashboard/env";
 import { createAccount, createKey, credit } from "./setup/fixtures";
 
 const balance = (key: string, address?: string) =>
@@ -64,7 +63,7 @@ describe("failed-authentication budget per client address", () => {
 
   it("counts across isolates: the budget lives in a Durable Object per address", async () => {
     const address = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
-    const ns = (env as unknown as DashboardEnv).SIGNIN_THROTTLE!;
+    const ns = env.SIGNIN_THROTTLE!;
     // Another isolate's failures from this address, as its counter recorded them.
     const counter = ns.get(ns.idFromName(`api-auth:${address}`));
     for (let i = 0; i < FAILED_AUTH_BUDGET; i++) await counter.attempt(FAILED_AUTH_BUDGET, FAILED_AUTH_WINDOW_MS);

@@ -3,12 +3,15 @@ import type { KeyCheck } from "./auth/authenticate";
 import type { AccountLedger } from "./billing/account-ledger";
 import type { Settlement } from "./billing/settlement";
 import type { RateLimiter } from "./limits/rate-limiter";
+import type { SignInThrottle } from "./limits/sign-in-throttle";
 import type { WorkerHealth } from "./upstream/worker-health";
 
 export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
   LIMITER: DurableObjectNamespace<RateLimiter>;
+  // Attempt counters: dashboard sign-ins, failed API authentications per client address.
+  SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle>;
   WORKER_HEALTH?: DurableObjectNamespace<WorkerHealth>;
   // Settlements the ledger could not take at once (billing/settlement-queue.ts).
   SETTLEMENTS: Queue<Settlement>;

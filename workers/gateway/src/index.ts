@@ -7,7 +7,7 @@ import type { Env } from "./env";
 import { runUsageRetention } from "./usage-archive/archive";
 
 export { AccountLedger } from "./billing/account-ledger";
-export { SignInThrottle } from "./dashboard/sign-in-throttle";
+export { SignInThrottle } from "./limits/sign-in-throttle";
 export { RateLimiter } from "./limits/rate-limiter";
 export { WorkerHealth } from "./upstream/worker-health";
 

@@ -1,12 +1,11 @@
 // What a bad key may cost. A well-formed key that D1 does not know is remembered as unknown for
 // UNKNOWN_KEY_TTL_MS, so repeating it reads nothing. Each client address (CF-Connecting-IP) has
 // a budget of failed authentications, counted across isolates by a Durable Object (the attempt
-// counter the dashboard's sign-in uses, under its own name); past it, keys this isolate does not
+// throttle the dashboard's sign-in uses, limits/sign-in-throttle.ts, under its own name); past it, keys this isolate does not
 // already know are refused with a 429 before any lookup until the window has room again.
 // A key is 128 random bits, so a key created after it was remembered as unknown cannot be one
 // anybody presented before.
 import type { Context } from "hono";
-import type { SignInThrottle } from "../dashboard/sign-in-throttle";
 import type { AppEnv } from "../env";
 import { ApiError, authenticationFails } from "../errors/api-error";
 
@@ -61,7 +60,7 @@ export function refuseSpentAddress(c: Context<AppEnv>): void {
 // is spent. Requests without a client address (local tools) have no budget.
 export async function failedAuthentication(c: Context<AppEnv>, key: string): Promise<ApiError> {
   const address = clientAddress(c);
-  const counter = (c.env as { SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle> }).SIGNIN_THROTTLE;
+  const counter = c.env.SIGNIN_THROTTLE;
   if (!address || !counter) return authenticationFails(key);
   const verdict = await counter.get(counter.idFromName(`api-auth:${address}`)).attempt(FAILED_AUTH_BUDGET, FAILED_AUTH_WINDOW_MS);
   if (verdict.allowed) return authenticationFails(key);

@@ -1,7 +1,6 @@
 // Bindings and per-request variables of the dashboard API. The dashboard's own bindings are
 // declared here so the gateway's Env stays about the API-key surface.
 import type { Env, Variables } from "../env";
-import type { SignInThrottle } from "./sign-in-throttle";
 
 export interface DashboardEnv extends Env {
   // Starting credit for new sign-ups, integer micro-USD ("0" or unset in production).
@@ -11,7 +10,6 @@ export interface DashboardEnv extends Env {
   TURNSTILE_SITE_KEY?: string;
   TURNSTILE_SECRET_KEY?: string;
   TURNSTILE_VERIFY_URL?: string;
-  SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle>;
 }
 
 export interface DashboardSession {

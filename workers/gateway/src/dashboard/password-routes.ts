@@ -20,7 +20,7 @@ const newPassword = z.string().min(10, "use at least 10 characters").max(1024);
 const change = z.object({ current_password: z.string().min(1).max(1024), new_password: newPassword });
 const reset = z.object({ token: z.string().regex(RESET_TOKEN_PATTERN, "not a reset token"), new_password: newPassword });
 
-// Counts an attempt (sign-in-throttle.ts) before any password is checked.
+// Counts an attempt (limits/sign-in-throttle.ts) before any password is checked.
 async function attempt(c: Context<DashboardAppEnv>, name: string, limit: number): Promise<void> {
   const ns = c.env.SIGNIN_THROTTLE;
   if (!ns) return;

@@ -1,6 +1,7 @@
-// Sign-in throttle: one Durable Object per email and per client address, counting attempts in
-// a sliding window. Every attempt counts before the password is checked, so parallel guesses
-// cannot slip past; a successful sign-in clears the email's count.
+// Attempt throttle: one Durable Object per name, counting attempts in a sliding window. The
+// dashboard counts sign-ins per email and per client address (every attempt before the password
+// is checked, so parallel guesses cannot slip past; a successful sign-in clears the email's
+// count); the API counts failed authentications per client address (auth/failed-auth.ts).
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env";
 
