@@ -5,19 +5,10 @@ import { describe, expect, it } from "vitest";
 import { worstCaseCostMicros } from "../../../workers/gateway/src/billing/pricing";
 import { findModel } from "../../../workers/gateway/src/db/models";
 import { countChatPromptTokens } from "../../../workers/gateway/src/tokenizer";
-import { post, setupFakeWorker } from "../chat/helpers";
-import { createAccount, createKey, credit } from "../setup/fixtures";
-import { gatewayEnv, total, usageSums } from "./ledger-helpers";
+import { post } from "../chat/helpers";
+import { gatewayEnv, payingAccount, total, usageSums } from "./ledger-helpers";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function account(toppedUp: number) {
-  await setupFakeWorker();
-  const id = await createAccount();
-  const { key } = await createKey(id);
-  if (toppedUp > 0) await credit(id, "topped_up", toppedUp);
-  return { account: id, key };
-}
 
 // The gateway's exact worst case for a one-message chat request (its own tokenizer and prices).
 async function worstCase(content: string, maxTokens: number): Promise<{ promptTokens: number; micros: number }> {
@@ -34,7 +25,7 @@ describe("admission holds the exact worst case", () => {
   it('"hi" with max_tokens 1 (worst case about 3) is admitted on a balance of 10', async () => {
     const { micros } = await worstCase("hi", 1);
     expect(micros).toBeLessThanOrEqual(10);
-    const { account: id, key } = await account(10);
+    const { account: id, key } = await payingAccount(10);
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
     expect(res.status).toBe(200);
     await res.text();
@@ -46,12 +37,12 @@ describe("admission holds the exact worst case", () => {
     const { micros } = await worstCase(content, 64);
     const body = { model: "deepseek-chat", messages: [{ role: "user", content }], max_tokens: 64 };
 
-    const exact = await account(micros);
+    const exact = await payingAccount(micros);
     const admitted = await post("/chat/completions", exact.key, body);
     expect(admitted.status).toBe(200);
     await admitted.text();
 
-    const short = await account(micros - 1);
+    const short = await payingAccount(micros - 1);
     const refused = await post("/chat/completions", short.key, body);
     expect(refused.status).toBe(402);
     expect(await refused.json()).toMatchObject({ error: { message: "Insufficient Balance" } });
@@ -70,7 +61,7 @@ describe("admission under concurrency is limited only by the money", () => {
     expect(micros).toBe(132);
 
     const balance = 2_500;
-    const { account: id, key } = await account(balance);
+    const { account: id, key } = await payingAccount(balance);
     const body = { model: "deepseek-chat", messages: [{ role: "user", content }], max_tokens: 64 };
     const statuses = await Promise.all(
       Array.from({ length: 200 }, async () => {

@@ -3,9 +3,9 @@
 // test configuration (vitest.config.ts) holds for 5 s with a beat every 500 ms.
 import { describe, expect, it } from "vitest";
 import { HOLD_PERSIST_AFTER_MS } from "../../../workers/gateway/src/billing/holds";
-import { post, setupFakeWorker } from "../chat/helpers";
+import { post } from "../chat/helpers";
 import { createAccount, createKey, credit } from "../setup/fixtures";
-import { eventually, ledger, ledgerSql, runLedgerAlarm, sleep, total, usageRows } from "./ledger-helpers";
+import { eventually, ledger, payingAccount, ledgerSql, runLedgerAlarm, sleep, total, usageRows } from "./ledger-helpers";
 
 const HOLD_MS = 1_200;
 
@@ -38,10 +38,7 @@ describe("a hold's heartbeat, at the ledger", () => {
 
 describe("a hold's heartbeat, through the pipeline", () => {
   it("a stream running longer than the hold's time-to-live keeps its hold to the end and is charged in full", async () => {
-    await setupFakeWorker();
-    const account = await createAccount();
-    const { key } = await createKey(account);
-    await credit(account, "topped_up", 1_000_000);
+    const { account, key } = await payingAccount(1_000_000);
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content: "long [[words:9]] [[slow:750]]" }], stream: true });
     expect(res.status).toBe(200);
     const reading = res.text();

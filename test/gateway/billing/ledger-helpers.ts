@@ -6,6 +6,8 @@ import { Balances } from "../../../workers/gateway/src/billing/balances";
 import { Holds } from "../../../workers/gateway/src/billing/holds";
 import type { Usage } from "../../../workers/gateway/src/billing/usage";
 import type { Env } from "../../../workers/gateway/src/env";
+import { setupFakeWorker } from "../chat/helpers";
+import { createAccount, createKey, credit } from "../setup/fixtures";
 
 export const gatewayEnv = env as unknown as Env;
 export const PEAK_NOON = Date.UTC(2025, 3, 1, 12, 0, 0);
@@ -138,4 +140,13 @@ export async function eventually(check: () => Promise<boolean>, what: string, ti
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+// An account with a key and `toppedUp` micro-USD, the fake GPU worker registered: ready for the API.
+export async function payingAccount(toppedUp: number): Promise<{ account: string; key: string }> {
+  await setupFakeWorker();
+  const account = await createAccount();
+  const { key } = await createKey(account);
+  if (toppedUp > 0) await credit(account, "topped_up", toppedUp);
+  return { account, key };
 }

@@ -6,19 +6,10 @@ import { describe, expect, it } from "vitest";
 import { priceUsage } from "../../../workers/gateway/src/billing/pricing";
 import type { Settlement } from "../../../workers/gateway/src/billing/settlement";
 import { findModel } from "../../../workers/gateway/src/db/models";
-import { post, readSse, setupFakeWorker } from "../chat/helpers";
-import { createAccount, createKey, credit } from "../setup/fixtures";
-import { breakLedgerSettle, eventually, gatewayEnv, ledgerSql, restartLedger, runLedgerAlarm, sleep, total, usageRows, usageSums } from "./ledger-helpers";
+import { post, readSse } from "../chat/helpers";
+import { breakLedgerSettle, payingAccount, eventually, gatewayEnv, ledgerSql, restartLedger, runLedgerAlarm, sleep, total, usageRows, usageSums } from "./ledger-helpers";
 
 const BALANCE = 1_000_000;
-
-async function streamingAccount() {
-  await setupFakeWorker();
-  const account = await createAccount();
-  const { key } = await createKey(account);
-  await credit(account, "topped_up", BALANCE);
-  return { account, key };
-}
 
 const chat = (content: string) => ({ model: "deepseek-chat", messages: [{ role: "user", content }], stream: true, stream_options: { include_usage: true } });
 
@@ -36,7 +27,7 @@ async function settledOnce(account: string, usage: any) {
 
 describe("the ledger fails mid-stream", () => {
   it("the settlement waits in the queue while the ledger cannot settle, lands once it is restarted, and a redelivery changes nothing", async () => {
-    const { account, key } = await streamingAccount();
+    const { account, key } = await payingAccount(BALANCE);
     const res = await post("/chat/completions", key, chat("outage [[words:6]] [[slow:350]]"));
     expect(res.status).toBe(200);
     const reading = readSse(res);
@@ -78,7 +69,7 @@ describe("the ledger fails mid-stream", () => {
   });
 
   it("a ledger restarted mid-stream keeps the request's hold, extended by its heartbeat past the time-to-live, and settles it once", async () => {
-    const { account, key } = await streamingAccount();
+    const { account, key } = await payingAccount(BALANCE);
     const res = await post("/chat/completions", key, chat("restart [[words:12]] [[slow:600]]"));
     const reading = readSse(res);
     await sleep(1_300);

@@ -5,19 +5,10 @@ import { describe, expect, it } from "vitest";
 import { priceUsage } from "../../../workers/gateway/src/billing/pricing";
 import { findModel } from "../../../workers/gateway/src/db/models";
 import { countChatPromptTokens, loadTokenizer } from "../../../workers/gateway/src/tokenizer";
-import { post, readSse, setupFakeWorker } from "../chat/helpers";
-import { createAccount, createKey, credit } from "../setup/fixtures";
-import { eventually, gatewayEnv, total, usageRows } from "./ledger-helpers";
+import { post, readSse } from "../chat/helpers";
+import { eventually, gatewayEnv, payingAccount, total, usageRows } from "./ledger-helpers";
 
 const BALANCE = 1_000_000;
-
-async function account() {
-  await setupFakeWorker();
-  const id = await createAccount();
-  const { key } = await createKey(id);
-  await credit(id, "topped_up", BALANCE);
-  return { account: id, key };
-}
 
 const tokens = (text: string) => (text === "" ? 0 : loadTokenizer().countTokens(text));
 const promptOf = (content: string, model = "deepseek-chat") => countChatPromptTokens([{ role: "user", content }], { model });
@@ -46,7 +37,7 @@ async function expectChargedFor(accountId: string, row: Record<string, any>, exp
 
 describe("an upstream that never reports usage", () => {
   it("a non-streaming answer is billed and reported on the gateway's count", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const content = "count yourself [[no_usage]] [[words:6]]";
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content }] });
     expect(res.status).toBe(200);
@@ -61,7 +52,7 @@ describe("an upstream that never reports usage", () => {
   });
 
   it("a streamed reasoner answer counts reasoning_content and content, and shows it on the last chunk", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const content = "think [[no_usage]] [[words:4]]";
     const res = await post("/chat/completions", key, { model: "deepseek-reasoner", messages: [{ role: "user", content }], stream: true });
     const { events, done } = await readSse(res);
@@ -75,7 +66,7 @@ describe("an upstream that never reports usage", () => {
   });
 
   it("a tool call's name and arguments, as delivered, are counted", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const content = "call it [[no_usage]] [[tool_call]]";
     const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content }], tools });
@@ -87,7 +78,7 @@ describe("an upstream that never reports usage", () => {
   });
 
   it("a stream whose upstream dies mid-way is billed for the prompt and the text delivered before it died", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const content = "die quietly [[no_usage]] [[words:8]] [[fail_after:3]]";
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content }], stream: true });
     const { events } = await readSse(res);
@@ -102,7 +93,7 @@ describe("an upstream that never reports usage", () => {
 
 describe("an upstream that stops reporting usage", () => {
   it("is billed on the gateway's count of everything delivered, not the last usage it sent", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const content = "fade out [[usage_until:2]] [[words:8]]";
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content }], stream: true, stream_options: { include_usage: true } });
     const { events } = await readSse(res);
@@ -115,7 +106,7 @@ describe("an upstream that stops reporting usage", () => {
   });
 
   it("an upstream that reports usage throughout is billed on it (usage_source upstream)", async () => {
-    const { account: id, key } = await account();
+    const { account: id, key } = await payingAccount(BALANCE);
     const res = await post("/chat/completions", key, { model: "deepseek-chat", messages: [{ role: "user", content: "normal [[words:3]]" }] });
     const body = await res.json<any>();
     const row = await settledRow(id);
