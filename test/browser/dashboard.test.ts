@@ -3,6 +3,7 @@
 // balance change, export CSV and check it against the usage records, revoke the key and see the
 // API refuse it. Also: another account sees nothing of this one, CSRF and a script in a key
 // name are harmless, and the pages work at 1280 px and 390 px and from the keyboard.
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { BrowserContext, Page } from "playwright-core";
@@ -256,5 +257,34 @@ describe.skipIf(!existsSync(CHROMIUM_PATH))("dashboard in a browser", () => {
     expect(await row.textContent()).toContain(operator);
     expect(await row.textContent()).toContain("grant");
     expect(await row.textContent()).toContain("goodwill");
+  });
+
+  it("changes the password on the Account page, then resets it with an operator's one-time link", async () => {
+    const email = `other-${EMAIL}`;
+    await page.getByRole("link", { name: "Account", exact: true }).click();
+    const form = page.getByRole("form", { name: "Change password" });
+    await form.getByLabel("Current password").fill(PASSWORD);
+    await form.getByLabel("New password").fill("a changed long password");
+    await form.getByRole("button", { name: "Change password" }).click();
+    await page.getByText("Password changed. Other browsers were signed out.").waitFor();
+    await page.getByRole("link", { name: "API keys" }).click(); // this browser stays signed in
+    await page.getByRole("heading", { name: "API keys" }).waitFor();
+
+    const token = randomBytes(32).toString("hex");
+    const hash = createHash("sha256").update(token).digest("hex");
+    await gateway.sql(
+      `INSERT INTO password_resets (token_hash, user_id, expires_at) SELECT '${hash}', id, ${Date.now() + 3_600_000} FROM users WHERE email = '${email}'`,
+    );
+    await page.getByRole("link", { name: "Account", exact: true }).click();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
+    await page.waitForURL(/\/dashboard\/signin$/);
+    await page.goto(`${gateway.url}/dashboard/reset-password?token=${token}`);
+    await page.getByLabel("New password").fill("a reset long password");
+    await page.getByRole("button", { name: "Set new password" }).click();
+    await page.waitForURL(/\/dashboard\/signin$/);
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill("a reset long password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Usage" }).waitFor();
   });
 });
