@@ -3,6 +3,7 @@
 import { Hono } from "hono";
 import { adminAccountRoutes } from "./admin-accounts";
 import { adminModelRoutes } from "./admin-models";
+import { adminSettlementRoutes } from "./admin-settlements";
 import { adminWorkerRoutes } from "./admin-workers";
 import { serveDashboard } from "./assets";
 import { auditAdminChanges, auditRoutes } from "./audit-log";
@@ -30,7 +31,8 @@ const adminOnly = new Hono<DashboardAppEnv>()
   .route("/", auditRoutes)
   .route("/", adminAccountRoutes)
   .route("/", adminWorkerRoutes)
-  .route("/", adminModelRoutes);
+  .route("/", adminModelRoutes)
+  .route("/", adminSettlementRoutes);
 
 export const dashboardApi = new Hono<DashboardAppEnv>()
   .use(async (c, next) => {
