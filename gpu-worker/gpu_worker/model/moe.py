@@ -91,13 +91,19 @@ class RoutedExperts(nn.Module):
             self.gate_up_scale = empty_param(e, 2 * blocks(self.inter), blocks(dim), dtype=torch.float32, device=device)
             self.down_scale = empty_param(e, blocks(dim), blocks(self.inter), dtype=torch.float32, device=device)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim]."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, shared: SwiGLU | None = None
+                ) -> torch.Tensor:
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim] (+ shared(x): a SwiGLU
+        of one expert's width, run as one more expert; triton backend only)."""
         if self.kernel_backend == "triton":
             from gpu_worker.kernels.fused_moe import fused_experts  # needs triton: imported on first use
 
+            extra = None if shared is None else (shared.gate_up_proj.weight, shared.down_proj.weight,
+                                                 shared.gate_up_proj.weight_scale_inv, shared.down_proj.weight_scale_inv)
             return fused_experts(x, weights, ids, self.gate_up_proj, self.down_proj, self.gate_up_scale,
-                                 self.down_scale)
+                                 self.down_scale, shared=extra)
+        if shared is not None:
+            raise ValueError("the torch reference runs the shared experts on their own")
         return experts_reference(x, weights, ids, *self.dequantized(x.dtype))
 
     def dequantized(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,9 +192,12 @@ def _grouped_mm_supported(rows: torch.Tensor, weight: torch.Tensor) -> bool:
 class MoE(nn.Module):
     """Routed experts plus the shared experts.
 
-    The shared experts stay a separate dense SwiGLU rather than being folded into the routed stack as
-    always-chosen experts: under expert parallelism they are replicated and run on the token's own rank
-    while the routed copies travel, and with CUDA graphs the launches folding would save cost little."""
+    On the triton backend a single shared expert (DeepSeek-V3's) is folded into the routed experts'
+    launches as one more expert every token chooses with weight 1: the same bytes read, four launches
+    fewer per layer (its two GEMMs, the activation and the sum), which is most of what a decode step's
+    shared expert costs. It stays a separate SwiGLU under expert parallelism (replicated, it runs on the
+    token's own rank while the routed copies travel), when there are several (V2-Lite's two form one
+    wider MLP, not experts of the routed width) and on the torch reference."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
         super().__init__()
@@ -210,10 +219,19 @@ class MoE(nn.Module):
             return expert_parallel_moe(x, self.gate, self.experts, self.experts.num_experts, self.gate.top_k,
                                        self.shared_experts)
         weights, ids = self.gate(x)
-        out = self.experts(x, weights, ids)
-        if self.shared_experts is not None:
-            out = out + self.shared_experts.partial(x)
+        if self.folds_shared:
+            out = self.experts(x, weights, ids, shared=self.shared_experts)
+        else:
+            out = self.experts(x, weights, ids)
+            if self.shared_experts is not None:
+                out = out + self.shared_experts.partial(x)
         return all_reduce(out)  # tensor parallel: each rank's slice of every expert gave a partial sum
+
+    @property
+    def folds_shared(self) -> bool:
+        shared = self.shared_experts
+        return (self.experts.kernel_backend == "triton" and not self.expert_parallel and shared is not None
+                and shared.inter == self.experts.inter)
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         layout = {

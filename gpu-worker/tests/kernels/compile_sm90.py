@@ -19,10 +19,11 @@ SM90 = GPUTarget("cuda", 90, 32)
 
 def moe_signature(fp8: bool) -> dict:
     act = "*fp8e4nv" if fp8 else "*bf16"
-    pointers = dict(a_ptr=act, a_scale_ptr="*fp32", w_ptr=act, w_scale_ptr="*fp32", out_ptr="*bf16",
-                    pairs_ptr="*i64", block_experts_ptr="*i64", route_weights_ptr="*fp32")
-    ints = ("num_pairs N K pairs_per_a_row split_row split_scale_row stride_am stride_asm stride_we stride_wn "
-            "stride_wse stride_wsn stride_om").split()
+    pointers = dict(a_ptr=act, a_scale_ptr="*fp32", w_ptr=act, w_scale_ptr="*fp32", shared_w_ptr=act,
+                    shared_w_scale_ptr="*fp32", out_ptr="*bf16", pairs_ptr="*i64", block_experts_ptr="*i64",
+                    route_weights_ptr="*fp32")
+    ints = ("num_experts num_pairs N K pairs_per_a_row split_row split_scale_row stride_am stride_asm stride_we "
+            "stride_wn stride_wse stride_wsn stride_om").split()
     return {**pointers, **dict.fromkeys(ints, "i32")}
 
 

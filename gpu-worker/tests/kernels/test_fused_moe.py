@@ -138,3 +138,26 @@ def stacked_quantize(gate_up, inter):
     """gate and up rows quantised as the two checkpoint tensors they are (each with its own blocks)."""
     (g, gs), (u, us) = fp8.quantize(gate_up[:inter]), fp8.quantize(gate_up[inter:])
     return torch.cat((g, u)), torch.cat((gs, us))
+
+
+def test_a_shared_expert_folded_in_as_expert_e_with_weight_one():
+    tokens, experts, top_k, dim, inter = 23, 6, 2, 40, 24
+    gate_up, down = random_experts(experts + 1, dim, inter, seed=11)  # the last one is the shared expert
+    weights, ids = random_routing(tokens, experts, top_k, seed=12)
+    x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(13))
+    shared = (gate_up[experts], down[experts], None, None)
+    shared_gate, shared_up = (gate_up[experts] @ x.T).split(inter)
+    shared_out = (down[experts] @ (F.silu(shared_gate) * shared_up)).T
+    routed = gate_up[:experts], down[:experts]
+
+    out = fused_experts(x, weights, ids, *routed, shared=shared)
+    torch.testing.assert_close(out, experts_reference(x, weights, ids, *routed) + shared_out, rtol=1e-5, atol=1e-5)
+    # an id from elsewhere that happens to equal E reaches no expert, not the shared one
+    foreign = ids.clone()
+    foreign[0, 0] = experts
+    zeroed = weights.clone()
+    zeroed[0, 0] = 0
+    out = fused_experts(x, weights, foreign, *routed, shared=shared)
+    torch.testing.assert_close(out, experts_reference(x, zeroed, ids, *routed) + shared_out, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="routed experts' shapes"):
+        fused_experts(x, weights, ids, *routed, shared=(gate_up[0, :8], down[0], None, None))

@@ -88,6 +88,7 @@ def moe_pair(name: str, dtype=torch.float32, seed=0) -> tuple[MoE, MoE]:
 @pytest.mark.parametrize("tokens", [1, 21])
 def test_triton_moe_layer_equals_the_torch_reference(name, tokens):
     reference, fused = moe_pair(name)
+    assert fused.folds_shared == (hf_config(name)["n_shared_experts"] == 1)  # one shared expert rides along
     x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(tokens))
     torch.testing.assert_close(fused(x), reference(x), rtol=1e-5, atol=1e-5)
     assert torch.equal(fused.gate(x)[1].sort(dim=-1).values, reference.gate(x)[1].sort(dim=-1).values)
