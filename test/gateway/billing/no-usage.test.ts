@@ -1,6 +1,7 @@
 // No usage, no free lunch: an upstream that reports no usage, or stops reporting it, is billed on
 // the gateway's own count: the prompt as the context check counted it, the completion by the
 // tokenizer over exactly the text the client received. The usage row says so.
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { priceUsage } from "../../../workers/gateway/src/billing/pricing";
 import { findModel } from "../../../workers/gateway/src/db/models";
@@ -111,5 +112,27 @@ describe("an upstream that stops reporting usage", () => {
     const body = await res.json<any>();
     const row = await settledRow(id);
     expect(row).toMatchObject({ usage_source: "upstream", completion_tokens: body.usage.completion_tokens, cache_miss_tokens: body.usage.prompt_cache_miss_tokens });
+  });
+});
+
+describe("an upstream without usage behind the Anthropic API", () => {
+  it("message_start shows the prompt and message_delta the gateway's count of the answer, as billed", async () => {
+    const { account: id, key } = await payingAccount(BALANCE);
+    const content = "anthropic [[no_usage]] [[words:5]]";
+    const res = await SELF.fetch("https://gw.test/anthropic/v1/messages", {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "application/json" },
+      body: JSON.stringify({ model: "deepseek-chat", max_tokens: 64, stream: true, messages: [{ role: "user", content }] }),
+    });
+    const events = (await res.text())
+      .split("\n")
+      .filter((l) => l.startsWith("data: "))
+      .map((l) => JSON.parse(l.slice(6)));
+    const text = events.filter((e) => e.type === "content_block_delta").map((e) => e.delta.text).join("");
+    expect(text).toBe("Hello from the fake worker");
+    const prompt = promptOf(content);
+    expect(events.find((e) => e.type === "message_start").message.usage.input_tokens).toBe(prompt);
+    expect(events.find((e) => e.type === "message_delta").usage.output_tokens).toBe(tokens(text));
+    await expectChargedFor(id, await settledRow(id), { prompt, completion: tokens(text) });
   });
 });

@@ -57,11 +57,13 @@ export class UsageCounter {
     this.sentUncovered = this.uncovered;
   }
 
-  // The usage to show with `chunk` (encoders show it on the chunk with finish_reason): the
-  // upstream's, or the gateway's count when none covers the text (counted only then).
+  // The usage to show with `chunk` (the chunk with finish_reason carries it; Anthropic's
+  // message_start shows the prompt): the upstream's, or the gateway's own, its completion counted
+  // only on the finishing chunk.
   forChunk(chunk: any): WireUsage | null {
     const finishing = Array.isArray(chunk?.choices) && chunk.choices.some((c: any) => c?.finish_reason);
-    return finishing && (this.uncovered || !this.latest) ? this.counted(this.text) : this.latest;
+    if (finishing && (this.uncovered || !this.latest)) return this.counted(this.text);
+    return this.latest ?? this.counted({ completion: "", reasoning: "" });
   }
 
   // What the request is charged: everything on success; otherwise the prompt (the worker did
