@@ -26,6 +26,9 @@ export class UsageCounter {
   private uncovered = false;
   private sentUncovered = false;
   private chunks = 0;
+  // The gateway's count of the last text counted: the last chunk, the response end and the
+  // settlement share one count.
+  private lastCount: { key: string; usage: WireUsage } | null = null;
 
   // `promptTokens`: the gateway's exact count of the prompt.
   constructor(private readonly promptTokens: number) {}
@@ -90,9 +93,6 @@ export class UsageCounter {
     if (this.lastCount?.key !== key) this.lastCount = { key, usage: this.count(text) };
     return this.lastCount.usage;
   }
-
-  // Counted once per text: the last chunk, the response end and the settlement share it.
-  private lastCount: { key: string; usage: WireUsage } | null = null;
 
   private count(text: Text): WireUsage {
     const tokenizer = loadTokenizer();
