@@ -72,8 +72,9 @@ describe("admission under concurrency is limited only by the money", () => {
     );
     const ok = statuses.filter((s) => s === 200).length;
     expect(ok + statuses.filter((s) => s === 402).length).toBe(200);
+    // 18 worst cases fit; a request that settled early frees money for one more, so no upper bound
+    // on admissions here: what was served is bounded below.
     expect(ok).toBeGreaterThanOrEqual(17);
-    expect(ok).toBeLessThanOrEqual(Math.floor(balance / micros));
 
     await settled(id);
     const after = await total(id);
