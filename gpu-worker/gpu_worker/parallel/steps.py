@@ -40,6 +40,7 @@ class SequenceView:
     num_computed_tokens: int
     block_table: list[int]
     length: int
+    table_key: tuple[int, int]  # rank 0's Sequence.table_key: the decode buffers refill a row when it changes
 
     def __len__(self) -> int:
         return self.length
@@ -49,13 +50,13 @@ def describe(batch: list[ScheduledSeq]) -> list[tuple]:
     out = []
     for s in batch:
         seq, start = s.seq, s.seq.num_computed_tokens
-        out.append((start, seq.token_ids[start : start + s.num_new_tokens], list(seq.block_table), len(seq)))
+        out.append((start, seq.token_ids[start : start + s.num_new_tokens], list(seq.block_table), len(seq), seq.table_key))
     return out
 
 
 def rebuild(description: list[tuple]) -> list[ScheduledSeq]:
-    return [ScheduledSeq(SequenceView(TokenWindow(start, tokens), start, table, length), len(tokens))
-            for start, tokens, table, length in description]
+    return [ScheduledSeq(SequenceView(TokenWindow(start, tokens), start, table, length, key), len(tokens))
+            for start, tokens, table, length, key in description]
 
 
 class StepBroadcaster:
