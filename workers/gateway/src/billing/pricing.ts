@@ -17,7 +17,7 @@ const DAY_MS = 86_400_000;
 const OFF_PEAK_START_MS = (16 * 60 + 30) * 60_000; // 16:30 UTC
 const OFF_PEAK_END_MS = 30 * 60_000; // 00:30 UTC, the next day
 
-type Prices = Pick<Model, "cacheHitPrice" | "cacheMissPrice" | "outputPrice" | "offPeakDiscountPercent" | "maxReasoningTokens">;
+export type Prices = Pick<Model, "cacheHitPrice" | "cacheMissPrice" | "outputPrice" | "offPeakDiscountPercent" | "maxReasoningTokens">;
 
 export function isOffPeak(ms: number): boolean {
   const msOfDay = ((ms % DAY_MS) + DAY_MS) % DAY_MS;
