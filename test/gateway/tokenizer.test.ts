@@ -88,7 +88,7 @@ describe("context helpers", () => {
     expect(mayExceedContext(61_441, undefined, 65_536)).toBe(true);
     expect(mayExceedContext(100, 8192, 65_536)).toBe(false);
     const short = renderChatPrompt([{ role: "user", content: "hi" }]);
-    expect(promptTokensForContext(short, 4096, 65_536)).toEqual({ tokens: utf8Length(short), exact: false });
+    expect(promptTokensForContext(short, 4096, 65_536)).toEqual({ tokens: utf8Length(short), exact: false, atLeast: false });
     const long = renderChatPrompt([{ role: "user", content: "hello world ".repeat(6000) }]);
     const counted = promptTokensForContext(long, 4096, 65_536);
     expect(counted).toEqual({ tokens: loadTokenizer().countTokens(long), exact: true });
