@@ -37,3 +37,19 @@ export function confirmDialog(title: string, text: string, confirmLabel: string)
     dialog.showModal();
   });
 }
+
+// A form's submit handler: the button is disabled while `action` runs; a failure is shown in
+// `error` and enables the button again (on success the action usually navigates away).
+export function submitting(error: ReturnType<typeof errorBox>, submit: HTMLButtonElement, action: () => Promise<void>) {
+  return async (event: Event) => {
+    event.preventDefault();
+    error.show(null);
+    submit.disabled = true;
+    try {
+      await action();
+    } catch (err) {
+      error.show(messageOf(err));
+      submit.disabled = false;
+    }
+  };
+}

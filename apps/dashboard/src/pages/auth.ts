@@ -1,7 +1,7 @@
 // Sign in and sign up.
 import { api, setSession } from "../api";
 import { field, h } from "../dom";
-import { errorBox, messageOf } from "../notice";
+import { errorBox, messageOf, submitting } from "../notice";
 import { href, navigate } from "../router";
 import { humanCheck, type HumanCheck } from "../turnstile";
 
@@ -29,19 +29,11 @@ function credentialsForm(kind: "signin" | "signup"): HTMLElement {
     "form",
     {
       class: "card narrow",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.show(null);
-        submit.disabled = true;
-        try {
-          const res = await api("POST", `/auth/${kind}`, { email: email.value, password: password.value, turnstile_token: check?.token() });
-          setSession({ email: res.user.email, role: res.user.role, csrf: res.csrf_token });
-          navigate("/usage");
-        } catch (err) {
-          error.show(messageOf(err));
-          submit.disabled = false;
-        }
-      },
+      onsubmit: submitting(error, submit, async () => {
+        const res = await api("POST", `/auth/${kind}`, { email: email.value, password: password.value, turnstile_token: check?.token() });
+        setSession({ email: res.user.email, role: res.user.role, csrf: res.csrf_token });
+        navigate("/usage");
+      }),
     },
     h("h1", null, kind === "signup" ? "Create your account" : "Sign in"),
     field("Email", email),

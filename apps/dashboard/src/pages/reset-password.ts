@@ -2,7 +2,7 @@
 // (`npm run admin -- reset-password --email ...`).
 import { api } from "../api";
 import { field, h } from "../dom";
-import { errorBox, messageOf } from "../notice";
+import { errorBox, submitting } from "../notice";
 import { href, navigate } from "../router";
 
 export function resetPasswordPage(main: HTMLElement, params: URLSearchParams): void {
@@ -14,18 +14,10 @@ export function resetPasswordPage(main: HTMLElement, params: URLSearchParams): v
     "form",
     {
       class: "card narrow",
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.show(null);
-        submit.disabled = true;
-        try {
-          await api("POST", "/auth/password-reset", { token, new_password: password.value });
-          navigate("/signin");
-        } catch (err) {
-          error.show(messageOf(err));
-          submit.disabled = false;
-        }
-      },
+      onsubmit: submitting(error, submit, async () => {
+        await api("POST", "/auth/password-reset", { token, new_password: password.value });
+        navigate("/signin");
+      }),
     },
     h("h1", null, "Choose a new password"),
     token ? null : h("p", { class: "error", role: "alert" }, "This page needs the link your operator gave you."),
