@@ -11,6 +11,8 @@ export const platform = () => inject("platform");
 
 export interface TestAccount {
   accountId: string;
+  email: string;
+  session: { cookie: string; "x-csrf-token": string }; // the dashboard's signed-in headers
   key: string;
   client: OpenAI;
   beta: OpenAI;
@@ -40,6 +42,8 @@ export async function signUp(): Promise<TestAccount> {
   const { key } = (await made.json()) as { key: string };
   return {
     accountId,
+    email,
+    session,
     key,
     client: openai(key),
     beta: openai(key, `${baseURL}/beta`),

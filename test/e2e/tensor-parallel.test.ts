@@ -1,8 +1,9 @@
 // Tensor and expert parallelism through the gateway: GPU workers started with
 // `--tensor-parallel-size 2` (two gloo ranks on CPU), with and without `--enable-expert-parallel`,
-// registered with the operator CLI on the suite's gateway, answer greedy chat requests with the
-// same tokens as the single-process worker on a checkpoint in DeepSeek's FP8 layout, and with
-// transformers' greedy tokens on the same weights in float32.
+// registered by an operator on the suite's gateway, answer greedy chat requests with the same
+// tokens as the single-process worker on a checkpoint in DeepSeek's FP8 layout (its weights
+// widened at load, CPU's default, or kept in FP8), and with transformers' greedy tokens on the
+// same weights in float32.
 // Tokens are compared as the logprobs' per-token bytes (one entry per generated token), so two
 // sequences that only decode to the same text do not pass for equal.
 import { execFile } from "node:child_process";
@@ -12,8 +13,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error plain ESM module without types
-import { admin, MODELS, startGpuWorker } from "../../scripts/lib/platform.mjs";
-import { openai, platform, query, requestIdOf, usageRows } from "./support";
+import { admin, startGpuWorker } from "../../scripts/lib/platform.mjs";
+import { platform, requestIdOf, signUp, usageRows, type TestAccount } from "./support";
 
 const root = join(import.meta.dirname, "..", "..");
 const workerDir = join(root, "gpu-worker");
@@ -34,38 +35,56 @@ interface Answer {
   text: string;
 }
 
-// worker id -> checkpoint kind and the parallelism flags it is served with
+const TP2 = ["--tensor-parallel-size", "2"];
+const EP = ["--enable-expert-parallel"];
+const KEEP = ["--fp8-weights", "keep"];
+// worker id -> checkpoint and the flags it is served with
 const SERVED = {
   "e2e-tp-fp8-single": { checkpoint: "fp8", flags: [] },
-  "e2e-tp-fp8-tp2": { checkpoint: "fp8", flags: ["--tensor-parallel-size", "2"] },
-  "e2e-tp-fp8-tp2-ep": { checkpoint: "fp8", flags: ["--tensor-parallel-size", "2", "--enable-expert-parallel"] },
-  "e2e-tp-float32-tp2": { checkpoint: "float32", flags: ["--tensor-parallel-size", "2"] },
+  "e2e-tp-fp8-tp2": { checkpoint: "fp8", flags: TP2 },
+  "e2e-tp-fp8-tp2-ep": { checkpoint: "fp8", flags: [...TP2, ...EP] },
+  "e2e-tp-fp8-keep-single": { checkpoint: "fp8", flags: KEEP },
+  "e2e-tp-fp8-keep-tp2-ep": { checkpoint: "fp8", flags: [...KEEP, ...TP2, ...EP] },
+  "e2e-tp-float32-tp2": { checkpoint: "float32", flags: TP2 },
+  "e2e-tp-float32-tp2-ep": { checkpoint: "float32", flags: [...TP2, ...EP] },
 } as const;
 type WorkerId = keyof typeof SERVED;
 
 let dir: string;
 let transformers: Reference[];
-let enabledBefore: string[] = [];
+let operator: TestAccount;
+let suiteWorkers: string[] = []; // the suite's own workers, out of rotation while this file runs
 const started = new Map<WorkerId, { url: string; secret: string; stop(): Promise<void> }>();
-const persistTo = () => platform().persistTo;
-const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+const servedBy = new Map<string, WorkerId>(); // request id -> the worker that was alone in rotation
+
+// The operator's dashboard API for the worker registry (each change takes effect at once).
+async function registry(method: string, path = "", body?: unknown) {
+  const res = await fetch(`${platform().baseURL}/dashboard/api/admin/workers${path}`, {
+    method,
+    headers: { ...operator.session, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} workers${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as any;
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "e2e-tensor-parallel-"));
-  const { stdout } = await promisify(execFile)(python, [join(root, "test", "e2e", "python", "tensor_parallel_models.py"), dir, String(MAX_TOKENS), ...PROMPTS], {
+  const made = promisify(execFile)(python, [join(root, "test", "e2e", "python", "tensor_parallel_models.py"), dir, String(MAX_TOKENS), ...PROMPTS], {
     cwd: workerDir,
     env: { ...process.env, PYTHONPATH: workerDir },
     maxBuffer: 16 * 2 ** 20,
-  });
-  const made = JSON.parse(stdout.trim().split("\n").pop()!) as { fp8: string; float32: string; transformers: Reference[] };
-  transformers = made.transformers;
+  }).then(({ stdout }) => JSON.parse(stdout.trim().split("\n").pop()!) as { fp8: string; float32: string; transformers: Reference[] });
+  operator = await signUp();
+  await admin(["set-role", "--email", operator.email, "--role", "admin"], { persistTo: platform().persistTo });
+  const checkpoints = await made;
+  transformers = checkpoints.transformers;
 
-  enabledBefore = (await query<{ id: string }>("SELECT id FROM gpu_workers WHERE enabled = 1")).map((r) => r.id);
   await Promise.all(
     Object.entries(SERVED).map(async ([id, how]) => {
       const worker = await startGpuWorker({
         python,
-        checkpoint: made[how.checkpoint],
+        checkpoint: checkpoints[how.checkpoint],
         threads: 1,
         numCacheBlocks: 64,
         extraArgs: ["--max-model-len", "1024", "--log-level", "warning", ...how.flags],
@@ -74,38 +93,35 @@ beforeAll(async () => {
       started.set(id as WorkerId, worker);
     }),
   );
-  for (const [id, worker] of started) await admin(["add-worker", "--id", id, "--url", worker.url, "--secret", worker.secret, "--models", MODELS], { persistTo: persistTo() });
+  suiteWorkers = ((await registry("GET")).data as { id: string; enabled: boolean }[]).filter((w) => w.enabled).map((w) => w.id);
+  for (const id of suiteWorkers) await registry("PATCH", `/${id}`, { enabled: false });
+  for (const [id, worker] of started) await registry("POST", "", { id, url: worker.url, secret: worker.secret, models: ["deepseek-chat"], enabled: false });
 });
 
 afterAll(async () => {
-  // The suite's own workers serve again, as before this file.
-  const restore = enabledBefore.length ? `; UPDATE gpu_workers SET enabled = 1 WHERE id IN (${enabledBefore.map(quote).join(", ")})` : "";
-  await query(`DELETE FROM gpu_workers WHERE id LIKE 'e2e-tp-%'${restore}`).catch((err) => console.error(err));
+  if (operator) {
+    for (const id of started.keys()) await registry("DELETE", `/${id}`).catch(() => undefined);
+    for (const id of suiteWorkers) await registry("PATCH", `/${id}`, { enabled: true });
+  }
   await Promise.all([...started.values()].map((w) => w.stop()));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-// Only this worker is enabled: the gateway has nowhere else to send the request. The gateway's
-// isolate rereads the registry every 2 s.
-async function serveOnly(id: WorkerId) {
-  await query(`UPDATE gpu_workers SET enabled = CASE WHEN id = ${quote(id)} THEN 1 ELSE 0 END`);
-  await new Promise((r) => setTimeout(r, 2_500));
-}
-
+// With only this worker in rotation, the gateway has nowhere else to send the requests.
+let serving: WorkerId | undefined;
 async function greedyThroughGateway(id: WorkerId): Promise<Answer[]> {
-  await serveOnly(id);
-  const client = openai(platform().key);
+  if (serving) await registry("PATCH", `/${serving}`, { enabled: false });
+  await registry("PATCH", `/${id}`, { enabled: true });
+  serving = id;
   const answers: Answer[] = [];
   for (const prompt of PROMPTS) {
     const { data, requestId } = await requestIdOf(
-      client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: prompt }], max_tokens: MAX_TOKENS, temperature: 0, logprobs: true }),
+      operator.client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: prompt }], max_tokens: MAX_TOKENS, temperature: 0, logprobs: true }),
     );
     const choice = data.choices[0]!;
     answers.push({ requestId, promptTokens: data.usage!.prompt_tokens, tokenBytes: choice.logprobs!.content!.map((t) => t.bytes!), text: choice.message.content ?? "" });
+    servedBy.set(requestId, id);
   }
-  // The gateway's own record says which worker served each request.
-  const rows = await usageRows(answers.map((a) => a.requestId));
-  expect(rows.map((r) => r.worker_id)).toEqual(answers.map(() => id));
   console.log(`[tensor-parallel] ${id}: ${answers.map((a) => JSON.stringify(a.text)).join(" | ")}`);
   return answers;
 }
@@ -116,27 +132,37 @@ async function ranksOf(id: WorkerId): Promise<number> {
   return health.ranks?.length ?? 1;
 }
 
-describe("an FP8 checkpoint in DeepSeek's layout", () => {
-  let single: Answer[];
-
+describe.each([
+  { weights: "widened at load", single: "e2e-tp-fp8-single", parallel: ["e2e-tp-fp8-tp2", "e2e-tp-fp8-tp2-ep"] },
+  { weights: "kept in FP8", single: "e2e-tp-fp8-keep-single", parallel: ["e2e-tp-fp8-keep-tp2-ep"] },
+] as const)("an FP8 checkpoint in DeepSeek's layout, weights $weights", ({ single, parallel }) => {
+  let expected: Answer[];
   beforeAll(async () => {
-    single = await greedyThroughGateway("e2e-tp-fp8-single");
-    for (const answer of single) expect(answer.tokenBytes).toHaveLength(MAX_TOKENS);
+    expect(await ranksOf(single)).toBe(1);
+    expected = await greedyThroughGateway(single);
+    for (const answer of expected) expect(answer.tokenBytes).toHaveLength(MAX_TOKENS);
   });
 
-  it.each(["e2e-tp-fp8-tp2", "e2e-tp-fp8-tp2-ep"] as const)("%s answers with the single-process worker's greedy tokens", async (id) => {
+  it.each(parallel)("%s answers with the single-process worker's greedy tokens", async (id) => {
     expect(await ranksOf(id)).toBe(2);
     const answers = await greedyThroughGateway(id);
-    expect(answers.map((a) => a.tokenBytes)).toEqual(single.map((a) => a.tokenBytes));
-    expect(answers.map((a) => a.text)).toEqual(single.map((a) => a.text));
+    expect(answers.map((a) => a.tokenBytes)).toEqual(expected.map((a) => a.tokenBytes));
+    expect(answers.map((a) => a.text)).toEqual(expected.map((a) => a.text));
   });
 });
 
-it("a float32 checkpoint served with tensor parallelism gives transformers' greedy tokens", async () => {
-  expect(await ranksOf("e2e-tp-float32-tp2")).toBe(2);
-  const answers = await greedyThroughGateway("e2e-tp-float32-tp2");
+it.each(["e2e-tp-float32-tp2", "e2e-tp-float32-tp2-ep"] as const)("%s (a float32 checkpoint) gives transformers' greedy tokens", async (id) => {
+  expect(await ranksOf(id)).toBe(2);
+  const answers = await greedyThroughGateway(id);
   for (const reference of transformers) expect(reference.token_ids).toHaveLength(MAX_TOKENS);
   expect(answers.map((a) => a.promptTokens)).toEqual(transformers.map((r) => r.prompt_tokens));
   expect(answers.map((a) => a.tokenBytes)).toEqual(transformers.map((r) => r.token_bytes));
   expect(answers.map((a) => a.text)).toEqual(transformers.map((r) => r.text));
+});
+
+it("the gateway's usage records name the worker that was alone in rotation for every answer above", async () => {
+  const ids = [...servedBy.keys()];
+  expect(ids).toHaveLength(PROMPTS.length * Object.keys(SERVED).length);
+  const rows = await usageRows(ids);
+  expect(rows.map((r) => r.worker_id)).toEqual(ids.map((id) => servedBy.get(id)));
 });

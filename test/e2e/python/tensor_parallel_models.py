@@ -1,5 +1,5 @@
-"""For test/e2e/tensor-parallel.test.ts: writes one set of random DeepSeek-V3 weights (the embedded model's
-toy width, the real tokenizer) twice, in DeepSeek's FP8 layout and in float32, and prints as JSON
+"""For test/e2e/tensor-parallel.test.ts: writes one set of random DeepSeek-V3 weights (toy width, the real
+tokenizer) twice, in DeepSeek's FP8 layout and in float32, and prints as JSON
 transformers' greedy continuation of each chat prompt on the float32 checkpoint.
 
     python tensor_parallel_models.py OUT_DIR MAX_TOKENS PROMPT...
@@ -22,6 +22,13 @@ from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, EMBEDDED_CON
 
 SEED = 11  # not the embedded model's seed: these answers cannot come from the suite's own workers
 
+# The embedded model with every tensor-parallel slice a whole number of 128-wide FP8 blocks (16 heads of
+# 16+16 / 16 dims, MLPs 256 wide), so that the ranks can keep FP8 weights (`--fp8-weights keep`), as real
+# V3 widths do; fewer layers and experts to keep each step cheap.
+CONFIG = {**EMBEDDED_CONFIG, "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 256,
+          "moe_intermediate_size": 256, "num_hidden_layers": 3, "n_routed_experts": 16, "n_group": 4,
+          "topk_group": 2, "num_experts_per_tok": 4}
+
 
 def byte_of_char() -> dict[str, int]:
     """GPT-2's byte-level alphabet: printable bytes stand for themselves, the rest are shifted past 255."""
@@ -37,7 +44,7 @@ def byte_of_char() -> dict[str, int]:
 
 
 def write(out: Path, weights: dict, **how) -> Path:
-    write_checkpoint(out, EMBEDDED_CONFIG, weights, **how)
+    write_checkpoint(out, CONFIG, weights, **how)
     for name in TOKENIZER_FILES:
         shutil.copyfile(DEFAULT_TOKENIZER_DIR / name, out / name)
     return out
@@ -46,7 +53,7 @@ def write(out: Path, weights: dict, **how) -> Path:
 def main() -> None:
     out, max_tokens, prompts = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     torch.set_num_threads(1)
-    weights = random_weights(ModelConfig.from_hf_dict(EMBEDDED_CONFIG), seed=SEED)
+    weights = random_weights(ModelConfig.from_hf_dict(CONFIG), seed=SEED)
     fp8 = write(out / "fp8", weights, dtype=torch.bfloat16, quantize_fp8=True)
     f32 = write(out / "float32", weights, dtype=torch.float32)
 
