@@ -22,9 +22,9 @@ from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, EMBEDDED_CON
 
 SEED = 11  # not the embedded model's seed: these answers cannot come from the suite's own workers
 
-# The embedded model with every tensor-parallel slice a whole number of 128-wide FP8 blocks (16 heads of
-# 16+16 / 16 dims, MLPs 256 wide), so that the ranks can keep FP8 weights (`--fp8-weights keep`), as real
-# V3 widths do; fewer layers and experts to keep each step cheap.
+# The embedded model's widths, except that every slice of 2 ranks is a whole number of 128-wide FP8 blocks
+# (8 heads a rank: q_b and kv_b 8x32 = 256 rows, o_proj 8x16 = 128 columns; MLPs 256 wide), so the ranks
+# can keep FP8 weights (`--fp8-weights keep`) as at V3's real widths; fewer layers and experts, for speed.
 CONFIG = {**EMBEDDED_CONFIG, "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 256,
           "moe_intermediate_size": 256, "num_hidden_layers": 3, "n_routed_experts": 16, "n_group": 4,
           "topk_group": 2, "num_experts_per_tok": 4}
@@ -70,6 +70,7 @@ def main() -> None:
         answers.append({
             "prompt_tokens": len(ids),
             "token_ids": generated.tolist(),
+            # special tokens (none expected) are not in the byte alphabet: their UTF-8 then
             "token_bytes": [[bytes_of[c] for c in t] if all(c in bytes_of for c in t) else list(t.encode()) for t in tokens],
             "text": tokenizer.decode(generated, skip_special_tokens=True),
         })
