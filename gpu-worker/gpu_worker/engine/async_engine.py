@@ -69,10 +69,6 @@ class AsyncEngine:
         stats["waiting"] += self.num_pending
         return stats
 
-    @property
-    def num_requests(self) -> int:
-        return len(self._handles) + self.num_pending
-
     def shutdown(self) -> None:
         if not self._thread.is_alive():
             return

@@ -15,9 +15,6 @@ class OutputDelta:
     tool_calls: list[dict] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)  # tokens consumed in this delta
 
-    def is_empty(self) -> bool:
-        return not (self.content or self.reasoning or self.tool_calls)
-
 
 class OutputProcessor:
     def __init__(self, tokenizer, stop: list[str] | None = None, reasoning: bool = False, tools: bool = False,
