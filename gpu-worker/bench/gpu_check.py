@@ -72,11 +72,9 @@ V3_SLICE = dict(ARCH, vocab_size=4096, hidden_size=7168, intermediate_size=18432
                 routed_scaling_factor=2.5, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
                 qk_rope_head_dim=64, v_head_dim=128, max_position_embeddings=16384,
                 quantization_config={"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]})
-TINY_MODEL = dict(ARCH, vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
-                  num_hidden_layers=2, first_k_dense_replace=1, num_attention_heads=4, num_key_value_heads=4,
-                  n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3, n_group=1, topk_group=1,
-                  routed_scaling_factor=1.0, q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16,
-                  qk_rope_head_dim=8, v_head_dim=16, max_position_embeddings=1024)
+TINY_MODEL = dict(V2_LITE, vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8,
+                  num_experts_per_tok=3, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
 TINY_SLICE = dict(V3_SLICE, vocab_size=256, hidden_size=256, intermediate_size=256, moe_intermediate_size=128,
                   num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, n_routed_experts=8,
                   num_experts_per_tok=2, n_group=4, topk_group=2, q_lora_rank=128, kv_lora_rank=128,
@@ -98,14 +96,6 @@ DEEPSEEK_H800_TOK_S = 1850  # DeepSeek's published production output tokens/s pe
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-class Budget:
-    def __init__(self, seconds: float):
-        self.deadline = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -169,19 +159,31 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-30))
 
 
-def fill_cache(cache: torch.Tensor, seed: int = 1) -> None:
-    g = torch.Generator(device=cache.device).manual_seed(seed)
-    for layer in cache:  # random latents, not zeros: zeros hide wrong indexing
+def model_pair(cfg: dict, device, dtype) -> tuple[DeepseekV3ForCausalLM, DeepseekV3ForCausalLM]:
+    """The torch reference and the Triton backend on the same weights."""
+    ref = random_model(cfg, device, dtype, "torch", seed=2)
+    fast = random_model(cfg, device, dtype, "triton", seed=2)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def random_cache(model, batch: int, context: int) -> torch.Tensor:
+    """A cache for batch sequences of context tokens, random latents (zeros would hide wrong indexing)."""
+    cache = model.allocate_kv_cache(batch * -(-context // BLOCK) + 1, BLOCK)
+    g = torch.Generator(device=cache.device).manual_seed(1)
+    for layer in cache:
         layer.copy_(torch.randn(layer.shape, generator=g, device=cache.device, dtype=torch.float32).to(cache.dtype))
+    return cache
 
 
-def decode_rows(batch: int, context: int, first_block: int = 0, token: int = 5) -> list[tuple[int, int, list[int]]]:
+def decode_rows(batch: int, context: int) -> list[tuple[int, int, list[int]]]:
     """batch sequences with context tokens each (the last one new), on distinct blocks."""
     per = -(-context // BLOCK)
-    return [(token, context - 1, list(range(first_block + b * per, first_block + (b + 1) * per))) for b in range(batch)]
+    return [(5, context - 1, list(range(b * per, (b + 1) * per))) for b in range(batch)]
 
 
-def graphs_for(model, cache, batches: list[int], context: int, use_graphs: bool) -> DecodeGraphs:
+def graphs_for(model, cache, batches: list[int], context: int, use_graphs: bool | None = None) -> DecodeGraphs:
+    use_graphs = cache.device.type == "cuda" if use_graphs is None else use_graphs
     graphs = DecodeGraphs(model, cache, BLOCK, max(batches), -(-context // BLOCK), cache.shape[1] - 1, use_graphs)
     graphs.buckets = sorted(batches)  # only the batch sizes measured
     if use_graphs:
@@ -226,9 +228,7 @@ def check_backends(sz, device, dtype, out):
     """Triton backend vs torch reference: the whole bf16 model over a ragged prefill, two decode steps
     and a mixed step; each FP8 layer of a V3-width model."""
     cfg = dict(sz["model"], num_hidden_layers=sz["check_layers"])
-    ref = random_model(cfg, device, dtype, "torch", seed=2)
-    fast = random_model(cfg, device, dtype, "triton", seed=2)
-    fast.load_state_dict(ref.state_dict())
+    ref, fast = model_pair(cfg, device, dtype)
     results = {"model": compare_steps(sz, cfg, ref, fast, device)}
     del ref, fast
     results["fp8 layers"] = compare_fp8_layers(sz, device, dtype)
@@ -251,9 +251,7 @@ def compare_fp8_layers(sz, device, dtype) -> dict:
     Not the whole model: a few percent moves near-tied expert choices, which random weights amplify."""
     cfg = dict(sz["slice"], num_hidden_layers=1, n_routed_experts=min(32, sz["slice"]["n_routed_experts"]),
                num_attention_heads=min(8, sz["slice"]["num_attention_heads"]))
-    ref = random_model(cfg, device, dtype, "torch", seed=2)
-    fast = random_model(cfg, device, dtype, "triton", seed=2)
-    fast.load_state_dict(ref.state_dict())
+    ref, fast = model_pair(cfg, device, dtype)
     fast_modules = dict(fast.named_modules())
     errs = {}
     g = torch.Generator(device=device).manual_seed(8)
@@ -306,13 +304,12 @@ def check_graphs_and_syncs(sz, device, dtype, out):
     cfg = dict(sz["model"], num_hidden_layers=sz["check_layers"])
     model = random_model(cfg, device, dtype, "triton", seed=3)
     context, batch = sz["contexts"][0], 3
-    cache = model.allocate_kv_cache(batch * -(-context // BLOCK) + 1, BLOCK)
-    fill_cache(cache)
+    cache = random_cache(model, batch, context)
     rows = decode_rows(batch, context)
     snapshot = cache.clone()
     eager = graphs_for(model, cache, [4], context, use_graphs=False).run(rows).clone()
     cache.copy_(snapshot)
-    graphs = graphs_for(model, cache, [4], context, use_graphs=device.type == "cuda")
+    graphs = graphs_for(model, cache, [4], context)
     cache.copy_(snapshot)
     replayed = graphs.run(rows).clone()
     err = rel_err(replayed, eager)
@@ -345,16 +342,15 @@ def decode_table(sz, device, dtype, bandwidth, budget, out):
     """b + d: decode steps over the bench model, graphs per context; peak memory at the longest context."""
     model = random_model(sz["model"], device, dtype, "triton", seed=0)
     max_batch, longest = max(sz["batches"]), max(sz["contexts"])
-    cache = model.allocate_kv_cache(max_batch * -(-longest // BLOCK) + 1, BLOCK)
-    fill_cache(cache)
+    cache = random_cache(model, max_batch, longest)
     rows_out = []
     for context in sz["contexts"]:
-        if budget.left() < 30:
+        if budget() < 30:
             print(f"b. context {context}: SKIPPED (time budget)")
             break
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        graphs = graphs_for(model, cache, sz["batches"], context, use_graphs=device.type == "cuda")
+        graphs = graphs_for(model, cache, sz["batches"], context)
         for batch in sz["batches"]:
             rows = decode_rows(batch, context)
             ms = median_ms(lambda: decode_step(model, graphs, rows), device, sz["reps"])
@@ -377,7 +373,7 @@ def mixed_step(sz, model, cache, device, out):
     rows = decode_rows(decodes, context)
     first_free = decodes * -(-context // BLOCK)
     chunk_table = list(range(first_free, first_free + -(-chunk // BLOCK)))
-    graphs = graphs_for(model, cache, [decodes], context, use_graphs=device.type == "cuda")
+    graphs = graphs_for(model, cache, [decodes], context)
 
     def forward(layout, ids, pos):
         meta = AttentionMetadata.build(layout, BLOCK, device)
@@ -408,21 +404,12 @@ def cache_sizing(sz, model, device, out):
           f"({blocks * BLOCK} tokens); peak at 8K: {out.get('peak_memory_8k_gib')} GiB, no OOM")
 
 
-def hf_state_from(ours) -> dict[str, torch.Tensor]:
-    """Our weights by Hugging Face checkpoint name (per-expert names)."""
-    state = {}
-    for name, entry in ours.checkpoint_layout().items():
-        if entry is not None:
-            param, index = entry[0], entry[1]
-            state[name] = param[index] if index else param
-    return state
-
-
 @torch.no_grad()
 def load_into_transformers(ours, hf) -> None:
     """Copy into transformers' model, whose experts may be per-expert modules (4.x) or fused
     gate_up_proj [E, 2I, D] / down_proj [E, D, I] tensors (5.x)."""
-    state = hf_state_from(ours)
+    state = {name: entry[0][entry[1]] if entry[1] else entry[0]  # ours by Hugging Face (per-expert) name
+             for name, entry in ours.checkpoint_layout().items() if entry is not None}
     for name, tensor in hf.state_dict().items():
         if name in state:
             tensor.copy_(state[name])
@@ -446,9 +433,8 @@ def transformers_ratio(sz, device, dtype, out):
     cfg = dict(sz["model"], num_hidden_layers=sz["hf_layers"])
     batch, context = sz["hf_batch"], sz["hf_context"]
     ours = random_model(cfg, device, dtype, "triton", seed=5)
-    cache = ours.allocate_kv_cache(batch * -(-context // BLOCK) + 1, BLOCK)
-    fill_cache(cache)
-    graphs = graphs_for(ours, cache, [batch], context, use_graphs=device.type == "cuda")
+    cache = random_cache(ours, batch, context)
+    graphs = graphs_for(ours, cache, [batch], context)
     rows = decode_rows(batch, context)
     our_ms = median_ms(lambda: decode_step(ours, graphs, rows), device, sz["reps"])
     del graphs, cache
@@ -485,16 +471,15 @@ def v3_slice(sz, device, dtype, bandwidth, budget, out):
     model = random_model(cfg, device, dtype, "triton", seed=7)
     layers, context = cfg["num_hidden_layers"], sz["slice_context"]
     batches = sz["slice_batches"]
-    cache = model.allocate_kv_cache(max(batches) * -(-context // BLOCK) + 1, BLOCK)
-    fill_cache(cache)
-    graphs = graphs_for(model, cache, batches, context, use_graphs=device.type == "cuda")
+    cache = random_cache(model, max(batches), context)
+    graphs = graphs_for(model, cache, batches, context)
     moe = model.layers[0].mlp
     hidden = cfg["hidden_size"]
     # the head of the real model: lm_head [129280, 7168] bf16 read once per step
     head_ms = 129280 * 7168 * 2 / bandwidth * 1000
     rows_out = []
     for batch in batches:
-        if budget.left() < 15:
+        if budget() < 15:
             print(f"f. batch {batch}: SKIPPED (time budget)")
             break
         rows = decode_rows(batch, context)
@@ -568,7 +553,8 @@ def main() -> int:
         return 2
     dtype = torch.float32 if args.tiny else torch.bfloat16
     sz = SIZES[args.tiny]
-    budget = Budget(args.budget_s)
+    deadline = time.monotonic() + args.budget_s
+    budget = lambda: deadline - time.monotonic()  # seconds left
     import triton
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "tiny": args.tiny,
@@ -584,14 +570,7 @@ def main() -> int:
     def bench_model():
         state["model"], state["cache"] = decode_table(sz, device, dtype, bandwidth, budget, out)
 
-    def mixed():
-        if "cache" not in state:
-            raise RuntimeError("needs section b's model")
-        mixed_step(sz, state["model"], state["cache"], device, out)
-
-    def sizing():
-        if "cache" not in state:
-            raise RuntimeError("needs section b's model")
+    def sizing():  # KeyError when section b failed
         del state["cache"]
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -603,7 +582,7 @@ def main() -> int:
         ("a. backends", 60, lambda: check_backends(sz, device, dtype, out) or out["failed"].append("a. backends")),
         ("a. graphs and syncs", 30, lambda: check_graphs_and_syncs(sz, device, dtype, out) or out["failed"].append("a. graphs")),
         ("b. decode table", 120, bench_model),
-        ("c. mixed step", 20, mixed),
+        ("c. mixed step", 20, lambda: mixed_step(sz, state["model"], state["cache"], device, out)),
         ("d. cache sizing", 20, sizing),
         ("e. transformers", 60, lambda: transformers_ratio(sz, device, dtype, out)),
         ("f. V3 FP8 slice", 90, lambda: v3_slice(sz, device, dtype, bandwidth, budget, out)),
@@ -613,8 +592,8 @@ def main() -> int:
     for name, needs, fn in sections:
         current[0] = name
         needs = 0 if args.tiny else needs
-        if budget.left() < needs:
-            print(f"{name}: SKIPPED ({budget.left():.0f} s left of the budget, needs ~{needs} s)")
+        if budget() < needs:
+            print(f"{name}: SKIPPED ({budget():.0f} s left of the budget, needs ~{needs} s)")
             out["skipped"].append(name)
             continue
         started = time.monotonic()

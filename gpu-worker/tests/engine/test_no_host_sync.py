@@ -48,13 +48,6 @@ def test_decode_step_of_attention_and_dense_layers_has_no_host_sync(name):
     assert torch.isfinite(decode_step_logits(config)).all()
 
 
-@pytest.mark.xfail(raises=HostSync, strict=True,
-                   reason="the torch reference MoE counts tokens per expert on the host (bincount + tolist); "
-                          "the Triton MoE is checked on CUDA by bench/gpu_check.py under sync debug mode")
-def test_decode_step_with_moe_layers_has_no_host_sync():
-    decode_step_logits(hf_config())
-
-
 def test_sampler_choice_has_no_host_sync():
     counts = OutputCounts(50, torch.device("cpu"))
     seqs = [Sequence(f"s{i}", [1], p) for i, p in enumerate([
