@@ -75,8 +75,8 @@ def test_cancellation_frees_every_block():
     assert eng.block_manager.num_free_blocks < 64
     for i in range(4):
         assert eng.abort(f"r{i}").finish_reason == "abort"
-    assert eng.block_manager.num_free_blocks == 64
-    assert not eng.has_work()
+    assert eng.block_manager.num_free_blocks == 64 and not eng.has_work()
+    assert all(b.ref_count == 0 for b in eng.block_manager.blocks)
 
 
 def test_seeded_sampling_is_reproducible_in_any_batch():

@@ -46,19 +46,26 @@ def test_incremental_decoding_equals_full_forward(model):
     assert rel_err(torch.cat(out), full) <= TOLERANCE
 
 
-def test_absorbed_decode_equals_expanded(model):
-    seqs = [tokens(n, 10 + n) for n in (5, 12, 9)]
-    tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
-    caches = [model.allocate_kv_cache(12, BLOCK) for _ in range(2)]
-    for cache in caches:
-        run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
-    decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
-    absorbed = run_step(model, caches[0], decode)
-    expanded = run_step(model, caches[1], decode, expanded=True)
-    assert rel_err(absorbed, expanded) <= TOLERANCE
-    # both wrote the same latents (later layers see inputs that differ by rounding only)
-    assert torch.equal(caches[0][0], caches[1][0])
-    assert torch.allclose(caches[0], caches[1], atol=1e-5)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_absorbed_decode_equals_expanded(tmp_path, dtype):
+    model = load_model(write_tiny(tmp_path, seed=5), dtype=dtype)
+    for batch in (1, 3, 6):
+        seqs = [tokens(n, 20 + n) for n in (5, 12, 9, 7, 6, 10)[:batch]]
+        tables = [[4 * b + i for i in range(4)] for b in range(batch)]
+        caches = [model.allocate_kv_cache(4 * batch, BLOCK) for _ in range(2)]
+        for cache in caches:
+            run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
+        decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
+        absorbed = run_step(model, caches[0], decode)
+        expanded = run_step(model, caches[1], decode, expanded=True)
+        if dtype == torch.bfloat16:
+            assert rel_err(absorbed, expanded) <= 2e-2, batch
+            assert (absorbed.argmax(-1) == expanded.argmax(-1)).float().mean() >= 0.5
+            continue
+        assert rel_err(absorbed, expanded) <= TOLERANCE
+        # both wrote the same latents (later layers see inputs that differ by rounding only)
+        assert torch.equal(caches[0][0], caches[1][0])
+        assert torch.allclose(caches[0], caches[1], atol=1e-5)
 
 
 def test_variable_length_batch_equals_each_sequence_alone(model):
@@ -121,21 +128,6 @@ def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
     packed = run_step(model, cache, [(s, [2 * i + 1, 2 * i], 0) for i, s in enumerate(seqs)])
     expected = torch.cat([model.forward_dense(s[None])[0] for s in seqs])
     assert rel_err(packed, expected) <= TOLERANCE
-
-
-def test_bfloat16_decode_steps_agree_with_the_expanded_form(tmp_path):
-    model = load_model(write_tiny(tmp_path, seed=5), dtype=torch.bfloat16)
-    for batch in (1, 3, 6):
-        seqs = [tokens(n, 20 + n) for n in (5, 12, 9, 7, 6, 10)[:batch]]
-        tables = [[4 * b + i for i in range(4)] for b in range(batch)]
-        caches = [model.allocate_kv_cache(4 * batch, BLOCK) for _ in range(2)]
-        for cache in caches:
-            run_step(model, cache, [(s[:-1], t, 0) for s, t in zip(seqs, tables)])
-        decode = [(s[-1:], t, len(s) - 1) for s, t in zip(seqs, tables)]
-        absorbed = run_step(model, caches[0], decode)
-        expanded = run_step(model, caches[1], decode, expanded=True)
-        assert rel_err(absorbed, expanded) <= 2e-2, batch
-        assert (absorbed.argmax(-1) == expanded.argmax(-1)).float().mean() >= 0.5
 
 
 def test_greedy_next_tokens_equal_argmax_of_compute_logits(model):
