@@ -184,7 +184,7 @@ def decode_rows(batch: int, context: int) -> list[tuple[int, int, list[int]]]:
 
 def graphs_for(model, cache, batches: list[int], context: int, use_graphs: bool | None = None) -> DecodeGraphs:
     use_graphs = cache.device.type == "cuda" if use_graphs is None else use_graphs
-    graphs = DecodeGraphs(model, cache, BLOCK, max(batches), -(-context // BLOCK), cache.shape[1] - 1, use_graphs)
+    graphs = DecodeGraphs(model, cache, BLOCK, max(batches), -(-context // BLOCK), cache.shape[1] - 1)
     graphs.buckets = sorted(batches)  # only the batch sizes measured
     if use_graphs:
         graphs.capture()

@@ -195,12 +195,3 @@ class BlockManager:
                 written += 1
         self.stats.spilled_blocks += written
         return written
-
-    def reset_prefix_cache(self) -> None:
-        """Forget every cached (unused) block on the device; disk entries stay."""
-        while self.cached_ids:
-            block_id, _ = self.cached_ids.popitem(last=False)
-            block = self.blocks[block_id]
-            del self.key_to_block[block.key]
-            block.key, block.token_ids = None, ()
-            self.free_ids.append(block_id)

@@ -26,7 +26,7 @@ def batch_buckets(max_num_seqs: int) -> list[int]:
 
 class DecodeGraphs:
     def __init__(self, model, kv_cache: torch.Tensor, block_size: int, max_num_seqs: int, max_blocks: int,
-                 pad_block: int, use_graphs: bool):
+                 pad_block: int):
         self.model, self.kv_cache = model, kv_cache
         self.block_size, self.max_blocks, self.pad_block = block_size, max_blocks, pad_block
         self.buckets = batch_buckets(max_num_seqs)
@@ -42,7 +42,6 @@ class DecodeGraphs:
         # per row: (key of the sequence whose table it holds, entries written); tables only grow while a
         # sequence decodes, so a row that keeps its sequence gets only the new entries
         self.written: list[tuple | None] = [None] * self.max_bs
-        self.use_graphs = use_graphs
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
 

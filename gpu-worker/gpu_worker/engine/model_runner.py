@@ -24,8 +24,7 @@ class ModelRunner:
         self.kv_cache = model.allocate_kv_cache(num_blocks + 1, block_size=block_size)
         max_blocks = -(-max_model_len // block_size)
         graphs = self.device.type == "cuda" if use_cuda_graphs is None else use_cuda_graphs
-        self.decode = DecodeGraphs(model, self.kv_cache, block_size, max_num_seqs, max_blocks,
-                                   pad_block=num_blocks, use_graphs=graphs)
+        self.decode = DecodeGraphs(model, self.kv_cache, block_size, max_num_seqs, max_blocks, pad_block=num_blocks)
         if graphs:
             self.decode.capture()
         # Rank 0 of a tensor-parallel worker: a parallel.steps.StepBroadcaster that sends each step and

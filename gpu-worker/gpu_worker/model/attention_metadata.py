@@ -131,10 +131,6 @@ class AttentionMetadata:
     def num_seqs(self) -> int:
         return self.context_lens.shape[0]
 
-    @property
-    def num_tokens(self) -> int:
-        return self.slot_mapping.shape[0]
-
     @functools.cached_property
     def decode(self) -> DecodePart | None:
         d = self.num_decodes

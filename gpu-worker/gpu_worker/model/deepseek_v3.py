@@ -118,11 +118,6 @@ class DeepseekV3ForCausalLM(nn.Module):
         return gather_vocab(F.linear(self.norm(hidden), self.lm_head), self.config.vocab_size).float()
 
     @torch.inference_mode()
-    def greedy_next_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [N, hidden] from forward -> [N] int64 greedy next tokens."""
-        return self.compute_logits(hidden).argmax(dim=-1)
-
-    @torch.inference_mode()
     def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, S] token ids (positions 0..S-1, no cache) -> float32 logits [B, S, vocab]."""
         seq = input_ids.shape[1]

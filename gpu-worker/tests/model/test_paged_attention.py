@@ -130,11 +130,6 @@ def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
     assert rel_err(packed, expected) <= TOLERANCE
 
 
-def test_greedy_next_tokens_equal_argmax_of_compute_logits(model):
-    hidden = torch.randn(5, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(model.greedy_next_tokens(hidden), model.compute_logits(hidden).argmax(dim=-1))
-
-
 def test_a_prefill_chunk_leaves_the_decoders_in_the_absorbed_form(model):
     seen = []
 
