@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from . import widen_for_interpreter
-from .fp8_gemm import GROUP, act_quant, weight_scale_row
+from .fp8_gemm import GROUP, act_quant, block_m_for, weight_scale_row
 from .moe_align import align_by_expert
 
 
@@ -89,13 +89,6 @@ def _expert_gemm_kernel(
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
-def _block_m(pairs: int, experts: int) -> int:
-    """Rows per block: decode gives each expert a pair or two, and padding them to 64 rows would
-    multiply the work (tl.dot needs at least 16)."""
-    per_expert = pairs / max(experts, 1)
-    return 16 if per_expert <= 16 else 32 if per_expert <= 32 else 64
-
-
 def _expert_gemm(a, a_scale, w, w_scale, shared_w, shared_w_scale, out, sorted_pairs, block_experts,
                  route_weights, *, n, k, pairs_per_a_row, swiglu, block_m):
     fp8 = w.dtype == torch.float8_e4m3fn
@@ -147,21 +140,19 @@ def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gat
     pairs = tokens * top_k
     fp8 = gate_up.dtype == torch.float8_e4m3fn
     chosen = experts + (shared is not None)
-    block_m = _block_m(pairs, chosen)
+    block_m = block_m_for(pairs / chosen)  # decode gives each expert a pair or two: small blocks waste less
     sorted_pairs, block_experts = align_by_expert(ids, chosen, block_m)
     route_weights = weights.reshape(-1).float().contiguous()
     x = x.contiguous()
 
-    a, a_scale = act_quant(x) if fp8 else (x, None)
-    activation = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
+    out = torch.empty(pairs, dim, dtype=x.dtype, device=x.device)
     if pairs:
+        a, a_scale = act_quant(x) if fp8 else (x, None)
+        activation = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
         _expert_gemm(a, a_scale, gate_up, gate_up_scale, shared_gate_up, shared_gate_up_scale, activation,
                      sorted_pairs, block_experts, route_weights, n=inter, k=dim, pairs_per_a_row=top_k,
                      swiglu=True, block_m=block_m)
-
-    a, a_scale = act_quant(activation) if fp8 else (activation, None)
-    out = torch.empty(pairs, dim, dtype=x.dtype, device=x.device)
-    if pairs:
+        a, a_scale = act_quant(activation) if fp8 else (activation, None)
         _expert_gemm(a, a_scale, down, down_scale, shared_down, shared_down_scale, out, sorted_pairs,
                      block_experts, route_weights, n=dim, k=inter, pairs_per_a_row=1, swiglu=False,
                      block_m=block_m)
