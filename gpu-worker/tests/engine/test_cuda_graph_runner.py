@@ -8,21 +8,14 @@ import torch
 from gpu_worker.engine.cuda_graph_runner import batch_buckets
 from gpu_worker.engine.model_runner import ModelRunner
 from gpu_worker.model.attention_metadata import AttentionMetadata
-from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
-from tests.model.tiny import hf_config
+from tests.model.tiny import hf_config, random_model
 
 BLOCK = 8
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = DeepseekV3ForCausalLM(ModelConfig.from_hf_dict(hf_config()), dtype=torch.float32)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape) / p.shape[-1] ** 0.5)
-    return m.eval()
+    return random_model(hf_config())
 
 
 def test_buckets():

@@ -6,10 +6,8 @@ import torch
 from gpu_worker.engine.model_runner import ModelRunner
 from gpu_worker.engine.sampler import OutputCounts, Sampler, SamplingBatch
 from gpu_worker.engine.sequence import SamplingParams, Sequence
-from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
 from tests.engine.host_sync import HostSync, no_host_sync
-from tests.model.tiny import CONFIGS, hf_config
+from tests.model.tiny import CONFIGS, hf_config, random_model
 
 
 def test_the_detector_catches_syncs():
@@ -26,11 +24,7 @@ def test_the_detector_catches_syncs():
 
 def decode_step_logits(config: dict) -> torch.Tensor:
     """One decode step of three sequences (padded to bucket 4) under the detector."""
-    torch.manual_seed(0)
-    model = DeepseekV3ForCausalLM(ModelConfig.from_hf_dict(config), dtype=torch.float32).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape) / p.shape[-1] ** 0.5)
+    model = random_model(config)
     runner = ModelRunner(model, num_blocks=16, block_size=8, max_num_seqs=4, max_model_len=64)
     decode = runner.decode
     rows = [(3, 5, [0]), (7, 12, [1, 2]), (9, 0, [3])]

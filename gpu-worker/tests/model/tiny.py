@@ -9,6 +9,7 @@ import torch
 
 from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
+from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
 
 YARN = {
     "type": "yarn",
@@ -87,6 +88,16 @@ def write_tiny(out_dir: Path, name: str = "qlora_yarn_4groups_1dense", seed: int
     d = hf_config(name)
     write_checkpoint(out_dir, d, random_weights(ModelConfig.from_hf_dict(d), seed), dtype=dtype, **kwargs)
     return out_dir
+
+
+def random_model(config: dict) -> DeepseekV3ForCausalLM:
+    """A float32 model with N(0, 1/fan_in) weights (seed 0), without a checkpoint."""
+    torch.manual_seed(0)
+    model = DeepseekV3ForCausalLM(ModelConfig.from_hf_dict(config), dtype=torch.float32).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape) / p.shape[-1] ** 0.5)
+    return model
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
