@@ -2,13 +2,10 @@
 
     python bench/bench_engine_loop.py [--checkpoint DIR] [--streams 1,64] [--tokens 48] [--json]
 
-The worker serves on a local socket; clients in another process stream chat completions with a
-stop string (so detokenisation, stop-string matching, reasoning/tool parsing and SSE encoding all
-run). The same batch sizes also run through the engine alone (no server, no detokenisation), the
-baseline. Those run on the server's event loop, not on the engine's thread, but they share the Python
-interpreter with it. Per engine step this reports the model's time (forward + logits) and the rest
-of the iteration (scheduling, sampling, handing tokens over, and whatever the event loop's work
-takes from the engine thread). Medians over the steps of the run; figures, not assertions.
+Clients in another process stream chat completions with a stop string from the worker on a local
+socket, so detokenisation, stop strings, parsing and SSE encoding run (on the server's event loop, which
+shares the interpreter with the engine thread); the same batch sizes through the engine alone are the
+baseline. Per step: the model's time (forward + logits) and the rest of the iteration, medians.
 """
 from __future__ import annotations
 
