@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import hmac
 import json
 import logging
 import time
@@ -21,9 +20,9 @@ from gpu_worker.engine.engine import PromptTooLong
 from .detokenizer import TokenText
 from .metrics import Metrics
 from .output import OutputDelta, OutputProcessor
-from .protocol import (REASONER_MODELS, SYSTEM_FINGERPRINT, RequestError, Usage, chat_logprobs, chat_top_logprobs,
-                       completion_logprobs, completion_top_logprobs, error_body, new_id, now, sampling_params, sse,
-                       stop_list)
+from .protocol import (REASONER_MODELS, SYSTEM_FINGERPRINT, RequestError, Usage, authorized, chat_logprobs,
+                       chat_top_logprobs, completion_logprobs, completion_top_logprobs, error_body, new_id, now,
+                       sampling_params, sse, stop_list)
 from .usage_log import install_usage_log
 
 log = logging.getLogger("gpu_worker.server")
@@ -178,15 +177,8 @@ def json_error(status: int, message: str, type_: str = "invalid_request_error", 
 
 # ---- app ---------------------------------------------------------------------------------------
 def build_app(state: WorkerState) -> Starlette:
-    def authorized(request: Request) -> bool:
-        if not state.secret:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), state.secret.encode())
-
     async def read_body(request: Request) -> dict:
-        if not authorized(request):
+        if not authorized(request, state.secret):
             raise RequestError(401, "Authentication Fails (worker secret)", "authentication_error", "invalid_api_key")
         if state.draining:
             raise RequestError(503, "Server Overloaded (draining)", "service_unavailable", "server_overloaded")
@@ -413,7 +405,7 @@ def build_app(state: WorkerState) -> Starlette:
                                  media_type="text/plain; version=0.0.4")
 
     async def models(request: Request) -> Response:
-        if not authorized(request):
+        if not authorized(request, state.secret):
             return json_error(401, "Authentication Fails (worker secret)", "authentication_error", "invalid_api_key")
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "deepseek"}
                                                         for m in state.served_models]})

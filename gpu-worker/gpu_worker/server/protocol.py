@@ -1,6 +1,7 @@
 """The wire format: request fields to sampling parameters, responses, chunks, usage, errors."""
 from __future__ import annotations
 
+import hmac
 import json
 import time
 import uuid
@@ -26,6 +27,12 @@ class RequestError(Exception):
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def authorized(request, secret: str | None) -> bool:
+    """No secret set (development), or `Authorization: Bearer <secret>`, compared in constant time."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return not secret or (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), secret.encode()))
 
 
 def new_id(prefix: str) -> str:

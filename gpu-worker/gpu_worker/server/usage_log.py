@@ -9,7 +9,6 @@ reconciliation window is this process's lifetime within that bound.
 from __future__ import annotations
 
 import contextvars
-import hmac
 import itertools
 import time
 from collections import deque
@@ -17,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from .protocol import authorized, error_body
 
 MAX_RECORDS = 200_000
 RETAIN_SECONDS = 48 * 3600
@@ -88,18 +89,16 @@ def install_usage_log(app, state) -> None:
     """GET /v1/usage?since=<ms>&after=<seq>&limit=<n>: records in order, and `next_after` to continue."""
 
     async def usage(request: Request) -> JSONResponse:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if state.secret and not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), state.secret.encode())):
-            return JSONResponse({"error": {"message": "Authentication Fails (worker secret)", "type": "authentication_error",
-                                           "param": None, "code": "invalid_api_key"}}, status_code=401)
+        if not authorized(request, state.secret):
+            return JSONResponse(error_body("Authentication Fails (worker secret)", "authentication_error", "invalid_api_key"),
+                                status_code=401)
         try:
             since = int(request.query_params.get("since", "0"))
             after = int(request.query_params.get("after", "0"))
             limit = min(PAGE_MAX, max(1, int(request.query_params.get("limit", "1000"))))
         except ValueError:
-            return JSONResponse({"error": {"message": "since, after and limit must be integers", "type": "invalid_request_error",
-                                           "param": None, "code": "invalid_request_error"}}, status_code=400)
+            return JSONResponse(error_body("since, after and limit must be integers", "invalid_request_error",
+                                           "invalid_request_error"), status_code=400)
         records = state.metrics.usage_log.page(since, after, limit)
         return JSONResponse({"object": "list", "data": [asdict(r) for r in records],
                              "next_after": records[-1].seq if len(records) == limit else None})
