@@ -208,12 +208,20 @@ def build_app(state: WorkerState) -> Starlette:
                 return json_error(500, f"inference failed: {exc}", "api_error", "insufficient_system_resource")
         return wrapped
 
-    def stream_flags(body: dict) -> tuple[bool, bool]:
+    def with_usage(chunk: dict, body: dict, gen: Generation, final: bool) -> dict:
+        """Usage on the last chunk, or on every one with continuous_usage_stats; null when only include_usage."""
         opts = body.get("stream_options") or {}
-        return bool(opts.get("include_usage")), bool(opts.get("continuous_usage_stats"))
+        if final or opts.get("continuous_usage_stats"):
+            chunk["usage"] = gen.usage.to_dict()
+        elif opts.get("include_usage"):
+            chunk["usage"] = None
+        return chunk
 
-    def response_id(request: Request, prefix: str) -> str:
-        return request.headers.get("x-request-id") or new_id(prefix)
+    def start(request: Request, prompt_ids, params, processor, endpoint: str, model: str, object_: str):
+        """The generation, and the fields each of its responses repeats (x-request-id, if sent, is the id)."""
+        gen = Generation(state, prompt_ids, params, request.headers.get("x-cache-namespace", ""), processor, endpoint, model)
+        rid = request.headers.get("x-request-id") or new_id("chatcmpl" if endpoint == "chat" else "cmpl")
+        return gen, {"id": rid, "object": object_, "created": now(), "model": model, "system_fingerprint": SYSTEM_FINGERPRINT}
 
     # ---- /v1/chat/completions ----
     async def chat_completions(request: Request) -> Response:
@@ -251,11 +259,7 @@ def build_app(state: WorkerState) -> Starlette:
             processor.max_answer_tokens = max_answer_tokens
             if continues_answer:
                 processor.reasoning.in_reasoning = False
-        gen = Generation(state, prompt_ids, params, request.headers.get("x-cache-namespace", ""), processor,
-                         "chat", model)
-        rid, created = response_id(request, "chatcmpl"), now()
-        base = {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                "system_fingerprint": SYSTEM_FINGERPRINT}
+        gen, base = start(request, prompt_ids, params, processor, "chat", model, "chat.completion")
         want_logprobs = top_logprobs >= 0
 
         if not body.get("stream"):
@@ -272,9 +276,8 @@ def build_app(state: WorkerState) -> Starlette:
                       "finish_reason": events[-1].finish_reason}
             if processor.matched_stop is not None:
                 choice["stop_reason"] = processor.matched_stop
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
+            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": base["id"]})
 
-        include_usage, continuous = stream_flags(body)
         base["object"] = "chat.completion.chunk"
 
         def chunk(delta: dict, finish: str | None, logprobs=None, final=False) -> bytes:
@@ -284,11 +287,7 @@ def build_app(state: WorkerState) -> Starlette:
             if finish == "stop" and processor.matched_stop is not None:
                 # Which stop string matched (vLLM's field): Anthropic clients get stop_sequence from it.
                 c["choices"][0]["stop_reason"] = processor.matched_stop
-            if final or continuous:
-                c["usage"] = gen.usage.to_dict()
-            elif include_usage:
-                c["usage"] = None
-            return sse(c)
+            return sse(with_usage(c, body, gen, final))
 
         async def stream():
             sent_role = False
@@ -314,7 +313,7 @@ def build_app(state: WorkerState) -> Starlette:
                 yield chunk({}, "insufficient_system_resource", final=True)
             yield sse("[DONE]")
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": rid})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": base["id"]})
 
     # ---- /v1/completions (FIM and plain completion) ----
     async def completions(request: Request) -> Response:
@@ -333,11 +332,7 @@ def build_app(state: WorkerState) -> Starlette:
                                  max_max_tokens=state.max_fim_tokens, top_logprobs=top_logprobs)
         prompt_ids = state.renderer.fim_ids(prompt, suffix)
         processor = OutputProcessor(state.tokenizer, stop=stop_list(body), hidden_token_ids=state.eos_ids)
-        gen = Generation(state, prompt_ids, params, request.headers.get("x-cache-namespace", ""), processor,
-                         "completions", model)
-        rid, created = response_id(request, "cmpl"), now()
-        base = {"id": rid, "object": "text_completion", "created": created, "model": model,
-                "system_fingerprint": SYSTEM_FINGERPRINT}
+        gen, base = start(request, prompt_ids, params, processor, "completions", model, "text_completion")
         echo = prompt if body.get("echo") else ""
         want_logprobs = top_logprobs >= 0
 
@@ -350,9 +345,7 @@ def build_app(state: WorkerState) -> Starlette:
                       "finish_reason": events[-1].finish_reason}
             if processor.matched_stop is not None:
                 choice["stop_reason"] = processor.matched_stop
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": rid})
-
-        include_usage, continuous = stream_flags(body)
+            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": base["id"]})
 
         async def stream():
             offset = len(echo)
@@ -366,11 +359,7 @@ def build_app(state: WorkerState) -> Starlette:
                     lp = completion_logprobs(state.token_text, e.logprobs, offset) if want_logprobs else None
                     offset += len(e.delta.content)
                     c = dict(base, choices=[{"index": 0, "text": text, "logprobs": lp, "finish_reason": e.finish_reason}])
-                    if continuous or e.finish_reason is not None:
-                        c["usage"] = gen.usage.to_dict()
-                    elif include_usage:
-                        c["usage"] = None
-                    yield sse(c)
+                    yield sse(with_usage(c, body, gen, e.finish_reason is not None))
             except EngineFailure:
                 gen.finish("insufficient_system_resource")
                 yield sse(dict(base, choices=[{"index": 0, "text": "", "logprobs": None,
@@ -378,7 +367,7 @@ def build_app(state: WorkerState) -> Starlette:
                                usage=gen.usage.to_dict()))
             yield sse("[DONE]")
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": rid})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": base["id"]})
 
     # ---- health and metrics ----
     async def health(request: Request) -> Response:
