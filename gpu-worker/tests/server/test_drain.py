@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -10,11 +9,7 @@ import time
 
 import httpx
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gpu_worker.parallel.process_group import free_port
 
 
 def test_sigterm_finishes_running_requests_then_exits(embedded_checkpoint_dir, tmp_path):
