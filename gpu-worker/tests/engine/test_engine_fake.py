@@ -12,7 +12,7 @@ from .fake_model import FakeModel
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
 
 
-def make_engine(tmp_path=None, **kw):
+def make_engine(**kw):
     cfg = dict(block_size=8, num_cache_blocks=64, max_batch_tokens=64)
     cfg.update(kw)
     return LLMEngine(FakeModel(), EngineConfig(**cfg))

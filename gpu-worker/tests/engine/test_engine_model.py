@@ -9,6 +9,8 @@ from gpu_worker.engine.engine import LLMEngine
 from gpu_worker.engine.sequence import SamplingParams
 from gpu_worker.model.loader import load_model
 
+from .test_engine_fake import dense_greedy
+
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
 
 
@@ -51,10 +53,7 @@ def test_batched_greedy_equals_one_at_a_time(model):
 def test_paged_generation_matches_dense_forward(model):
     p = prompts(1, 130, 131, seed=3)[0]
     out = engine(model, max_batch_tokens=64).generate([p], GREEDY)[0].output_ids
-    ids = list(p)
-    for _ in range(len(out)):
-        ids.append(int(model.forward_dense(torch.tensor([ids]))[0, -1].argmax()))
-    assert out == ids[len(p):]
+    assert out == dense_greedy(model, p, len(out))
 
 
 def test_prefix_cache_hit_gives_same_logits_as_cold_run(model):
