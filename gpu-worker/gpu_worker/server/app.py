@@ -410,5 +410,4 @@ def build_app(state: WorkerState) -> Starlette:
     ]
     app = Starlette(routes=routes)
     install_usage_log(app, state)  # GET /v1/usage: per-request records for reconciliation
-    app.state.worker = state
     return app

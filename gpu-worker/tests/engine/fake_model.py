@@ -20,7 +20,6 @@ class FakeModel(torch.nn.Module):
         self.embed = torch.nn.Parameter(torch.randn(vocab_size, dim, generator=g))
         self.head = torch.nn.Parameter(torch.randn(dim, vocab_size, generator=g))
         self.dim, self.layers = dim, layers
-        self.forward_calls = 0
         self.forward_tokens = 0
 
     def allocate_kv_cache(self, num_blocks: int, block_size: int = 64) -> torch.Tensor:
@@ -31,7 +30,6 @@ class FakeModel(torch.nn.Module):
         return self.embed[ids] + torch.sin(positions[:, None].float() * freqs)
 
     def forward(self, input_ids, positions, meta, kv_cache):
-        self.forward_calls += 1
         self.forward_tokens += input_ids.numel()
         bs = meta.block_size
         latent = self._latent(input_ids, positions)

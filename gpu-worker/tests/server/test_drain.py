@@ -1,5 +1,4 @@
 """SIGTERM drains: the running request finishes, then the worker spills its cache and exits."""
-import json
 import os
 import signal
 import subprocess
