@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,7 @@ class ModelConfig:
     rope: RopeConfig
     max_position_embeddings: int
     rms_norm_eps: float
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    torch_dtype: str | None = None
     fp8_block_size: tuple[int, int] | None = None  # set when the checkpoint is FP8 block-quantized
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -236,11 +232,7 @@ def _parse(d: dict[str, Any]) -> ModelConfig:
         rope=rope,
         max_position_embeddings=max_pos,
         rms_norm_eps=float(eps),
-        bos_token_id=d.get("bos_token_id"),
-        eos_token_id=d.get("eos_token_id"),
-        torch_dtype=dtype,
         fp8_block_size=fp8_block,
-        raw=dict(d),
     )
 
 
