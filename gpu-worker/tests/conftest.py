@@ -24,7 +24,8 @@ def embedded_checkpoint_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _few_threads():
-    # Tiny matrices: thread fan-out costs more than it saves on the 2-core CI machine.
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+def _one_thread():
+    # Tiny matrices: a second intra-op thread mostly waits at barriers, and on a busy 2-core machine
+    # it makes steps many times slower.
+    torch.set_num_threads(1)
     yield

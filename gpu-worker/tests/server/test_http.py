@@ -6,7 +6,6 @@ import time
 
 import httpx
 import pytest
-import torch
 import uvicorn
 
 from gpu_worker.engine.config import EngineConfig
@@ -20,8 +19,6 @@ TOTAL_BLOCKS = 64
 
 @pytest.fixture(scope="module")
 def server(embedded_checkpoint_dir, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one intra-op thread is fastest, and robust on busy machines
     cfg = EngineConfig(num_cache_blocks=TOTAL_BLOCKS, max_batch_tokens=256, max_model_len=1024,
                        disk_cache_dir=str(tmp_path_factory.mktemp("disk")))
     state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
@@ -36,7 +33,6 @@ def server(embedded_checkpoint_dir, tmp_path_factory):
     srv.should_exit = True
     thread.join(10)
     state.engine.shutdown()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import time
 
 import httpx
 import pytest
-import torch
 import uvicorn
 
 from gpu_worker.engine.config import EngineConfig
@@ -17,8 +16,6 @@ SECRET = "budget-secret"
 
 @pytest.fixture(scope="module")
 def small_cache_server(embedded_checkpoint_dir, tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     # 8 blocks of 64 = 512 tokens of cache, less than the 1024-token context: the default
     # 32768-token budget cannot fit and must shrink.
     cfg = EngineConfig(num_cache_blocks=8, max_batch_tokens=256, max_model_len=1024)
@@ -36,7 +33,6 @@ def small_cache_server(embedded_checkpoint_dir, tmp_path_factory):
     for srv, s, _ in servers:
         srv.should_exit = True
         s.engine.shutdown()
-    torch.set_num_threads(threads)
 
 
 def ask(url: str, max_tokens: int) -> httpx.Response:
