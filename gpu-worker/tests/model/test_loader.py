@@ -216,34 +216,30 @@ def test_fp8_kept_on_a_rank_holds_its_part_of_each_tensor_and_scale(tmp_path, ex
         model = DeepseekV3ForCausalLM(ModelConfig.from_dir(path), kernel_backend="torch")
         load_weights(model, path)
 
-    def holds(tensor, name, rows=slice(None), cols=slice(None)):
-        bytes_equal = torch.equal(tensor.view(torch.uint8), stored[name][rows, cols].view(torch.uint8))
-        return bytes_equal and tensor.dtype == fp8.FP8_DTYPE
-
-    def scales(rows=slice(None), cols=slice(None)):
+    def scales(rows, cols):
         return (slice(None) if rows == slice(None) else slice(rows.start // 128, -(-rows.stop // 128)),
                 slice(None) if cols == slice(None) else slice(cols.start // 128, -(-cols.stop // 128)))
 
+    def holds(tensor, scale, name, rows=slice(None), cols=slice(None)):
+        """tensor is the e4m3 bytes of stored[name][rows, cols], scale the block scales covering them."""
+        bytes_equal = torch.equal(tensor.view(torch.uint8), stored[name][rows, cols].view(torch.uint8))
+        return (bytes_equal and tensor.dtype == fp8.FP8_DTYPE
+                and torch.equal(scale, stored[name + "_scale_inv"][scales(rows, cols)]))
+
     attention = model.layers[1].self_attn  # rank 1 of 2: the second head
-    name = "model.layers.1.self_attn.q_b_proj.weight"
-    assert holds(attention.q_b_proj.weight, name, slice(256, 512))
-    assert torch.equal(attention.q_b_proj.weight_scale_inv, stored[name + "_scale_inv"][scales(slice(256, 512))])
-    name = "model.layers.1.self_attn.o_proj.weight"
-    assert holds(attention.o_proj.weight, name, cols=slice(128, 256))
-    assert torch.equal(attention.o_proj.weight_scale_inv, stored[name + "_scale_inv"][scales(cols=slice(128, 256))])
+    assert holds(attention.q_b_proj.weight, attention.q_b_proj.weight_scale_inv,
+                 "model.layers.1.self_attn.q_b_proj.weight", slice(256, 512))
+    assert holds(attention.o_proj.weight, attention.o_proj.weight_scale_inv,
+                 "model.layers.1.self_attn.o_proj.weight", cols=slice(128, 256))
     dense = model.layers[0].mlp  # tensor parallel: the second half of the intermediate width
-    name = "model.layers.0.mlp.up_proj.weight"
-    assert holds(dense.gate_up_proj.weight[128:], name, slice(128, 256))
-    assert torch.equal(dense.gate_up_proj.weight_scale_inv[1:], stored[name + "_scale_inv"][scales(slice(128, 256))])
+    assert holds(dense.gate_up_proj.weight[128:], dense.gate_up_proj.weight_scale_inv[1:],
+                 "model.layers.0.mlp.up_proj.weight", slice(128, 256))
     experts = model.layers[1].mlp.experts
     if expert_parallel:  # experts 2 and 3, whole
-        name = "model.layers.1.mlp.experts.3.down_proj.weight"
-        assert holds(experts.down_proj[1], name)
-        assert torch.equal(experts.down_scale[1], stored[name + "_scale_inv"])
+        assert holds(experts.down_proj[1], experts.down_scale[1], "model.layers.1.mlp.experts.3.down_proj.weight")
     else:  # every expert, the second half of its width
-        name = "model.layers.1.mlp.experts.0.down_proj.weight"
-        assert holds(experts.down_proj[0], name, cols=slice(128, 256))
-        assert torch.equal(experts.down_scale[0], stored[name + "_scale_inv"][scales(cols=slice(128, 256))])
+        assert holds(experts.down_proj[0], experts.down_scale[0], "model.layers.1.mlp.experts.0.down_proj.weight",
+                     cols=slice(128, 256))
 
 
 def test_an_fp8_part_that_starts_inside_a_block_is_refused(tmp_path):
