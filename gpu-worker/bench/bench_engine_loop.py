@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
 import torch
@@ -94,20 +93,8 @@ class StepTimer:
                 "outside_share": round(statistics.median(o / it for o, it in zip(outside, iters)), 4) if n else None}
 
 
-def serve(state):
-    import uvicorn
-
-    from gpu_worker.server.app import build_app
-    config = uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", server, thread
-
-
 def run(checkpoint: str | None, streams: list[int], tokens: int, device: str) -> dict:
+    from gpu_worker.server.local_server import LocalServer
     from gpu_worker.server.worker import build_state
     tmp = tempfile.TemporaryDirectory()
     if checkpoint is None:
@@ -118,7 +105,8 @@ def run(checkpoint: str | None, streams: list[int], tokens: int, device: str) ->
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     state = build_state(checkpoint, config, ["deepseek-chat"], device=device, dtype=dtype)
     timer = StepTimer(state.engine.engine)
-    url, server, thread = serve(state)
+    server = LocalServer(state)
+    url = server.url
     ctx = mp.get_context("spawn")
     results = {"device": device, "tokens_per_stream": tokens, "runs": []}
     engine = state.engine.engine
@@ -139,9 +127,7 @@ def run(checkpoint: str | None, streams: list[int], tokens: int, device: str) ->
             results["runs"].append({"path": "engine alone", "streams": n, "sse_chunks": 0, **timer.summary()})
         del results["runs"][:2]
     finally:
-        server.should_exit = True
-        thread.join(10)
-        state.engine.shutdown()
+        server.stop()
         tmp.cleanup()
     return results
 

@@ -6,21 +6,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
-import uvicorn
 
 from gpu_worker.engine.config import EngineConfig
 from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG, TOKENIZER_FILES
 from gpu_worker.parallel.process_group import free_port
-from gpu_worker.server.app import build_app
+from gpu_worker.server.local_server import LocalServer
 from gpu_worker.server.config import parse_args
 from gpu_worker.server.worker import build_state
 
@@ -67,13 +65,7 @@ def start_single(checkpoint: Path):
     """The single-process worker, in this process, as tests/server/test_http.py runs it."""
     cfg = EngineConfig(num_cache_blocks=48, max_batch_tokens=256, max_model_len=512)
     state = build_state(checkpoint, cfg, ["deepseek-chat", "deepseek-reasoner"])
-    server = uvicorn.Server(uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, state, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    return LocalServer(state)
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +74,18 @@ def workers(checkpoints, tmp_path_factory):
     started, singles = {}, []
     try:
         for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):
-            server, thread, state, single_url = start_single(checkpoints[kind])
-            singles.append((server, thread, state))
+            single = start_single(checkpoints[kind])
+            singles.append(single)
             process, url = start_parallel(checkpoints[kind], tmp_path_factory.mktemp(f"disk_{kind}"), *extra)
-            started[kind] = (single_url, url, process)
+            started[kind] = (single.url, url, process)
         yield started
     finally:
         for _, _, process in started.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
-        for server, thread, state in singles:
-            server.should_exit = True
-            thread.join(10)
-            state.engine.shutdown()
+        for single in singles:
+            single.stop()
 
 
 def greedy(url: str, prompt: str, stream: bool = False, usage: dict | None = None) -> tuple[str, int]:

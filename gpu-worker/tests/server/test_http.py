@@ -1,15 +1,13 @@
 """The worker's HTTP surface, served by uvicorn on a real socket over the embedded model."""
 import asyncio
 import json
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from gpu_worker.engine.config import EngineConfig
-from gpu_worker.server.app import build_app
+from gpu_worker.server.local_server import LocalServer
 from gpu_worker.server.worker import build_state
 
 SECRET = "test-secret"
@@ -22,17 +20,9 @@ def server(embedded_checkpoint_dir, tmp_path_factory):
     cfg = EngineConfig(num_cache_blocks=TOTAL_BLOCKS, max_batch_tokens=256, max_model_len=1024,
                        disk_cache_dir=str(tmp_path_factory.mktemp("disk")))
     state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
-    config = uvicorn.Config(build_app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", state
-    srv.should_exit = True
-    thread.join(10)
-    state.engine.shutdown()
+    server = LocalServer(state)
+    yield server.url, state
+    server.stop()
 
 
 @pytest.fixture

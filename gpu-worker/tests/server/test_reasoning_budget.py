@@ -1,14 +1,11 @@
 """deepseek-reasoner's thinking budget: bounded by --max-reasoning-tokens, and shrunk to what the
 worker's cache holds instead of refusing a request whose answer fits."""
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from gpu_worker.engine.config import EngineConfig
-from gpu_worker.server.app import build_app
+from gpu_worker.server.local_server import LocalServer
 from gpu_worker.server.worker import build_state
 
 SECRET = "budget-secret"
@@ -22,17 +19,10 @@ def small_cache_server(embedded_checkpoint_dir, tmp_path_factory):
     state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
     small_budget = build_state(embedded_checkpoint_dir, EngineConfig(num_cache_blocks=64, max_batch_tokens=256, max_model_len=1024),
                                ["deepseek-reasoner"], secret=SECRET, max_reasoning_tokens=3)
-    servers = []
-    for s in (state, small_budget):
-        srv = uvicorn.Server(uvicorn.Config(build_app(s), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        threading.Thread(target=srv.run, daemon=True).start()
-        while not srv.started:
-            time.sleep(0.05)
-        servers.append((srv, s, f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"))
-    yield [url for _, _, url in servers]
-    for srv, s, _ in servers:
-        srv.should_exit = True
-        s.engine.shutdown()
+    servers = [LocalServer(s) for s in (state, small_budget)]
+    yield [server.url for server in servers]
+    for server in servers:
+        server.stop()
 
 
 def ask(url: str, max_tokens: int) -> httpx.Response:
