@@ -83,7 +83,7 @@ describe("worker health shared by every isolate", () => {
   it("a worker whose /health says error (503) gets no requests, also in a fresh isolate", async () => {
     const model = "sick-model";
     await register("sick", inject("badWorkers").sick, "bad-worker-secret", [model]);
-    const stub = env.WORKER_HEALTH!.get(env.WORKER_HEALTH!.idFromName("fleet"));
+    const stub = env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("fleet"));
     const target = { id: "sick", url: inject("badWorkers").sick, secret: "bad-worker-secret" };
     await stub.view([target]); // the first look starts a probe
     await expect.poll(async () => (await stub.view([target])).sick?.up, { timeout: 5_000 }).toBe(false);
@@ -96,7 +96,7 @@ describe("worker health shared by every isolate", () => {
   });
 
   it("a draining worker (200, status draining), or an edge page reads as down; a healthy one as up", async () => {
-    const stub = env.WORKER_HEALTH!.get(env.WORKER_HEALTH!.idFromName("probe-reading"));
+    const stub = env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("probe-reading"));
     const bad = inject("badWorkers");
     const fake = inject("fakeUpstream");
     const targets = [
@@ -111,7 +111,7 @@ describe("worker health shared by every isolate", () => {
   });
 
   it("probes stay bounded: many isolates asking at once cause at most one /health probe per interval", async () => {
-    const stub = env.WORKER_HEALTH!.get(env.WORKER_HEALTH!.idFromName("bounded-probes"));
+    const stub = env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("bounded-probes"));
     const target = { id: "sick", url: inject("badWorkers").sick, secret: "x" };
     const before = (await stats("sick")).health;
     await Promise.all(Array.from({ length: 40 }, () => stub.view([target])));
@@ -142,6 +142,22 @@ describe("worker secrets at rest", () => {
     const conn = await connect(request("sealed-model", "k"));
     expect(conn.worker.id).toBe("sealed-secret");
     await conn.release();
+  });
+
+  it("a row sealed under another key leaves only that worker out; the others still serve", async () => {
+    const fake = inject("fakeUpstream");
+    const otherKey = btoa(String.fromCharCode(...new Uint8Array(32).fill(9)));
+    const foreign = await sealWorkerSecret(fake.secret, otherKey);
+    await env.DB.prepare("INSERT OR REPLACE INTO gpu_workers (id, url, secret, models) VALUES (?, ?, ?, ?)").bind("foreign-key", fake.url, foreign, JSON.stringify(["mixed-keys"])).run();
+    await register("own-key", fake.url, fake.secret, ["mixed-keys"]);
+    const ids = (await listWorkers(env)).map((w) => w.id);
+    expect(ids).toContain("own-key");
+    expect(ids).not.toContain("foreign-key");
+    const conn = await connect(request("mixed-keys", "k"));
+    expect(conn.worker.id).toBe("own-key");
+    await conn.release();
+    await env.DB.prepare("DELETE FROM gpu_workers WHERE id IN ('foreign-key', 'own-key')").run();
+    invalidateWorkerRegistry();
   });
 });
 

@@ -12,7 +12,7 @@ export interface Env {
   LIMITER: DurableObjectNamespace<RateLimiter>;
   // Attempt counters: dashboard sign-ins, failed API authentications per client address.
   SIGNIN_THROTTLE?: DurableObjectNamespace<SignInThrottle>;
-  WORKER_HEALTH?: DurableObjectNamespace<WorkerHealth>;
+  WORKER_HEALTH: DurableObjectNamespace<WorkerHealth>;
   // Settlements the ledger could not take at once (billing/settlement-queue.ts).
   SETTLEMENTS: Queue<Settlement>;
   // The pipeline extends a request's hold this often while it runs (default 5 minutes); a hold

@@ -41,14 +41,19 @@ export async function listWorkers(env: Env): Promise<WorkerEntry[]> {
     secret: string;
     models: string;
   }>();
-  const rows = await Promise.all(
-    results.map(async (r) => ({
-      id: r.id,
-      url: r.url.replace(/\/+$/, ""),
-      secret: await openWorkerSecret(r.secret, env.WORKER_SECRET_KEY),
-      models: JSON.parse(r.models) as string[],
-    })),
+  // A row whose secret cannot be opened (sealed under another key) leaves only that worker out
+  // of rotation, not the whole fleet.
+  const opened = await Promise.all(
+    results.map(async (r) => {
+      try {
+        return { id: r.id, url: r.url.replace(/\/+$/, ""), secret: await openWorkerSecret(r.secret, env.WORKER_SECRET_KEY), models: JSON.parse(r.models) as string[] };
+      } catch (err) {
+        console.error(`GPU worker ${r.id}: its secret cannot be opened with WORKER_SECRET_KEY; not routed to`, err);
+        return null;
+      }
+    }),
   );
+  const rows = opened.filter((r) => r !== null);
   cached = { at: Date.now(), rows };
   return rows;
 }
@@ -67,27 +72,25 @@ export const reportedLoad = (workerId: string) => healthOf(workerId)?.load ?? 0;
 export const isUp = (workerId: string, now = Date.now()) => loadOf(workerId).downUntil <= now && healthOf(workerId)?.up !== false;
 export const markUp = (workerId: string) => void (loadOf(workerId).downUntil = 0);
 
-const fleet = (env: Env) => env.WORKER_HEALTH?.get(env.WORKER_HEALTH.idFromName("fleet"));
+const fleet = (env: Env) => env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("fleet"));
 const targets = (workers: WorkerEntry[]): HealthTarget[] => workers.map(({ id, url, secret }) => ({ id, url, secret }));
 
 // A connection to this worker failed: out of rotation here at once, and for every isolate
 // until the shared prober sees it healthy again.
 export function markDown(env: Env, worker: WorkerEntry, waitUntil: (p: Promise<unknown>) => void): void {
   loadOf(worker.id).downUntil = Date.now() + DOWN_FOR_MS;
-  const stub = fleet(env);
-  if (stub) waitUntil(stub.reportFailure(targets([worker])[0]!).catch(() => undefined));
+  waitUntil(fleet(env).reportFailure(targets([worker])[0]!).catch(() => undefined));
 }
 
 // Brings this isolate's copy of the shared health view up to date: awaited the first time (so a
 // new isolate does not route blind), refreshed in the background after that.
 export async function refreshHealth(env: Env, workers: WorkerEntry[], waitUntil: (p: Promise<unknown>) => void): Promise<void> {
-  const stub = fleet(env);
-  if (!stub || workers.length === 0) return;
+  if (workers.length === 0) return;
   if (shared && (shared.asking || Date.now() - shared.at < HEALTH_TTL_MS)) return;
   const current = shared ?? { at: 0, view: {}, asking: false };
   current.asking = true;
   shared = current;
-  const asked = stub
+  const asked = fleet(env)
     .view(targets(workers))
     .then((view) => {
       if (shared === current) Object.assign(current, { at: Date.now(), view, asking: false });
