@@ -25,6 +25,10 @@ describe("count_tokens", () => {
     const tools = [{ name: "get_weather", description: "Weather of a city", input_schema: { type: "object", properties: { city: { type: "string" } } } }];
     const withTools = await (await countTokens(key, { ...base, tools })).json<any>();
     expect(withTools.input_tokens).toBeGreaterThan(n);
+    // A whole Messages body, max_tokens included (even one past the model's limit), counts the same.
+    const withMax = await countTokens(key, { ...base, max_tokens: 1_000_000 });
+    expect(withMax.status).toBe(200);
+    expect((await withMax.json<any>()).input_tokens).toBe(n);
   });
 
   it("is the count the context check uses", async () => {

@@ -38,10 +38,11 @@ anthropicRoute.post("/v1/messages", async (c) => {
 });
 
 // The prompt's exact token count: the chat template the context check renders, counted by the
-// tokenizer it uses. max_tokens is not part of a count request.
+// tokenizer it uses. max_tokens is not part of a count request: one the client sends anyway
+// (a whole Messages body) is replaced, so its size cannot turn a count into a 400.
 anthropicRoute.post("/v1/messages/count_tokens", async (c) => {
   const { body } = await readJsonBody(c.req.raw);
-  const withMax = typeof body === "object" && body !== null && !Array.isArray(body) ? { max_tokens: 1, ...body } : body;
+  const withMax = typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, max_tokens: 1 } : body;
   const request = parseMessagesRequest(withMax);
   const models = await modelRegistry(c.env.DB);
   const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
