@@ -56,6 +56,9 @@ def peak_step_bytes(model, config: EngineConfig, max_model_len: int, device: tor
         logits = model.compute_logits(hidden[rows])
         Sampler().choose(logits, SamplingBatch.build(seqs[:rows.numel()], device, None))
 
+    # What layers derive from their weights on first use and keep (MLA's absorbed W_UK / W_UV) is
+    # built by this unmeasured step, so it counts once, in what is held, and not again in a peak.
+    step(decode_meta, sample_rows[:-1], positions[:decodes])
     mixed = _peak(device, lambda: step(meta, sample_rows, positions))
     decode = _peak(device, lambda: step(decode_meta, sample_rows[:-1], positions[:decodes]))
     del scratch, meta, decode_meta

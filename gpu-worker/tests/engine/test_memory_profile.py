@@ -10,9 +10,10 @@ from tests.engine.fake_model import FakeModel
 
 
 def test_profiling_step_runs_the_largest_batch_and_chunk(monkeypatch):
-    seen = []
+    seen, before_measuring = [], []
 
     def fake_peak(device, run):
+        before_measuring.append(model.forward_tokens)
         model.forward_tokens = 0
         run()
         seen.append(model.forward_tokens)
@@ -24,6 +25,7 @@ def test_profiling_step_runs_the_largest_batch_and_chunk(monkeypatch):
     mixed, decode = memory_profile.peak_step_bytes(model, config, max_model_len=40, device=torch.device("cpu"))
     assert (mixed, decode) == (1000, 2000)
     assert seen == [5 + 24, 5]  # every decode plus a whole chunk; then the decodes alone
+    assert before_measuring[0] == 5  # a decode step ran first, unmeasured (lazily built weights)
 
 
 def test_cache_takes_what_the_fraction_leaves(monkeypatch):
