@@ -60,7 +60,10 @@ class UsageLog:
 
     def page(self, since_ms: int, after_seq: int, limit: int) -> list[UsageRecord]:
         out = []
-        for r in self.records:
+        # seq numbers are consecutive in the deque, so the records at or before after_seq are skipped
+        # by position (in C) rather than read one by one here, on the event loop
+        skip = max(0, after_seq - self.records[0].seq + 1) if self.records else 0
+        for r in itertools.islice(self.records, skip, None):
             if r.seq > after_seq and r.finished_at >= since_ms:
                 out.append(r)
                 if len(out) == limit:

@@ -38,6 +38,10 @@ def test_keeps_a_bounded_window():
     for i in range(5):
         served(log, f"r{i}")
     assert [r.request_id for r in log.page(0, 0, 10)] == ["r2", "r3", "r4"]
+    # a cursor from before the window, inside it, and at its end (records r0..r4 have seq 1..5)
+    assert [r.request_id for r in log.page(0, 1, 10)] == ["r2", "r3", "r4"]
+    assert [r.request_id for r in log.page(0, 4, 10)] == ["r4"]
+    assert log.page(0, 5, 10) == []
     aged = UsageLog(retain_seconds=0)
     served(aged, "old")
     aged.records[0].finished_at -= 10
