@@ -8,11 +8,8 @@ import {
   countChatPromptTokens,
   countFimPromptTokens,
   loadTokenizer,
-  mayExceedContext,
-  promptTokensForContext,
   renderChatPrompt,
   renderFimPrompt,
-  utf8Length,
 } from "../../workers/gateway/src/tokenizer";
 
 interface Case {
@@ -70,28 +67,10 @@ describe("randomized corpus", () => {
   });
 });
 
-describe("context helpers", () => {
-  it("bounds tokens by the rendered prompt's UTF-8 length", () => {
-    for (const c of cases) expect(c.ids.length).toBeLessThanOrEqual(utf8Length(c.text));
-    for (const entry of corpus.texts) expect(entry.ids.length).toBeLessThanOrEqual(utf8Length(entry.text));
-  });
-
-  it("utf8Length matches TextEncoder", () => {
-    for (const text of ["", "abc", "é", "中文", "😀x", "\ud800", "a\udc00b", ...corpus.texts.map((t) => t.text)]) {
-      expect(utf8Length(text)).toBe(new TextEncoder().encode(text).length);
-    }
-  });
-
-  it("decides when counting can be skipped", () => {
-    expect(mayExceedContext(61_440, 4096, 65_536)).toBe(false);
-    expect(mayExceedContext(61_441, 4096, 65_536)).toBe(true);
-    expect(mayExceedContext(61_441, undefined, 65_536)).toBe(true);
-    expect(mayExceedContext(100, 8192, 65_536)).toBe(false);
-    const short = renderChatPrompt([{ role: "user", content: "hi" }]);
-    expect(promptTokensForContext(short, 4096, 65_536)).toEqual({ tokens: utf8Length(short), exact: false, atLeast: false });
+describe("prompt counts at the edge", () => {
+  it("count a prompt that fits exactly, with the reference's count", () => {
     const long = renderChatPrompt([{ role: "user", content: "hello world ".repeat(6000) }]);
-    const counted = promptTokensForContext(long, 4096, 65_536);
-    expect(counted).toEqual({ tokens: loadTokenizer().countTokens(long), exact: true, atLeast: false });
-    expect(counted.tokens).toBe(12_004); // the reference count (gpu_worker PromptRenderer)
+    expect(loadTokenizer().countTokensUpTo(long, 65_536)).toEqual({ count: 12_004, complete: true }); // the reference count (gpu_worker PromptRenderer)
+    expect(loadTokenizer().countTokens(long)).toBe(12_004);
   });
 });

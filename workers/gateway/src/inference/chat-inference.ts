@@ -17,7 +17,7 @@ export interface ChatInferenceOptions {
 
 export function runChatInference(c: Context<AppEnv>, chat: ValidatedChat, encoder: ResponseEncoder, options: ChatInferenceOptions): Promise<Response> {
   const measureStarted = performance.now();
-  const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.maxTokens, chat.model.contextLength);
+  const prompt = measureChatPrompt(chat.messages, { tools: chat.tools, model: chat.model.id }, chat.model.contextLength);
   c.get("timings").prompt = performance.now() - measureStarted;
   try {
     enforceContext(chat.model, prompt.tokens, chat.maxTokens, prompt.atLeast);

@@ -2,8 +2,10 @@
 // its token count for the context check and the reservation. The count is exact even for short
 // prompts: the reservation holds the worst case priced on it, and a prompt's byte length (an
 // upper bound of its tokens, about four times the count for English) held that much more money,
-// refusing requests the balance covered.
-import { loadTokenizer, promptTokensForContext, renderChatPrompt, renderFimPrompt, type ChatMessage } from "../tokenizer";
+// refusing requests the balance covered. Counting stops once the prompt alone is longer than the
+// context: an oversized body costs about one context of tokenizer work, and a prompt that fits
+// without its max_tokens keeps an exact count (clients shorten max_tokens by it).
+import { loadTokenizer, renderChatPrompt, renderFimPrompt, type ChatMessage } from "../tokenizer";
 
 export interface PromptSize {
   tokens: number;
@@ -15,22 +17,19 @@ export interface PromptSize {
 
 const AFFINITY_HEAD_CHARS = 256;
 
-function measure(prompt: string, maxTokens: number, contextLength: number): PromptSize {
-  const forContext = promptTokensForContext(prompt, maxTokens, contextLength);
-  const counted = forContext.exact || forContext.atLeast;
-  const tokens = counted ? forContext.tokens : loadTokenizer().countTokens(prompt);
-  return { tokens, atLeast: forContext.atLeast, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
+function measure(prompt: string, contextLength: number): PromptSize {
+  const { count, complete } = loadTokenizer().countTokensUpTo(prompt, contextLength);
+  return { tokens: count, atLeast: !complete, head: prompt.slice(0, AFFINITY_HEAD_CHARS) };
 }
 
 export function measureChatPrompt(
   messages: ReadonlyArray<ChatMessage>,
   options: { tools?: ReadonlyArray<unknown>; model: string },
-  maxTokens: number,
   contextLength: number,
 ): PromptSize {
-  return measure(renderChatPrompt(messages, { tools: options.tools, model: options.model }), maxTokens, contextLength);
+  return measure(renderChatPrompt(messages, { tools: options.tools, model: options.model }), contextLength);
 }
 
-export function measureFimPrompt(prompt: string, suffix: string | null, maxTokens: number, contextLength: number): PromptSize {
-  return measure(renderFimPrompt(prompt, suffix), maxTokens, contextLength);
+export function measureFimPrompt(prompt: string, suffix: string | null, contextLength: number): PromptSize {
+  return measure(renderFimPrompt(prompt, suffix), contextLength);
 }

@@ -16,7 +16,7 @@ export const completionsRoute = new Hono<AppEnv>().use(authenticate).post("/", a
   const { body } = await readJsonBody(c.req.raw);
   const fim = validateFimRequest(body, { models: await modelRegistry(c.env.DB) });
 
-  const prompt = measureFimPrompt(fim.prompt, fim.suffix, fim.maxTokens, fim.model.contextLength);
+  const prompt = measureFimPrompt(fim.prompt, fim.suffix, fim.model.contextLength);
   enforceContext(fim.model, prompt.tokens, fim.maxTokens, prompt.atLeast);
 
   const id = c.get("traceId");

@@ -13,10 +13,5 @@ export {
 export {
   countChatPromptTokens,
   countFimPromptTokens,
-  DEFAULT_MAX_TOKENS,
-  mayExceedContext,
-  type PromptTokens,
-  promptTokensForContext,
-  utf8Length,
 } from "./context";
 export { DeepSeekTokenizer, loadTokenizer } from "./tokenizer";
