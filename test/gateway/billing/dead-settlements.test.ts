@@ -35,6 +35,9 @@ describe("dead settlements in the admin API", () => {
     expect(await first.json()).toEqual({ request_id: requestId, cost_micros: 1370, duplicate: false });
     const again = await op.client.post(`/admin/dead-settlements/${requestId}/resettle`);
     expect(await again.json()).toEqual({ request_id: requestId, cost_micros: 1370, duplicate: true });
+    const audit = (await (await op.client.get("/admin/audit")).json<any>()).data.filter((e: any) => e.target === requestId);
+    expect(audit).toHaveLength(2);
+    expect(audit[0]).toMatchObject({ actor: op.email, action: "resettle" });
     expect(await total(account)).toMatchObject({ total: 1_000_000 - 1370, reserved: 0 });
     expect(await usageSums(account)).toEqual({ rows: 1, rowCost: 1370, dailyRequests: 1, dailyCost: 1370 });
     const after = await (await op.client.get("/admin/dead-settlements")).json<any>();

@@ -25,8 +25,8 @@ export const adminSettlementRoutes = new Hono<DashboardAppEnv>()
     ).all<DeadSettlementRow>();
     return c.json({ data: results.map(toJson) });
   })
-  .post("/dead-settlements/:requestId/resettle", async (c) => {
-    const requestId = c.req.param("requestId");
+  .post("/dead-settlements/:id/resettle", async (c) => {
+    const requestId = c.req.param("id");
     const row = await c.env.DB.prepare("SELECT * FROM dead_settlements WHERE request_id = ?").bind(requestId).first<DeadSettlementRow>();
     if (!row) throw notFoundHere(`dead settlement ${requestId}`);
     const settlement = JSON.parse(row.settlement) as Settlement;

@@ -20,6 +20,7 @@ const ACTIONS: Record<string, string> = {
   "PATCH /workers/:id": "update-worker",
   "DELETE /workers/:id": "remove-worker",
   "PATCH /models/:id": "update-model",
+  "POST /dead-settlements/:id/resettle": "resettle",
 };
 
 export interface AuditEntry {
