@@ -36,6 +36,12 @@ def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
     return device.type == "cuda" and config.cuda_graphs and getattr(model, "kernel_backend", "triton") == "triton"
 
 
+def model_len_limit(model, config: EngineConfig) -> int:
+    """The longest sequence served: --max-model-len, capped by the model's positions."""
+    model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    return min(config.max_model_len or model_len, model_len)
+
+
 def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype, max_model_len: int) -> int:
     if config.num_cache_blocks:
         return config.num_cache_blocks
@@ -55,8 +61,7 @@ class LLMEngine:
         self.model = model
         self.device = torch.device(device)
         dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
-        model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
-        self.max_model_len = min(config.max_model_len or model_len, model_len)
+        self.max_model_len = model_len_limit(model, config)
         num_blocks = _num_blocks(model, config, self.device, dtype, self.max_model_len)
         self.runner = ModelRunner(model, num_blocks, config.block_size, self.device, config.max_num_seqs,
                                   max_model_len=min(self.max_model_len, num_blocks * config.block_size),
