@@ -5,10 +5,11 @@ import { randomHex } from "../auth/api-keys";
 import { parseBody } from "./body";
 import { csrfBeforeSignIn, csrfWithSession } from "./csrf";
 import type { DashboardAppEnv } from "./env";
-import { badCredentials, conflict, tooManyAttempts } from "./errors";
+import { badCredentials, conflict } from "./errors";
 import { rehashIfOld } from "./password-routes";
 import { burnPasswordCheck, hashPassword, verifyPassword } from "./passwords";
 import { endAllSessions, endSession, loadSession, requireSession, startSession } from "./sessions";
+import { throttleAttempt } from "./throttle";
 import { requireHuman } from "./turnstile";
 
 const ATTEMPTS_PER_EMAIL = 10;
@@ -28,13 +29,6 @@ const newCredentials = credentials.extend({
   turnstile_token: z.string().max(4096).optional(),
 });
 
-async function throttle(c: { env: DashboardAppEnv["Bindings"] }, name: string, limit: number) {
-  const ns = c.env.SIGNIN_THROTTLE;
-  if (!ns) return;
-  const verdict = await ns.get(ns.idFromName(name)).attempt(limit);
-  if (!verdict.allowed) throw tooManyAttempts(verdict.retryAfterSeconds);
-}
-
 function signupGrantMicros(raw: string | undefined): number {
   const n = Number(raw ?? "0");
   return Number.isSafeInteger(n) && n > 0 ? n : 0;
@@ -43,7 +37,7 @@ function signupGrantMicros(raw: string | undefined): number {
 export const authRoutes = new Hono<DashboardAppEnv>()
   .post("/signup", csrfBeforeSignIn, async (c) => {
     const { email, password, turnstile_token } = await parseBody(c, newCredentials);
-    await throttle(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
+    await throttleAttempt(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
     await requireHuman(c, turnstile_token);
     const existing = await c.env.DB.prepare("SELECT id FROM users WHERE email = ?").bind(email).first();
     if (existing) throw conflict("An account with this email already exists");
@@ -83,8 +77,8 @@ export const authRoutes = new Hono<DashboardAppEnv>()
 
   .post("/signin", csrfBeforeSignIn, async (c) => {
     const { email, password } = await parseBody(c, credentials);
-    await throttle(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
-    await throttle(c, `email:${email}`, ATTEMPTS_PER_EMAIL);
+    await throttleAttempt(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
+    await throttleAttempt(c, `email:${email}`, ATTEMPTS_PER_EMAIL);
     const user = await c.env.DB.prepare(
       "SELECT id, role, password_hash, password_salt, password_iterations, session_epoch FROM users WHERE email = ?",
     )

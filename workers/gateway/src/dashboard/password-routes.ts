@@ -2,16 +2,17 @@
 // token from the operator, password-reset.ts). Either ends every session of the user and spends
 // the user's pending reset tokens; a change signs this browser in again. Passwords hashed with
 // old parameters are hashed again at sign-in (rehashIfOld, called by auth-routes.ts).
-import { Hono, type Context } from "hono";
+import { Hono } from "hono";
 import { z } from "zod";
 import { sha256Hex } from "../auth/api-keys";
 import { parseBody } from "./body";
 import { csrfBeforeSignIn, csrfWithSession } from "./csrf";
 import type { DashboardAppEnv } from "./env";
-import { invalidResetToken, notSignedIn, tooManyAttempts, wrongCurrentPassword } from "./errors";
+import { invalidResetToken, notSignedIn, wrongCurrentPassword } from "./errors";
 import { hashPassword, needsRehash, type PasswordHash, verifyPassword } from "./passwords";
 import { RESET_TOKEN_PATTERN } from "./password-reset";
 import { requireSession, startSession } from "./sessions";
+import { throttleAttempt } from "./throttle";
 
 const CHANGES_PER_USER = 10;
 const RESETS_PER_ADDRESS = 50;
@@ -19,14 +20,6 @@ const RESETS_PER_ADDRESS = 50;
 const newPassword = z.string().min(10, "use at least 10 characters").max(1024);
 const change = z.object({ current_password: z.string().min(1).max(1024), new_password: newPassword });
 const reset = z.object({ token: z.string().regex(RESET_TOKEN_PATTERN, "not a reset token"), new_password: newPassword });
-
-// Counts an attempt (limits/sign-in-throttle.ts) before any password is checked.
-async function attempt(c: Context<DashboardAppEnv>, name: string, limit: number): Promise<void> {
-  const ns = c.env.SIGNIN_THROTTLE;
-  if (!ns) return;
-  const verdict = await ns.get(ns.idFromName(name)).attempt(limit);
-  if (!verdict.allowed) throw tooManyAttempts(verdict.retryAfterSeconds);
-}
 
 function replacePassword(db: D1Database, userId: string, pw: PasswordHash, now: number): D1PreparedStatement[] {
   return [
@@ -52,7 +45,7 @@ export const passwordRoutes = new Hono<DashboardAppEnv>()
   .post("/password", requireSession, csrfWithSession, async (c) => {
     const body = await parseBody(c, change);
     const session = c.get("session");
-    await attempt(c, `password-change:${session.userId}`, CHANGES_PER_USER);
+    await throttleAttempt(c, `password-change:${session.userId}`, CHANGES_PER_USER);
     const user = await c.env.DB.prepare("SELECT password_hash, password_salt, password_iterations, session_epoch FROM users WHERE id = ?")
       .bind(session.userId)
       .first<{ password_hash: string; password_salt: string; password_iterations: number; session_epoch: number }>();
@@ -66,7 +59,7 @@ export const passwordRoutes = new Hono<DashboardAppEnv>()
 
   .post("/password-reset", csrfBeforeSignIn, async (c) => {
     const body = await parseBody(c, reset);
-    await attempt(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, RESETS_PER_ADDRESS);
+    await throttleAttempt(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, RESETS_PER_ADDRESS);
     const now = Date.now();
     const spent = await c.env.DB.prepare(
       "UPDATE password_resets SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING user_id",
