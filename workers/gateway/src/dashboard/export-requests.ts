@@ -6,11 +6,9 @@
 // (their R2 metadata) tell which rows are complete with the parts read so far.
 import { OperationBudget } from "../usage-archive/budget";
 import { listArchivedDays, listDayParts, mergeDay, readPart } from "../usage-archive/day-parts";
-import { type ArchivedRow, compareRows, type RowKey } from "../usage-archive/layout";
+import { type ArchivedRow, compareRows, DAY_MS, dayStart, type RowKey, utcDay } from "../usage-archive/layout";
 import { RECORD_COLUMNS, RECORD_FROM, type RecordFilters, type RecordRow, recordWhere } from "./usage";
-import { utcDay } from "./usage-range";
 
-const DAY_MS = 24 * 3600_000;
 const D1_PAGE_ROWS = 2_000;
 // Sorts after every request id: a cursor that stands at the very end of an instant.
 const AFTER_ALL_IDS = "\uffff";
@@ -35,7 +33,6 @@ export interface RequestsPart {
   next: RequestCursor | null;
 }
 
-const dayStart = (day: string) => Date.parse(`${day}T00:00:00Z`);
 
 function isAfter(row: RowKey, cursor: RequestCursor | null): boolean {
   if (!cursor) return true;

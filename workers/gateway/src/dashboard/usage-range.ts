@@ -3,9 +3,9 @@
 // milliseconds or ISO 8601 strings. Daily roll-ups are kept per UTC day.
 import type { Context } from "hono";
 import type { DashboardAppEnv } from "./env";
+import { DAY_MS, utcDay } from "../usage-archive/layout";
 import { invalidInput } from "./errors";
 
-const DAY_MS = 24 * 3600_000;
 export const DEFAULT_RANGE_MS = 30 * DAY_MS;
 
 export interface TimeRange {
@@ -25,10 +25,6 @@ export function parseRange(c: Context<DashboardAppEnv>): TimeRange {
   const from = instant(c.req.query("from"), "from") ?? to - DEFAULT_RANGE_MS;
   if (from >= to) throw invalidInput("from must be before to", "from");
   return { from, to };
-}
-
-export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
 }
 
 // The UTC days a range touches, as inclusive YYYY-MM-DD bounds.

@@ -9,9 +9,8 @@
 import { OperationBudget } from "./budget";
 import { listDayParts, readPart } from "./day-parts";
 import type { RetentionEnv } from "./env";
-import { type ArchivedRow, PART_ROWS, partKey, partMetadata, toJsonl } from "./layout";
+import { type ArchivedRow, DAY_MS, dayStart, PART_ROWS, partKey, partMetadata, toJsonl, utcDay } from "./layout";
 
-const DAY_MS = 24 * 3600_000;
 export const DEFAULT_RETENTION_DAYS = 30;
 // D1 queries and R2 operations per run, under the 50 subrequests of a free-plan invocation.
 export const ARCHIVE_RUN_BUDGET = 40;
@@ -33,10 +32,6 @@ export function retentionCutoff(now: number, days: number): number {
   return Math.floor(now / DAY_MS) * DAY_MS - days * DAY_MS;
 }
 
-function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
 async function deleteArchived(db: D1Database, rows: readonly ArchivedRow[]): Promise<void> {
   await db
     .prepare("DELETE FROM usage_records WHERE request_id IN (SELECT value FROM json_each(?))")
@@ -53,7 +48,7 @@ async function archiveDay(db: D1Database, bucket: R2Bucket, accountId: string, d
     if (!budget.take(2)) return false;
     await deleteArchived(db, await readPart(bucket, keys[keys.length - 1]!));
   }
-  const start = Date.parse(`${day}T00:00:00Z`);
+  const start = dayStart(day);
   for (;;) {
     if (!budget.take(3)) return false;
     const { results } = await db

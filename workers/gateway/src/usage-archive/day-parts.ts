@@ -1,7 +1,6 @@
 // Reading the archived parts of one account's day from R2.
-import { accountPrefix, type ArchivedRow, compareRows, dayPrefix, fromJsonl, metadataKey, partNumber, type RowKey } from "./layout";
+import { accountPrefix, type ArchivedRow, compareRows, DAY_MS, dayPrefix, dayStart, fromJsonl, metadataKey, partNumber, type RowKey } from "./layout";
 
-const DAY_MS = 24 * 3600_000;
 
 export interface PartInfo {
   key: string;
@@ -17,7 +16,7 @@ export interface PartListing {
 }
 
 export async function listDayParts(bucket: R2Bucket, accountId: string, day: string): Promise<PartListing> {
-  const start = Date.parse(`${day}T00:00:00Z`);
+  const start = dayStart(day);
   const parts: PartInfo[] = [];
   let cursor: string | undefined;
   do {

@@ -6,6 +6,12 @@
 // D1 late goes to a later part), so readers merge a day's parts.
 export const PART_ROWS = 2_000;
 
+export const DAY_MS = 24 * 3600_000;
+
+// YYYY-MM-DD of the UTC day an instant falls in, and that day's first instant.
+export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+export const dayStart = (day: string): number => Date.parse(`${day}T00:00:00Z`);
+
 export interface ArchivedRow {
   request_id: string;
   account_id: string;
