@@ -8,15 +8,14 @@ import torch
 import triton
 import triton.language as tl
 
-GROUP = 128  # channels per activation scale, and the weight scale block (DeepSeek-V3's 128x128)
+from . import BLOCK
 
 
 @triton.jit
 def round_to_e4m3(x):
-    """x (fp32, |x| <= 448) rounded to the nearest e4m3 value, ties to even, still in fp32, so that the
-    cast to e4m3 after it is exact. On a GPU the cast alone rounds the same way; Triton's interpreter
-    does not (it drops the carry when rounding up crosses a power of two), and this keeps the one
-    kernel correct in both."""
+    """x (fp32, |x| <= 448) rounded to the nearest e4m3 value, ties to even, still in fp32, so the
+    cast after it is exact. A GPU's cast alone rounds the same way; Triton's interpreter drops the
+    carry when rounding up crosses a power of two."""
     bits = x.to(tl.uint32, bitcast=True)
     # normal e4m3 numbers keep 3 of fp32's 23 mantissa bits: round the other 20 off, ties to even
     lsb = (bits >> 20) & 1
@@ -29,8 +28,8 @@ def round_to_e4m3(x):
 @triton.jit
 def _act_quant_kernel(x_ptr, q_ptr, s_ptr, M, K, groups_per_row, stride_xm, stride_qm, stride_sm,
                       GROUPS: tl.constexpr, GROUP_SIZE: tl.constexpr):
-    # a program quantises GROUPS consecutive (row, 128-channel group) pairs, row-major: many of them,
-    # whatever the row width, so short rows (decode, small models) do not leave programs nearly empty
+    # a program quantises GROUPS consecutive (row, group) pairs, row-major, whatever the row width:
+    # short rows (decode, small models) do not leave programs nearly empty
     pair = tl.program_id(0) * GROUPS + tl.arange(0, GROUPS)
     row, group = pair // groups_per_row, pair % groups_per_row
     cols = group[:, None] * GROUP_SIZE + tl.arange(0, GROUP_SIZE)[None, :]  # [GROUPS, GROUP_SIZE]
@@ -46,22 +45,22 @@ def _act_quant_kernel(x_ptr, q_ptr, s_ptr, M, K, groups_per_row, stride_xm, stri
 def act_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [M, K] -> (e4m3 [M, K], fp32 scales [M, ceil(K/128)]) with x ~ q * scale per 128-channel group."""
     m, k = x.shape
-    groups = triton.cdiv(k, GROUP)
+    groups = triton.cdiv(k, BLOCK)
     q = torch.empty(m, k, dtype=torch.float8_e4m3fn, device=x.device)
     scales = torch.empty(m, groups, dtype=torch.float32, device=x.device)
     if m == 0:
         return q, scales
     per_program = min(16, triton.next_power_of_2(m * groups))  # 2048 channels a program
     _act_quant_kernel[(triton.cdiv(m * groups, per_program),)](
-        x, q, scales, m, k, groups, x.stride(0), q.stride(0), scales.stride(0), GROUPS=per_program, GROUP_SIZE=GROUP)
+        x, q, scales, m, k, groups, x.stride(0), q.stride(0), scales.stride(0),
+        GROUPS=per_program, GROUP_SIZE=BLOCK)
     return q, scales
 
 
 @triton.jit
 def weight_scale_row(n, SPLIT_ROW, SPLIT_SCALE_ROW):
-    """The scale row of weight row n. A weight made of two checkpoint tensors stacked along rows
-    (gate/up, q_a/kv_a) keeps each part's own 128-row blocks: rows from SPLIT_ROW on use the scale rows
-    from SPLIT_SCALE_ROW on. With no split (SPLIT_ROW = rows), that is just n // 128."""
+    """The scale row of weight row n. Two checkpoint tensors stacked along rows (gate/up, q_a/kv_a)
+    keep their own 128-row blocks: rows from SPLIT_ROW on use scale rows from SPLIT_SCALE_ROW on."""
     return tl.where(n < SPLIT_ROW, n // 128, SPLIT_SCALE_ROW + (n - SPLIT_ROW) // 128)
 
 
@@ -88,8 +87,8 @@ def _w8a8_gemm_kernel(a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, M, N, K, SPLIT_ROW, S
         acc += tl.dot(a, b) * a_scale[:, None] * b_scale[None, :]
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
-    c = acc.to(c_ptr.dtype.element_ty)
-    tl.store(c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :], c, mask=mask_m[:, None] & mask_n[None, :])
+    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
 def block_m_for(rows: int) -> int:
@@ -97,10 +96,10 @@ def block_m_for(rows: int) -> int:
     return 16 if rows <= 16 else 32 if rows <= 32 else 64
 
 
-def w8a8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, split: int | None = None,
-                out_dtype: torch.dtype | None = None) -> torch.Tensor:
+def w8a8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+                split: int | None = None) -> torch.Tensor:
     """x [..., K] (any float dtype) times the e4m3 weight [N, K] with block scales [*, ceil(K/128)] ->
-    [..., N] in out_dtype (x's dtype by default). `split`: see weight_scale_row."""
+    [..., N] in x's dtype. `split`: see weight_scale_row."""
     n, k = weight.shape
     assert weight.stride(1) == 1 and scale.stride(1) == 1, "weight and scales must be row-major"
     lead = x.shape[:-1]
@@ -109,14 +108,14 @@ def w8a8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, spli
         x = x.contiguous()
     a, a_scale = act_quant(x)
     m = a.shape[0]
-    out = torch.empty(m, n, dtype=out_dtype or x.dtype, device=x.device)
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     split_row = n if split is None else split
-    # a decode step's few rows: narrower column tiles, so that a [7168, N] weight still spreads over every SM
+    # a decode step's few rows: narrower column tiles, so a [7168, N] weight still fills every SM
     block_m, block_n = block_m_for(m), 64 if m <= 64 else 128
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
     if m:
         _w8a8_gemm_kernel[grid](
-            a, a_scale, weight, scale, out, m, n, k, split_row, triton.cdiv(split_row, GROUP),
+            a, a_scale, weight, scale, out, m, n, k, split_row, triton.cdiv(split_row, BLOCK),
             a.stride(0), a_scale.stride(0), weight.stride(0), scale.stride(0), out.stride(0),
-            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=GROUP)
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=BLOCK)
     return out.view(*lead, n)

@@ -6,12 +6,10 @@
 - down: the same over the activations, times each pair's routing weight in the epilogue.
 Then each token sums its top-k rows. Nothing here reads a device value on the host.
 
-A shared expert of the routed experts' width (DeepSeek-V3's one) can ride along as expert E, chosen by
-every token with weight 1: its weights stay where they are (a second pointer), and it costs no launch
-of its own.
+A shared expert of the routed experts' width (DeepSeek-V3's one) can ride along as expert E, chosen
+by every token with weight 1: its weights stay where they are (a second pointer); no extra launch.
 
-The reference is `gpu_worker.model.moe.experts_reference` (one matmul per expert, on dequantised
-weights)."""
+The reference is `gpu_worker.model.moe.experts_reference` (one matmul per expert)."""
 
 from __future__ import annotations
 
@@ -19,16 +17,30 @@ import torch
 import triton
 import triton.language as tl
 
-from . import widen_for_interpreter
-from .fp8_gemm import GROUP, act_quant, block_m_for, weight_scale_row
+from . import BLOCK, dot_precision, widen_for_interpreter
+from .fp8_gemm import act_quant, block_m_for, weight_scale_row
 from .moe_align import align_by_expert
+
+
+@triton.jit
+def _accumulate(acc, a, a_scale, w_ptrs, w_scale_ptrs, mask_w, mask_n,
+                FP8: tl.constexpr, WIDEN: tl.constexpr, PRECISION: tl.constexpr):
+    w = tl.load(w_ptrs, mask=mask_w, other=0.0)
+    if FP8:  # BLOCK_K is one 128-channel group: one scale per row of a, one per column of w
+        w_scale = tl.load(w_scale_ptrs, mask=mask_n, other=0.0)
+        acc += tl.dot(a, w) * a_scale[:, None] * w_scale[None, :]
+    else:
+        if WIDEN:
+            w = w.to(tl.float32)
+        acc = tl.dot(a, w, acc, input_precision=PRECISION)
+    return acc
 
 
 @triton.jit
 def _expert_gemm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, shared_w_ptr, shared_w_scale_ptr, out_ptr, pairs_ptr,
-    block_experts_ptr, route_weights_ptr, num_experts, num_pairs, N, K, pairs_per_a_row, split_row, split_scale_row,
-    stride_am, stride_asm, stride_we, stride_wn, stride_wse, stride_wsn, stride_om,
+    block_experts_ptr, route_weights_ptr, num_experts, num_pairs, N, K, pairs_per_a_row, split_row,
+    split_scale_row, stride_am, stride_asm, stride_we, stride_wn, stride_wse, stride_wsn, stride_om,
     SWIGLU: tl.constexpr, ROUTE_WEIGHT: tl.constexpr, FP8: tl.constexpr, PRECISION: tl.constexpr,
     WIDEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -41,7 +53,8 @@ def _expert_gemm_kernel(
     out_mask = mask_m[:, None] & mask_n[None, :]
     expert = tl.load(block_experts_ptr + pid_m)
     if expert < 0:  # padding, or pairs of experts held elsewhere: they contribute nothing
-        tl.store(out_ptrs, tl.zeros((BLOCK_M, BLOCK_N), dtype=out_ptr.dtype.element_ty), mask=out_mask)
+        zeros = tl.zeros((BLOCK_M, BLOCK_N), dtype=out_ptr.dtype.element_ty)
+        tl.store(out_ptrs, zeros, mask=out_mask)
         return
 
     offs_k = tl.arange(0, BLOCK_K)
@@ -54,31 +67,25 @@ def _expert_gemm_kernel(
         w_scale_base = shared_w_scale_ptr
     w_ptrs = w_base + offs_n[None, :] * stride_wn + offs_k[:, None]
     up_ptrs = w_ptrs + N * stride_wn  # SWIGLU: the up rows follow the N gate rows
-    if FP8:
-        a_scale_ptrs = a_scale_ptr + a_rows * stride_asm
-        gate_scale_ptrs = w_scale_base + weight_scale_row(offs_n, split_row, split_scale_row) * stride_wsn
-        up_scale_ptrs = w_scale_base + weight_scale_row(offs_n + N, split_row, split_scale_row) * stride_wsn
+    a_scale_ptrs = a_scale_ptr + a_rows * stride_asm
+    gate_scales = w_scale_base + weight_scale_row(offs_n, split_row, split_scale_row) * stride_wsn
+    up_scales = w_scale_base + weight_scale_row(offs_n + N, split_row, split_scale_row) * stride_wsn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         mask_k = offs_k < K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        a_scale = 1.0
+        if FP8:
+            a_scale = tl.load(a_scale_ptrs + kb, mask=mask_m, other=0.0)
+        elif WIDEN:
+            a = a.to(tl.float32)
+        mask_w = mask_k[:, None] & mask_n[None, :]
+        acc = _accumulate(acc, a, a_scale, w_ptrs, gate_scales + kb, mask_w, mask_n,
+                          FP8, WIDEN, PRECISION)
         if SWIGLU:
-            up = tl.load(up_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if FP8:  # BLOCK_K is the 128-channel group: one activation scale per row, one weight scale per column
-            a_scale = tl.load(a_scale_ptrs + kb, mask=mask_m, other=0.0)[:, None]
-            acc += tl.dot(a, w) * a_scale * tl.load(gate_scale_ptrs + kb, mask=mask_n, other=0.0)[None, :]
-            if SWIGLU:
-                acc_up += tl.dot(a, up) * a_scale * tl.load(up_scale_ptrs + kb, mask=mask_n, other=0.0)[None, :]
-        else:
-            if WIDEN:
-                a, w = a.to(tl.float32), w.to(tl.float32)
-            acc = tl.dot(a, w, acc, input_precision=PRECISION)
-            if SWIGLU:
-                if WIDEN:
-                    up = up.to(tl.float32)
-                acc_up = tl.dot(a, up, acc_up, input_precision=PRECISION)
+            acc_up = _accumulate(acc_up, a, a_scale, up_ptrs, up_scales + kb, mask_w, mask_n,
+                                 FP8, WIDEN, PRECISION)
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
         up_ptrs += BLOCK_K
@@ -89,28 +96,26 @@ def _expert_gemm_kernel(
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
-def _expert_gemm(a, a_scale, w, w_scale, shared_w, shared_w_scale, out, sorted_pairs, block_experts,
-                 route_weights, *, n, k, pairs_per_a_row, swiglu, block_m):
+def _expert_gemm(x, w, w_scale, shared, out, sorted_pairs, block_experts, route_weights, *,
+                 pairs_per_a_row, swiglu, block_m):
+    """One grouped GEMM: x [rows, K] by each block's expert of w [E, N (2N: swiglu), K] -> out."""
     fp8 = w.dtype == torch.float8_e4m3fn
-    split_row = n if swiglu else w.shape[1]  # gate_up: the up rows have their own scale blocks
+    a, a_scale = act_quant(x) if fp8 else (x, x)  # without FP8 the scale pointers go unread
+    w_scale = w if w_scale is None else w_scale
+    # no shared expert: no block has expert E, and its pointers go unread
+    shared_w, shared_w_scale = (w, w_scale) if shared is None else shared
+    shared_w_scale = w_scale if shared_w_scale is None else shared_w_scale
+    n = w.shape[1] // 2 if swiglu else w.shape[1]
     # 64 columns a program: a decode step has only a few blocks of rows (one per chosen expert), and
     # narrow column tiles give it enough programs to keep every SM streaming weights
-    block_n = 64
-    block_k = GROUP if fp8 else 64
-    grid = (block_experts.shape[0], triton.cdiv(n, block_n))
-    a_scale = a if a_scale is None else a_scale  # unused without FP8; any pointer will do
-    w_scale = w if w_scale is None else w_scale
-    shared_w = w if shared_w is None else shared_w  # no shared expert: no block has expert E
-    shared_w_scale = w_scale if shared_w_scale is None else shared_w_scale
+    grid = (block_experts.shape[0], triton.cdiv(n, 64))
     _expert_gemm_kernel[grid](
-        a, a_scale, w, w_scale, shared_w, shared_w_scale, out, sorted_pairs, block_experts, route_weights,
-        w.shape[0], route_weights.numel(), n, k, pairs_per_a_row, split_row, triton.cdiv(split_row, GROUP),
-        a.stride(0), a_scale.stride(0), w.stride(0), w.stride(1), w_scale.stride(0),
-        w_scale.stride(1) if w_scale.dim() > 1 else 0, out.stride(0),
-        SWIGLU=swiglu, ROUTE_WEIGHT=not swiglu, FP8=fp8,
-        PRECISION="ieee" if a.dtype == torch.float32 else None,  # float32 models get float32 products
-        WIDEN=widen_for_interpreter(a),
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
+        a, a_scale, w, w_scale, shared_w, shared_w_scale, out, sorted_pairs, block_experts,
+        route_weights, w.shape[0], route_weights.numel(), n, x.shape[1], pairs_per_a_row, n,
+        triton.cdiv(n, BLOCK), a.stride(0), a_scale.stride(0), w.stride(0), w.stride(1),
+        w_scale.stride(0), w_scale.stride(1) if w_scale.dim() > 1 else 0, out.stride(0),
+        SWIGLU=swiglu, ROUTE_WEIGHT=not swiglu, FP8=fp8, PRECISION=dot_precision(a),
+        WIDEN=widen_for_interpreter(a), BLOCK_M=block_m, BLOCK_N=64, BLOCK_K=BLOCK if fp8 else 64)
 
 
 def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gate_up: torch.Tensor,
@@ -119,41 +124,36 @@ def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gat
     """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim] in x's dtype.
 
     x [T, dim]; weights [T, k] float32; ids [T, k] (ids outside [0, E) contribute nothing);
-    gate_up [E, 2 * inter, dim] (gate rows, then up rows), down [E, dim, inter], both bf16/fp16/fp32 or
-    float8_e4m3fn with scales gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's 128-row
-    blocks, then up's) and down_scale [E, ceil(dim/128), ceil(inter/128)].
+    gate_up [E, 2 * inter, dim] (gate rows, then up rows), down [E, dim, inter], both bf16/fp16/fp32
+    or float8_e4m3fn with scales gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's
+    128-row blocks, then up's) and down_scale [E, ceil(dim/128), ceil(inter/128)].
 
     shared: (gate_up [2 * inter, dim], down [dim, inter], their scales or None), one more expert added
     to every token with weight 1 (contiguous, the same dtype and layout as one routed expert)."""
-    experts, two_inter, dim = gate_up.shape
-    inter = two_inter // 2
-    shared_gate_up = shared_down = shared_gate_up_scale = shared_down_scale = None
+    experts, _, dim = gate_up.shape
     if shared is not None:
-        shared_gate_up, shared_down, shared_gate_up_scale, shared_down_scale = shared
-        if shared_gate_up.shape != gate_up.shape[1:] or shared_down.shape != down.shape[1:]:
+        if shared[0].shape != gate_up.shape[1:] or shared[1].shape != down.shape[1:]:
             raise ValueError(f"a folded shared expert must have the routed experts' shapes, got "
-                             f"{tuple(shared_gate_up.shape)} and {tuple(shared_down.shape)}")
+                             f"{tuple(shared[0].shape)} and {tuple(shared[1].shape)}")
         held = (ids >= 0) & (ids < experts)  # an id E from elsewhere must not reach the shared expert
         ids = torch.cat((torch.where(held, ids, -1), ids.new_full((ids.shape[0], 1), experts)), dim=1)
-        weights = torch.cat((weights.float(), weights.new_ones(weights.shape[0], 1, dtype=torch.float32)), dim=1)
+        ones = weights.new_ones(ids.shape[0], 1, dtype=torch.float32)
+        weights = torch.cat((weights.float(), ones), dim=1)
     tokens, top_k = ids.shape
     pairs = tokens * top_k
-    fp8 = gate_up.dtype == torch.float8_e4m3fn
     chosen = experts + (shared is not None)
-    block_m = block_m_for(pairs / chosen)  # decode gives each expert a pair or two: small blocks waste less
+    # decode gives each expert a pair or two: small blocks waste less
+    block_m = block_m_for(pairs / chosen)
     sorted_pairs, block_experts = align_by_expert(ids, chosen, block_m)
     route_weights = weights.reshape(-1).float().contiguous()
     x = x.contiguous()
-
     out = torch.empty(pairs, dim, dtype=x.dtype, device=x.device)
     if pairs:
-        a, a_scale = act_quant(x) if fp8 else (x, None)
-        activation = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
-        _expert_gemm(a, a_scale, gate_up, gate_up_scale, shared_gate_up, shared_gate_up_scale, activation,
-                     sorted_pairs, block_experts, route_weights, n=inter, k=dim, pairs_per_a_row=top_k,
-                     swiglu=True, block_m=block_m)
-        a, a_scale = act_quant(activation) if fp8 else (activation, None)
-        _expert_gemm(a, a_scale, down, down_scale, shared_down, shared_down_scale, out, sorted_pairs,
-                     block_experts, route_weights, n=dim, k=inter, pairs_per_a_row=1, swiglu=False,
-                     block_m=block_m)
+        activation = torch.empty(pairs, down.shape[2], dtype=x.dtype, device=x.device)
+        routing = (sorted_pairs, block_experts, route_weights)
+        shared_gate_up, shared_down = (shared[::2], shared[1::2]) if shared else (None, None)
+        _expert_gemm(x, gate_up, gate_up_scale, shared_gate_up, activation, *routing,
+                     pairs_per_a_row=top_k, swiglu=True, block_m=block_m)
+        _expert_gemm(activation, down, down_scale, shared_down, out, *routing,
+                     pairs_per_a_row=1, swiglu=False, block_m=block_m)
     return out.view(tokens, top_k, dim).sum(dim=1)

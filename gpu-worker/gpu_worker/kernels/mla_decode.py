@@ -1,13 +1,13 @@
-"""Paged MLA decode attention in the absorbed form: one query token per sequence against its latent cache,
-read in place through the block table.
+"""Paged MLA decode attention in the absorbed form: one query token per sequence against its
+latent cache, read in place through the block table.
 
-Every head attends to the same per-token cache entry [latent (R) | rotated rope key (PE)], and the latent
-doubles as the value: multi-query attention with R + PE wide keys and R wide values. So, as in FlashMLA, a
-program takes BLOCK_H heads of one sequence and streams that sequence's entries once for all of them.
-Scores and softmax statistics are float32 (online softmax). A long context is split over `num_splits`
-programs (split-K), each writing its partial output and log-sum-exp; a second kernel merges them. The split
-count comes from the host; each split's range is computed in the kernel from the sequence's device-side
-length, so one launch shape serves any lengths (what CUDA graph replay needs).
+Every head attends to the same per-token cache entry [latent (R) | rotated rope key (PE)], and the
+latent doubles as the value: multi-query attention with R + PE wide keys and R wide values. So, as
+in FlashMLA, a program takes BLOCK_H heads of one sequence and streams its entries once for all.
+Scores and softmax statistics are float32. A long context is split over `num_splits` programs
+(split-K), each writing its partial output and log-sum-exp; a second kernel merges them. The split
+count comes from the host; each split's range comes from the sequence's device-side length, so one
+launch shape serves any lengths (what CUDA graph replay needs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,21 @@ import torch
 import triton
 import triton.language as tl
 
-from . import widen_for_interpreter
+from . import dot_precision, dot_width, widen_for_interpreter
+
+
+@triton.jit
+def online_softmax_step(scores, values, narrow_values, m, total, acc, PRECISION: tl.constexpr):
+    """Fold one block of keys (scores in the log2 domain, [M, N]) into the running maximum m, sum of
+    exponentials `total` and output `acc`. The probabilities meet the values in the values' stored
+    dtype (`narrow_values`), as on a GPU."""
+    m_new = tl.maximum(m, tl.max(scores, axis=1))
+    rescale = tl.exp2(m - m_new)
+    p = tl.exp2(scores - m_new[:, None])
+    total = total * rescale + tl.sum(p, axis=1)
+    p = p.to(narrow_values.dtype).to(values.dtype)
+    acc = acc * rescale[:, None] + tl.dot(p, values, input_precision=PRECISION)
+    return m_new, total, acc
 
 
 @triton.jit
@@ -55,28 +69,23 @@ def _decode_kernel(
         t_ok = t < end
         block = tl.load(tables_ptr + seq * table_stride + t // PAGE, mask=t_ok, other=0)
         entries = cache_ptr + (block.to(tl.int64) * PAGE + t % PAGE)[:, None] * entry_stride
-        k_lat = tl.load(entries + r[None, :], mask=t_ok[:, None] & (r[None, :] < R), other=0.0)  # [N, R]
+        k_lat = tl.load(entries + r[None, :], mask=t_ok[:, None] & (r[None, :] < R), other=0.0)
         k_pe = tl.load(entries + R + pe[None, :], mask=t_ok[:, None] & (pe[None, :] < PE), other=0.0)
-        p_dtype = k_lat.dtype  # probabilities meet the values in the cache's dtype, as on a GPU
+        stored = k_lat
         if WIDEN:
             k_lat, k_pe = k_lat.to(tl.float32), k_pe.to(tl.float32)
         scores = tl.dot(q_lat, tl.trans(k_lat), input_precision=PRECISION)
         scores += tl.dot(q_pe, tl.trans(k_pe), input_precision=PRECISION)
         scores = tl.where(t_ok[None, :], scores * 1.4426950408889634, float("-inf"))  # log2 domain
-        m_new = tl.maximum(m, tl.max(scores, axis=1))
-        rescale = tl.exp2(m - m_new)
-        p = tl.exp2(scores - m_new[:, None])
-        total = total * rescale + tl.sum(p, axis=1)
-        p_values = p.to(p_dtype).to(k_lat.dtype)
-        acc = acc * rescale[:, None] + tl.dot(p_values, k_lat, input_precision=PRECISION)
-        m = m_new
+        m, total, acc = online_softmax_step(scores, k_lat, stored, m, total, acc, PRECISION)
 
     # An empty split (its range starts past the context) leaves total == 0: output 0, weight 0 in the merge.
     empty = total == 0.0
     out = acc / tl.where(empty, 1.0, total)[:, None]
     lse = tl.where(empty, float("-inf"), m + tl.log2(tl.where(empty, 1.0, total)))
-    part = part_ptr + seq * part_stride_b + heads[:, None] * part_stride_h + split * part_stride_s + r[None, :]
-    tl.store(part, out.to(part_ptr.dtype.element_ty), mask=head_ok[:, None] & (r[None, :] < R))
+    part = part_ptr + seq * part_stride_b + heads[:, None] * part_stride_h + split * part_stride_s
+    part_mask = head_ok[:, None] & (r[None, :] < R)
+    tl.store(part + r[None, :], out.to(part_ptr.dtype.element_ty), mask=part_mask)
     tl.store(lse_ptr + seq * lse_stride_b + heads * lse_stride_h + split, lse, mask=head_ok)
 
 
@@ -96,50 +105,40 @@ def _merge_kernel(
     m = tl.max(lse, axis=0)
     weight = tl.exp2(lse - tl.where(m == float("-inf"), 0.0, m))  # a row with no context: all weights 0
     total = tl.sum(weight, axis=0)
-    parts = tl.load(part_ptr + seq * part_stride_b + head * part_stride_h + s[:, None] * part_stride_s + r[None, :],
-                    mask=s_ok[:, None] & (r[None, :] < R), other=0.0)
+    parts = part_ptr + seq * part_stride_b + head * part_stride_h + s[:, None] * part_stride_s
+    parts = tl.load(parts + r[None, :], mask=s_ok[:, None] & (r[None, :] < R), other=0.0)
     out = tl.sum(parts * weight[:, None], axis=0) / tl.where(total == 0.0, 1.0, total)
-    tl.store(out_ptr + seq * out_stride_b + head * out_stride_h + r, out.to(out_ptr.dtype.element_ty), mask=r < R)
+    out_ptrs = out_ptr + seq * out_stride_b + head * out_stride_h + r
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=r < R)
 
 
-def mla_decode(
-    query: torch.Tensor,
-    cache: torch.Tensor,
-    block_tables: torch.Tensor,
-    context_lens: torch.Tensor,
-    latent_dim: int,
-    num_splits: int,
-    block_h: int = 16,
-    block_n: int = 32,
-) -> torch.Tensor:
+def mla_decode(query: torch.Tensor, cache: torch.Tensor, block_tables: torch.Tensor,
+               context_lens: torch.Tensor, latent_dim: int, num_splits: int, block_h: int = 16,
+               block_n: int = 32) -> torch.Tensor:
     """query [B, H, R + PE] (softmax scale folded in), cache [num_blocks, page, R + PE],
     block_tables [B, W], context_lens [B] -> attention output in latent space [B, H, R], query's dtype."""
     batch, heads, width = query.shape
-    page = cache.shape[1]
     if query.stride(-1) != 1 or not cache.is_contiguous():
         raise ValueError("mla_decode needs a contiguous last query dim and a contiguous cache")
-    rope = width - latent_dim
-    # tl.dot needs every dimension >= 16; padding lanes are masked to 0
-    block_r = max(16, triton.next_power_of_2(latent_dim))
-    block_pe = max(16, triton.next_power_of_2(rope))
-    precision = "ieee" if query.dtype == torch.float32 else "tf32"
-    direct = num_splits == 1
     out = query.new_empty(batch, heads, latent_dim)
-    part = out[:, :, None] if direct else query.new_empty(batch, heads, num_splits, latent_dim, dtype=torch.float32)
+    direct = num_splits == 1
+    part = out[:, :, None] if direct else query.new_empty(batch, heads, num_splits, latent_dim,
+                                                           dtype=torch.float32)
     lse = torch.empty(batch, heads, num_splits, dtype=torch.float32, device=query.device)
-    grid = (batch, triton.cdiv(heads, block_h), num_splits)
-    _decode_kernel[grid](
+    _decode_kernel[(batch, triton.cdiv(heads, block_h), num_splits)](
         query, cache, block_tables, context_lens, part, lse,
         query.stride(0), query.stride(1), cache.stride(1), block_tables.stride(0),
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
         heads, num_splits,
-        R=latent_dim, PE=rope, PAGE=page, BLOCK_R=block_r, BLOCK_PE=block_pe, BLOCK_H=block_h, BLOCK_N=block_n,
-        PRECISION=precision, WIDEN=widen_for_interpreter(query),
+        R=latent_dim, PE=width - latent_dim, PAGE=cache.shape[1], BLOCK_R=dot_width(latent_dim),
+        BLOCK_PE=dot_width(width - latent_dim), BLOCK_H=block_h, BLOCK_N=block_n,
+        PRECISION=dot_precision(query), WIDEN=widen_for_interpreter(query),
     )
     if not direct:
         _merge_kernel[(batch, heads)](
             part, lse, out,
-            part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),
-            num_splits, R=latent_dim, BLOCK_R=block_r, BLOCK_S=triton.next_power_of_2(num_splits),
+            part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
+            out.stride(0), out.stride(1), num_splits,
+            R=latent_dim, BLOCK_R=dot_width(latent_dim), BLOCK_S=triton.next_power_of_2(num_splits),
         )
     return out

@@ -1,12 +1,12 @@
 """Variable-length causal attention for MLA prefill: the new tokens of each sequence against its whole
 context (cached prefix + new tokens), sequences packed back to back, no padding to the longest.
 
-Prefill runs the expanded form: the caller expands keys and values from the latent for the sequences being
-prefilled only. A chunk of Q new tokens over L context tokens then costs Q*L*(nope + rope + v) per head,
-where the absorbed form would cost Q*L*(2R + rope) (R = 512 against nope = v = 128 in DeepSeek-V3); the
-expansion itself (L*R*H*(nope + v)) is shared by all Q queries. The rope key is one vector per token
-shared by every head, so it stays [L, PE] and is never expanded per head.
-Query row i of a sequence sees context positions 0 .. i + (L - Q) (causal, offset by the cached prefix).
+Prefill runs the expanded form: the caller expands keys and values from the latent for the
+sequences being prefilled only. A chunk of Q new tokens over L context tokens then costs
+Q*L*(nope + rope + v) per head, where the absorbed form would cost Q*L*(2R + rope) (R = 512 against
+nope = v = 128 in DeepSeek-V3). The rope key is one vector per token shared by every head, so it
+stays [L, PE]. Query row i of a sequence sees context positions 0 .. i + (L - Q) (causal, offset by
+the cached prefix).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import widen_for_interpreter
+from . import dot_precision, dot_width, widen_for_interpreter
+from .mla_decode import online_softmax_step
 
 
 @triton.jit
@@ -54,49 +55,37 @@ def _prefill_kernel(
     total = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_V], tl.float32)
     # a block of rows past the sequence's end has nothing to do: its key loop is empty
-    end = tl.where(row_block * BLOCK_M < q_len, tl.minimum(k_len, (row_block + 1) * BLOCK_M + prefix), 0)
+    last = tl.minimum(k_len, (row_block + 1) * BLOCK_M + prefix)
+    end = tl.where(row_block * BLOCK_M < q_len, last, 0)
     for first in range(0, end, BLOCK_N):
         cols = first + tl.arange(0, BLOCK_N)
         col_ok = cols < k_len
         k_tok = (k_start + cols).to(tl.int64)[:, None]
         k_nope = tl.load(kn_ptr + k_tok * kn_stride_t + head * kn_stride_h + dn[None, :],
                          mask=col_ok[:, None] & (dn[None, :] < NOPE), other=0.0)
-        k_pe = tl.load(kp_ptr + k_tok * kp_stride_t + dp[None, :], mask=col_ok[:, None] & (dp[None, :] < PE), other=0.0)
+        k_pe = tl.load(kp_ptr + k_tok * kp_stride_t + dp[None, :],
+                       mask=col_ok[:, None] & (dp[None, :] < PE), other=0.0)
         v = tl.load(v_ptr + k_tok * v_stride_t + head * v_stride_h + dv[None, :],
                     mask=col_ok[:, None] & (dv[None, :] < V), other=0.0)
-        p_dtype = v.dtype  # probabilities meet the values in their dtype, as on a GPU
+        stored = v
         if WIDEN:
             k_nope, k_pe, v = k_nope.to(tl.float32), k_pe.to(tl.float32), v.to(tl.float32)
         scores = tl.dot(q_nope, tl.trans(k_nope), input_precision=PRECISION)
         scores += tl.dot(q_pe, tl.trans(k_pe), input_precision=PRECISION)
         visible = (cols[None, :] <= rows[:, None] + prefix) & col_ok[None, :]
-        scores = tl.where(visible, scores * scale_log2, float("-inf"))
         # every row sees context position 0, so after the first block m is finite
-        m_new = tl.maximum(m, tl.max(scores, axis=1))
-        rescale = tl.exp2(m - m_new)
-        p = tl.exp2(scores - m_new[:, None])
-        total = total * rescale + tl.sum(p, axis=1)
-        acc = acc * rescale[:, None] + tl.dot(p.to(p_dtype).to(v.dtype), v, input_precision=PRECISION)
-        m = m_new
+        scores = tl.where(visible, scores * scale_log2, float("-inf"))
+        m, total, acc = online_softmax_step(scores, v, stored, m, total, acc, PRECISION)
 
     out = acc / tl.where(total == 0.0, 1.0, total)[:, None]
-    tl.store(out_ptr + q_tok * out_stride_t + head * out_stride_h + dv[None, :], out.to(out_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & (dv[None, :] < V))
+    tl.store(out_ptr + q_tok * out_stride_t + head * out_stride_h + dv[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (dv[None, :] < V))
 
 
-def mla_prefill(
-    q_nope: torch.Tensor,
-    q_pe: torch.Tensor,
-    k_nope: torch.Tensor,
-    k_pe: torch.Tensor,
-    v: torch.Tensor,
-    cu_query_lens: torch.Tensor,
-    cu_context_lens: torch.Tensor,
-    max_query_len: int,
-    scale: float,
-    block_m: int = 64,
-    block_n: int = 64,
-) -> torch.Tensor:
+def mla_prefill(q_nope: torch.Tensor, q_pe: torch.Tensor, k_nope: torch.Tensor, k_pe: torch.Tensor,
+                v: torch.Tensor, cu_query_lens: torch.Tensor, cu_context_lens: torch.Tensor,
+                max_query_len: int, scale: float, block_m: int = 64, block_n: int = 64
+                ) -> torch.Tensor:
     """q_nope [Q, H, nope], q_pe [Q, H, PE], k_nope [L, H, nope], k_pe [L, PE], v [L, H, v] (last dims
     contiguous), cu_query_lens / cu_context_lens [S+1] -> [Q, H, v] in q_nope's dtype."""
     tokens, heads, nope = q_nope.shape
@@ -104,18 +93,16 @@ def mla_prefill(
     if any(t.stride(-1) != 1 for t in (q_nope, q_pe, k_nope, k_pe, v)):
         raise ValueError("mla_prefill needs contiguous last dims")
     out = q_nope.new_empty(tokens, heads, v_dim)
-    num_seqs = cu_query_lens.shape[0] - 1
-    grid = (triton.cdiv(max_query_len, block_m), num_seqs, heads)
+    grid = (triton.cdiv(max_query_len, block_m), cu_query_lens.shape[0] - 1, heads)
     _prefill_kernel[grid](
         q_nope, q_pe, k_nope, k_pe, v, out, cu_query_lens, cu_context_lens,
-        q_nope.stride(0), q_nope.stride(1), q_pe.stride(0), q_pe.stride(1), k_nope.stride(0), k_nope.stride(1),
-        k_pe.stride(0), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+        q_nope.stride(0), q_nope.stride(1), q_pe.stride(0), q_pe.stride(1),
+        k_nope.stride(0), k_nope.stride(1), k_pe.stride(0), v.stride(0), v.stride(1),
+        out.stride(0), out.stride(1),
         scale * 1.4426950408889634,
         NOPE=nope, PE=rope, V=v_dim,
-        # tl.dot needs every dimension >= 16; padding lanes are masked to 0
-        BLOCK_NOPE=max(16, triton.next_power_of_2(nope)), BLOCK_PE=max(16, triton.next_power_of_2(rope)),
-        BLOCK_V=max(16, triton.next_power_of_2(v_dim)),
-        BLOCK_M=block_m, BLOCK_N=block_n, PRECISION="ieee" if q_nope.dtype == torch.float32 else "tf32",
+        BLOCK_NOPE=dot_width(nope), BLOCK_PE=dot_width(rope), BLOCK_V=dot_width(v_dim),
+        BLOCK_M=block_m, BLOCK_N=block_n, PRECISION=dot_precision(q_nope),
         WIDEN=widen_for_interpreter(q_nope),
     )
     return out
