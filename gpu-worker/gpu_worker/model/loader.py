@@ -1,11 +1,11 @@
 """Load a Hugging Face DeepSeek-V3 checkpoint directory into DeepseekV3ForCausalLM.
 
 Reads config.json and model.safetensors or sharded model-*.safetensors with their index. Tensors are
-memory-mapped (safetensors) and each is read once, straight into its slice of our parameters (experts are
-stacked, q_a/kv_a and gate/up projections fused). FP8 weights with a `weight_scale_inv` sibling stay
-FP8 with their block scales where the model holds them so (`load_model(keep_fp8=...)`), else they are
-dequantized at load. Layers at or beyond num_hidden_layers (the MTP module) are skipped. Every name and
-shape is checked before any data is read; problems are reported together, by tensor name.
+memory-mapped and each is read once, straight into its slice of our parameters (experts stacked,
+q_a/kv_a and gate/up fused). FP8 weights with a `weight_scale_inv` sibling stay FP8 with their block
+scales where the model holds them so (`load_model(keep_fp8=...)`), else they are dequantized at
+load. Layers at or beyond num_hidden_layers (the MTP module) are skipped. Every name and shape is
+checked before any data is read; problems are reported together, by tensor name.
 """
 
 from __future__ import annotations
@@ -23,49 +23,39 @@ from safetensors import safe_open
 from gpu_worker.parallel.state import Parallel, using
 
 from . import fp8
-from .checkpoint_writer import tensor_shapes
 from .backend import resolve_kernel_backend
+from .checkpoint_writer import tensor_shapes
 from .config import ModelConfig
 from .deepseek_v3 import DeepseekV3ForCausalLM
 
 log = logging.getLogger("gpu_worker.model")
 
-SCALE_SUFFIX = "_scale_inv"  # "x.weight_scale_inv" scales "x.weight"
+SCALE = "_scale_inv"  # "x.weight_scale_inv" scales "x.weight"
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
 class CheckpointError(ValueError):
     def __init__(self, missing=(), unexpected=(), misshaped=(), other=()):
-        self.missing, self.unexpected, self.misshaped = sorted(missing), sorted(unexpected), sorted(misshaped)
-        parts = []
-        if self.missing:
-            parts.append(f"missing tensors: {', '.join(self.missing)}")
-        if self.unexpected:
-            parts.append(f"unexpected tensors: {', '.join(self.unexpected)}")
-        if self.misshaped:
-            parts.append(f"misshaped tensors: {', '.join(self.misshaped)}")
-        parts.extend(other)
-        super().__init__("; ".join(parts))
+        self.missing, self.unexpected = sorted(missing), sorted(unexpected)
+        self.misshaped = sorted(misshaped)
+        named = dict(missing=self.missing, unexpected=self.unexpected, misshaped=self.misshaped)
+        parts = [f"{what} tensors: {', '.join(names)}" for what, names in named.items() if names]
+        super().__init__("; ".join(parts + list(other)))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                kernel_backend: str | None = None, keep_fp8: bool | None = None) -> DeepseekV3ForCausalLM:
-    """keep_fp8: hold an FP8 checkpoint's linear layers and experts as e4m3 + block scales (the default
-    with the Triton backend, whose W8A8 kernels multiply them as they are), or widen them to `dtype` at
-    load (the default with the torch backend: CPUs have no FP8 matmul)."""
-    path = Path(path)
+    """keep_fp8: hold an FP8 checkpoint's linear layers and experts as e4m3 + block scales (the
+    default with the Triton backend, whose W8A8 kernels multiply them as they are), or widen them to
+    `dtype` at load (the default with the torch backend: CPUs have no FP8 matmul)."""
     config = ModelConfig.from_dir(path)
     kernel_backend = resolve_kernel_backend(kernel_backend, device)
     log.info("kernel backend: %s (attention and MoE)", kernel_backend)
-    if keep_fp8 is None:
-        keep_fp8 = kernel_backend == "triton"
-    if not keep_fp8:
+    if not (kernel_backend == "triton" if keep_fp8 is None else keep_fp8):
         config = dataclasses.replace(config, fp8_block_size=None)
     model = DeepseekV3ForCausalLM(config, dtype=dtype, device=device, kernel_backend=kernel_backend)
     load_weights(model, path)
-    model.eval()
-    model.requires_grad_(False)
-    return model
+    return model.eval().requires_grad_(False)
 
 
 def checkpoint_files(path: Path) -> dict[str, Path]:
@@ -80,49 +70,48 @@ def checkpoint_files(path: Path) -> dict[str, Path]:
     names = {}
     for file in files:
         with safe_open(file, framework="pt") as f:
-            names.update({name: file for name in f.keys()})
+            names.update(dict.fromkeys(f.keys(), file))
     return names
 
 
 def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
-    """Fill the model's parameters; with tensor or expert parallelism, only this rank's slices are read
-    (safetensors get_slice), never a whole sharded tensor."""
+    """Fill the model's parameters; with tensor or expert parallelism, only this rank's slices are
+    read (safetensors get_slice), never a whole sharded tensor."""
     path = Path(path)
-    config = model.config
     layout = model.checkpoint_layout()
     with using(Parallel()):
-        full_shapes = tensor_shapes(config)  # what the checkpoint must hold, whatever this rank reads of it
-    located = {name: file for name, file in checkpoint_files(path).items() if not _is_extra_layer(name, config)}
+        full_shapes = tensor_shapes(model.config)  # the checkpoint's, whatever this rank reads
+    layers = model.config.num_hidden_layers
+    located = {name: file for name, file in checkpoint_files(path).items()
+               if not ((m := _LAYER.match(name)) and int(m.group(1)) >= layers)}
     block = ModelConfig.from_dir(path).fp8_block_size or (128, 128)  # the checkpoint's, kept or not
 
     with ExitStack() as stack:
         handles: dict[Path, object] = {}
 
-        def handle(file: Path):
+        def open_slice(name: str):
+            file = located[name]
             if file not in handles:
-                handles[file] = stack.enter_context(safe_open(file, framework="pt", device=str(model.device)))
-            return handles[file]
+                handles[file] = stack.enter_context(safe_open(file, "pt", device=str(model.device)))
+            return handles[file].get_slice(name)
 
-        # 1. names and shapes, from metadata only
+        # 1. names, shapes and dtypes, from metadata only
         missing = [name for name in layout if name not in located]
         unexpected, misshaped, other = [], [], []
-        for name, file in located.items():
-            if name.endswith(SCALE_SUFFIX) and name not in layout:  # scales of weights widened at load
-                if name[: -len(SCALE_SUFFIX)] not in layout:
+        for name in located:
+            if name not in layout:  # the scales of weights widened at load are expected
+                if not (name.endswith(SCALE) and name[:-len(SCALE)] in layout):
                     unexpected.append(name)
                 continue
-            if name not in layout:
-                unexpected.append(name)
-                continue
-            got = tuple(handle(file).get_slice(name).get_shape())
+            got = tuple(open_slice(name).get_shape())
             if got != full_shapes[name]:
                 misshaped.append(f"{name} (expected {list(full_shapes[name])}, got {list(got)})")
-            stored_fp8 = _dtype_of(handle(file), name) == "F8_E4M3"
-            if stored_fp8 and name + SCALE_SUFFIX not in located:
-                other.append(f"FP8 tensor {name} has no {name + SCALE_SUFFIX}")
-            entry = layout[name]
-            if entry is not None and entry[0].dtype == fp8.FP8_DTYPE and not stored_fp8:
-                other.append(f"{name} is stored as {_dtype_of(handle(file), name)}, not FP8 like the rest")
+            stored = open_slice(name).get_dtype()
+            if stored == "F8_E4M3" and name + SCALE not in located:
+                other.append(f"FP8 tensor {name} has no {name + SCALE}")
+            kept_fp8 = layout[name] is not None and layout[name][0].dtype == fp8.FP8_DTYPE
+            if kept_fp8 and stored != "F8_E4M3":
+                other.append(f"{name} is stored as {stored}, not FP8 like the rest")
         if missing or unexpected or misshaped or other:
             raise CheckpointError(missing, unexpected, misshaped, other)
 
@@ -133,34 +122,19 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
                     continue
                 param, index, *source = entry
                 source = source[0] if source else ()
-                tensor = handle(located[name]).get_slice(name)[source] if source else handle(located[name]).get_tensor(name)
+                tensor = open_slice(name)[source or slice(None)]
                 if tensor.dtype == fp8.FP8_DTYPE and param.dtype != fp8.FP8_DTYPE:  # widened at load
-                    scale = handle(located[name + SCALE_SUFFIX]).get_slice(name + SCALE_SUFFIX)
-                    tensor = dequantize_part(tensor, scale, full_shapes[name], source, block)
+                    tensor = dequantize_part(tensor, open_slice(name + SCALE), full_shapes[name],
+                                             source, block)
                 param[index].copy_(tensor)
 
 
-def dequantize_part(part: torch.Tensor, scale, shape: tuple[int, int], source: tuple, block: tuple[int, int]
-                    ) -> torch.Tensor:
-    """e4m3 `part` = weight[source] of a [rows, cols] weight -> float32, reading only the scale blocks that
-    cover it. A part may start inside a block (a rank's first row need not be a multiple of 128)."""
-    offsets, ends, block_slices = [], [], []
-    for dim, size in enumerate(shape):
-        cut = source[dim] if dim < len(source) else slice(None)
-        first, stop, _ = cut.indices(size)
-        offsets.append(first - first // block[dim] * block[dim])
-        ends.append(stop)
-        block_slices.append(slice(first // block[dim], -(-stop // block[dim])))
-    scales = scale[tuple(block_slices)].to(torch.float32)
-    expanded = scales.repeat_interleave(block[0], dim=0)[offsets[0]: offsets[0] + part.shape[0]]
-    expanded = expanded.repeat_interleave(block[1], dim=1)[:, offsets[1]: offsets[1] + part.shape[1]]
-    return part.to(torch.float32) * expanded
-
-
-def _is_extra_layer(name: str, config: ModelConfig) -> bool:
-    match = _LAYER.match(name)
-    return match is not None and int(match.group(1)) >= config.num_hidden_layers
-
-
-def _dtype_of(handle, name: str) -> str:
-    return handle.get_slice(name).get_dtype()
+def dequantize_part(part: torch.Tensor, scale, shape: tuple[int, int], source: tuple,
+                    block: tuple[int, int]) -> torch.Tensor:
+    """e4m3 `part` = weight[source] of a [rows, cols] weight -> float32, reading only the scale
+    blocks that cover it. A part may start inside a block (a rank's first row need not be a multiple
+    of 128)."""
+    cuts = [cut.indices(size)[:2] for cut, size in zip(source + (slice(None),) * 2, shape)]
+    covering = tuple(slice(start // b, fp8.blocks(end, b)) for (start, end), b in zip(cuts, block))
+    first = tuple(start % b for (start, _), b in zip(cuts, block))
+    return part.float() * fp8.expand_scales(scale[covering], part.shape, first, block)
