@@ -1,29 +1,36 @@
 """Which kernels the model runs, chosen once at start-up for attention and MoE alike.
 
 - "torch": the plain PyTorch reference, any device; the oracle the kernels are tested against.
-- "triton": the Triton kernels of gpu_worker/kernels; CUDA (or the Triton interpreter, TRITON_INTERPRET=1,
-  which is how the tests run them on CPU).
+- "triton": the Triton kernels of gpu_worker/kernels; CUDA (or the Triton interpreter,
+  TRITON_INTERPRET=1, which is how the tests run them on CPU).
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
+from typing import Callable
 
 import torch
 
 KERNEL_BACKENDS = ("torch", "triton")
-ENV_VAR = "GPU_WORKER_KERNEL_BACKEND"
-
-log = logging.getLogger("gpu_worker.model")
 
 
 def resolve_kernel_backend(requested: str | None, device: torch.device | str) -> str:
     """`requested` (or $GPU_WORKER_KERNEL_BACKEND), else triton on CUDA and torch elsewhere."""
     device = torch.device(device)
-    name = requested or os.environ.get(ENV_VAR) or ("triton" if device.type == "cuda" else "torch")
+    name = (requested or os.environ.get("GPU_WORKER_KERNEL_BACKEND")
+            or ("triton" if device.type == "cuda" else "torch"))
     if name not in KERNEL_BACKENDS:
         raise ValueError(f"kernel backend {name!r}: expected one of {', '.join(KERNEL_BACKENDS)}")
     if name == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("the triton kernel backend needs a CUDA device (or TRITON_INTERPRET=1)")
     return name
+
+
+def triton_kernel(kernel_backend: str, module: str, name: str) -> Callable | None:
+    """gpu_worker.kernels.<module>.<name> on the triton backend, picked when a layer is built; None
+    on the torch backend, whose layers run their reference code (and never import Triton)."""
+    if kernel_backend != "triton":
+        return None
+    return getattr(importlib.import_module(f"gpu_worker.kernels.{module}"), name)

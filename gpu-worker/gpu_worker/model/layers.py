@@ -11,6 +11,7 @@ from gpu_worker.parallel.collectives import all_reduce
 from gpu_worker.parallel.state import current
 
 from . import fp8
+from .backend import triton_kernel
 
 
 def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
@@ -41,30 +42,29 @@ class Linear(nn.Module):
     long; each keeps its own scale blocks. A rank's part (tensor parallel) is any slice of rows or columns
     that starts on a 128 boundary."""
 
-    def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None, quantized: bool = False,
-                 split: int | None = None, kernel_backend: str = "torch"):
+    def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None,
+                 quantized: bool = False, split: int | None = None, kernel_backend: str = "torch"):
         super().__init__()
         self.split = split
-        self.kernel_backend = kernel_backend
-        self.weight = empty_param(out_features, in_features, dtype=fp8.FP8_DTYPE if quantized else dtype, device=device)
+        self.w8a8 = triton_kernel(kernel_backend, "fp8_gemm", "w8a8_linear") if quantized else None
+        weight_dtype = fp8.FP8_DTYPE if quantized else dtype
+        self.weight = empty_param(out_features, in_features, dtype=weight_dtype, device=device)
         self.weight_scale_inv = None
         if quantized:
-            rows = fp8.blocks(out_features) if split is None else fp8.blocks(split) + fp8.blocks(out_features - split)
-            self.weight_scale_inv = empty_param(rows, fp8.blocks(in_features), dtype=torch.float32, device=device)
+            rows = fp8.blocks(out_features) if split is None else (
+                fp8.blocks(split) + fp8.blocks(out_features - split))
+            self.weight_scale_inv = empty_param(rows, fp8.blocks(in_features), dtype=torch.float32,
+                                                device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_scale_inv is None:
-            return F.linear(x, self.weight)
-        if self.kernel_backend == "triton":
-            from gpu_worker.kernels.fp8_gemm import w8a8_linear  # needs triton: imported on first use
-
-            return w8a8_linear(x, self.weight, self.weight_scale_inv, self.split)
+        if self.w8a8:
+            return self.w8a8(x, self.weight, self.weight_scale_inv, self.split)
         return F.linear(x, self.dequantized(x.dtype))
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         if self.weight_scale_inv is None:
             return self.weight
-        return fp8.dequantize(self.weight, self.weight_scale_inv, dtype=dtype, split=self.split)
+        return fp8.dequantize(self.weight, self.weight_scale_inv, dtype, split=self.split)
 
     def entries(self, name: str, rows: slice | None = None, source: tuple = ()) -> dict[str, tuple]:
         """Checkpoint layout entries of the tensor `name` (its `source` part) filling `rows` of W (all of

@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 from triton.runtime.interpreter import InterpretedFunction
 
 from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.moe import MoE, RoutedExperts, Router, grouped_linear, grouped_linear_reference
+from gpu_worker.model.moe import MoE, RoutedExperts, Router
 
 from tests.engine.host_sync import HostSync, no_host_sync
 from tiny import CONFIGS, hf_config
@@ -44,16 +44,6 @@ def test_experts_outside_kept_groups_are_never_chosen():
     x = torch.randn(64, 32, generator=torch.Generator().manual_seed(1))
     _, ids = router(x)
     assert (ids // 4 == ids[:, :1] // 4).all()  # all four from a single group of four
-
-
-def test_grouped_matmul_equals_one_matmul_per_expert():
-    g = torch.Generator().manual_seed(0)
-    weight = torch.randn(5, 6, 7, generator=g)
-    counts = torch.tensor([3, 0, 4, 1, 0])
-    rows = torch.randn(8, 7, generator=g)
-    expected = torch.cat([rows[:3] @ weight[0].T, rows[3:7] @ weight[2].T, rows[7:] @ weight[3].T])
-    assert torch.allclose(grouped_linear(rows, weight, counts), expected, atol=1e-6)
-    assert torch.allclose(grouped_linear_reference(rows, weight, counts), expected, atol=1e-6)
 
 
 def test_sorted_dispatch_equals_the_per_token_sum():
