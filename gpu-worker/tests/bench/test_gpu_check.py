@@ -15,13 +15,15 @@ def test_gpu_check_tiny_runs_every_section(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert report["tiny"] and not report["failed"] and not report["skipped"]
-    assert report["correctness"]["model"]["argmax_agreement"] == 1.0
-    assert report["correctness"]["fp8 layers"]["modules"] >= 5
+    assert report["device"].startswith("CPU") and not report["failed"] and not report["skipped"]
+    assert report["model_vs_torch"]["argmax_agreement"] == 1.0
+    assert report["fp8_layers_vs_torch"]["modules"] >= 5
     assert report["graphs"]["host_sync_in_decode_step"] is None
-    assert [(r["batch"], r["context"]) for r in report["decode"]] == [(1, 40), (3, 40), (1, 70), (3, 70)]
-    assert all(r["step_ms"] > 0 and r["roofline_ms"] > 0 for r in report["decode"])
+    decode = report["decode"]
+    assert [(r["batch"], r["ctx"]) for r in decode] == [(1, 40), (3, 40), (1, 70), (3, 70)]
+    assert all(r["step ms"] > 0 and r["roofline ms"] > 0 for r in decode)
     assert report["mixed"]["ratio"] > 0
     assert report["transformers"]["transformers_ms"] > 0 and report["transformers"]["ours_ms"] > 0
-    assert [r["batch"] for r in report["v3_slice"]["rows"]] == [1, 2]
-    assert "| batch | ctx | step ms |" in out.stdout and "tok/s per GPU" in out.stdout
+    assert [r["batch"] for r in report["v3_slice"]] == [1, 2]
+    assert all(r["tok/s per GPU"] > 0 for r in report["v3_slice"])
+    assert "| batch | ctx | step ms |" in out.stdout and "| tok/s per GPU |" in out.stdout
