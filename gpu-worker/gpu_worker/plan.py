@@ -6,7 +6,8 @@ Counts, per rank, what `python -m gpu_worker.server --tensor-parallel-size N [--
 keeps on a GPU: the weights as the checkpoint stores them (FP8 e4m3 + one float32 scale per 128x128
 block; embeddings, lm_head and norms in bf16, the router in float32 as the model holds it), the
 replicated latent KV cache, the activations of the largest step and the communication buffers, then
-the largest batch of full-context sequences that fits. Every term is a formula of the config below.
+the largest batch of full-context sequences that fits. The weights are the parameters of the model
+itself, built on the meta device; the other terms are formulas of the config.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from gpu_worker.model.config import ModelConfig
+from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
+from gpu_worker.parallel.state import Parallel, using
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 NAMED_CONFIGS = {"deepseek-v3": "deepseek-v3.json", "deepseek-v3-0324": "deepseek-v3.json",
                  "deepseek-r1": "deepseek-v3.json"}  # one architecture, identical config.json fields
 
-BF16, FP32, FP8 = 2, 4, 1
+BF16, FP32 = 2, 4
 BLOCK_TOKENS = 64  # the engine's cache block
 # CUDA context, cuBLAS workspaces, NCCL's own channels and allocator slack, per GPU: an assumption, not measured.
 RUNTIME_RESERVE = 3 * 2**30
@@ -37,56 +43,39 @@ class Line:
     bytes: int
 
 
-def linear_bytes(rows: int, cols: int, fp8_block: tuple[int, int] | None) -> int:
-    """One [rows, cols] projection as stored: e4m3 + float32 block scales, or bf16."""
-    if fp8_block is None:
-        return rows * cols * BF16
-    return rows * cols * FP8 + math.ceil(rows / fp8_block[0]) * math.ceil(cols / fp8_block[1]) * FP32
+# parameter name -> weight group, first match
+_GROUPS = (("embed_tokens", "embedding"), ("lm_head", "lm_head"), ("norm", "norms"),
+           ("self_attn", "attention"), ("mlp.gate.", "router"), ("mlp.experts", "routed"),
+           ("mlp.shared_experts", "shared"), ("mlp", "dense"))
 
 
 def weight_lines(c: ModelConfig, ranks: int, expert_parallel: bool) -> list[Line]:
-    """Bytes per rank of every weight group (the MTP layer is not loaded)."""
-    q8 = c.fp8_block_size
-    dim, heads = c.hidden_size, c.num_attention_heads // ranks
-    moe_layers = c.num_hidden_layers - c.first_k_dense_replace
-    vocab_rows = math.ceil(c.vocab_size / ranks)
-
-    q_in = c.q_lora_rank or dim
-    attention = (
-        (linear_bytes(c.q_lora_rank, dim, q8) + linear_bytes(heads * c.qk_head_dim, c.q_lora_rank, q8)
-         if c.q_lora_rank else linear_bytes(heads * c.qk_head_dim, q_in, q8))
-        + linear_bytes(c.kv_lora_rank + c.qk_rope_head_dim, dim, q8)   # replicated: the latent is per token
-        + linear_bytes(heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, q8)
-        + linear_bytes(dim, heads * c.v_head_dim, q8))
-    # the decode path multiplies by W_UK / W_UV per head: bf16 copies of this rank's kv_b_proj
-    absorbed = heads * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank * BF16
-    norms = (2 * dim + (c.q_lora_rank or 0) + c.kv_lora_rank) * BF16
-
-    def mlp(inter: int) -> int:
-        return 2 * linear_bytes(inter, dim, q8) + linear_bytes(dim, inter, q8)
-
-    dense = mlp(c.intermediate_size // ranks)
-    router = c.n_routed_experts * dim * FP32 + c.n_routed_experts * FP32
-    shared_inter = c.n_shared_experts * c.moe_intermediate_size
-    if expert_parallel:
-        routed = (c.n_routed_experts // ranks) * mlp(c.moe_intermediate_size)
-        shared = mlp(shared_inter) if shared_inter else 0
-    else:
-        routed = c.n_routed_experts * mlp(c.moe_intermediate_size // ranks)
-        shared = mlp(shared_inter // ranks) if shared_inter else 0
-    return [
-        Line("embedding (vocab-parallel, bf16)", vocab_rows * dim * BF16),
-        Line("lm_head (vocab-parallel, bf16)", vocab_rows * dim * BF16),
-        Line(f"attention x{c.num_hidden_layers} ({heads} heads/rank)", c.num_hidden_layers * attention),
-        Line(f"absorbed W_UK/W_UV x{c.num_hidden_layers} (bf16)", c.num_hidden_layers * absorbed),
-        Line(f"norms x{c.num_hidden_layers} + final (bf16)", c.num_hidden_layers * norms + dim * BF16),
-        Line(f"dense MLP x{c.first_k_dense_replace} (column/row-parallel)", c.first_k_dense_replace * dense),
-        Line(f"router x{moe_layers} (float32)", moe_layers * router),
-        Line(f"routed experts x{moe_layers} (" + (f"{c.n_routed_experts // ranks} experts/rank)" if expert_parallel
-                                                  else f"all experts, 1/{ranks} of each)"), moe_layers * routed),
-        Line(f"shared experts x{moe_layers} (" + ("replicated)" if expert_parallel else "tensor-parallel)"),
-             moe_layers * shared),
-    ]
+    """Bytes per rank of every weight group: rank 0's parameters of the model as the server builds
+    it (here on the meta device: shapes, no memory), plus the bf16 W_UK / W_UV copies of its
+    kv_b_proj that the decode path derives on first use. The MTP layer is not loaded."""
+    with using(Parallel(rank=0, size=ranks, expert_parallel=expert_parallel)):
+        model = DeepseekV3ForCausalLM(c, dtype=torch.bfloat16, device="meta", kernel_backend="torch")
+    size = Counter()
+    for name, p in model.named_parameters():
+        size[next(group for key, group in _GROUPS if key in name)] += p.numel() * p.element_size()
+    layers, heads = c.num_hidden_layers, c.num_attention_heads // ranks
+    moe_layers = layers - c.first_k_dense_replace
+    size["absorbed"] = layers * heads * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank * BF16
+    experts = (f"{c.n_routed_experts // ranks} experts/rank" if expert_parallel
+               else f"all experts, 1/{ranks} of each")
+    labels = {
+        "embedding": "embedding (vocab-parallel, bf16)",
+        "lm_head": "lm_head (vocab-parallel, bf16)",
+        "attention": f"attention x{layers} ({heads} heads/rank)",
+        "absorbed": f"absorbed W_UK/W_UV x{layers} (bf16)",
+        "norms": f"norms x{layers} + final (bf16)",
+        "dense": f"dense MLP x{c.first_k_dense_replace} (column/row-parallel)",
+        "router": f"router x{moe_layers} (float32)",
+        "routed": f"routed experts x{moe_layers} ({experts})",
+        "shared": f"shared experts x{moe_layers} "
+                  f"({'replicated' if expert_parallel else 'tensor-parallel'})",
+    }
+    return [Line(label, size[group]) for group, label in labels.items()]
 
 
 def kv_bytes_per_token(c: ModelConfig, kv_bytes: int = BF16) -> int:
@@ -136,8 +125,7 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"not a size: {text!r} (e.g. 141GB or 139GiB)")
     unit = (match.group(2) or "B").upper()
-    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    scale = (2**10 if "I" in unit else 10**3) ** "BKMGT".index(unit[0])
     return int(float(match.group(1)) * scale)
 
 
@@ -166,16 +154,15 @@ class Plan:
     def cache_budget(self) -> int:
         return self.gpu_memory - self.weight_bytes - self.activations - self.communication - self.reserve
 
+    def sequence_bytes(self, context: int) -> int:
+        return math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS * self.kv_per_token
+
     def max_sequences(self, context: int) -> int:
-        per_sequence = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS * self.kv_per_token
-        return max(0, self.cache_budget // per_sequence)
+        return max(0, self.cache_budget // self.sequence_bytes(context))
 
 
-def make_plan(c: ModelConfig, ranks: int, gpu_memory: int, expert_parallel: bool = True, context: int = 65536,
-              step_tokens: int = 2048, max_seqs: int = 256) -> Plan:
-    if c.num_attention_heads % ranks or (expert_parallel and c.n_routed_experts % ranks):
-        raise ValueError(f"{ranks} ranks must divide the {c.num_attention_heads} heads"
-                         + (f" and {c.n_routed_experts} experts" if expert_parallel else ""))
+def make_plan(c: ModelConfig, ranks: int, gpu_memory: int, expert_parallel: bool = True,
+              context: int = 65536, step_tokens: int = 2048, max_seqs: int = 256) -> Plan:
     return Plan(weights=weight_lines(c, ranks, expert_parallel),
                 activations=activation_bytes(c, ranks, expert_parallel, step_tokens, context, max_seqs),
                 communication=communication_bytes(c, ranks, expert_parallel, step_tokens),
@@ -202,9 +189,8 @@ def render(plan: Plan, c: ModelConfig, ranks: int, expert_parallel: bool, contex
             f"KV cache: {plan.kv_per_token:,} B per token ({c.num_hidden_layers} layers x {c.kv_cache_dim} bf16 "
             "values), replicated on every rank"]
     for ctx in sorted({4096, 16384, 32768, context}):
-        per_sequence = math.ceil(ctx / BLOCK_TOKENS) * BLOCK_TOKENS * plan.kv_per_token
-        out.append(f"  {ctx:>6}-token sequences: {per_sequence / 2**30:6.2f} GiB each -> largest batch "
-                   f"{plan.max_sequences(ctx)}")
+        out.append(f"  {ctx:>6}-token sequences: {plan.sequence_bytes(ctx) / 2**30:6.2f} GiB each "
+                   f"-> largest batch {plan.max_sequences(ctx)}")
     return "\n".join(out)
 
 

@@ -2,21 +2,21 @@
 
 Requests and cancellations are handed over through a locked inbox and applied between steps,
 so the engine's own structures are only ever touched by its thread. Each request's tokens go
-back to the caller's event loop on an asyncio.Queue; detokenisation, stop strings and SSE encoding
-happen there, never on the engine's thread. A step's outputs cross to the event loop in one
-wake-up, not one per request.
+back to the caller's event loop on an asyncio.Queue (None: it failed, see .error);
+detokenisation, stop strings and SSE encoding happen there, never on the engine's thread. A
+step's outputs cross to the event loop in one wake-up, not one per request.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass
 
 import torch
-from dataclasses import dataclass, field
 
 from .engine import LLMEngine, StepOutput
-from .sequence import SamplingParams, Sequence
+from .sequence import SamplingParams
 
 log = logging.getLogger("gpu_worker.engine")
 
@@ -26,13 +26,14 @@ class RequestHandle:
     request_id: str
     queue: asyncio.Queue
     loop: asyncio.AbstractEventLoop
-    seq: Sequence | None = None
     error: BaseException | None = None
-    done: bool = False
-    prompt_ids: list[int] = field(default_factory=list)
 
     def deliver(self, item) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.deliver(None)
 
 
 class AsyncEngine:
@@ -50,9 +51,10 @@ class AsyncEngine:
         self._thread.start()
 
     # ---- called from the event loop ------------------------------------------------------------
-    def submit(self, request_id: str, prompt_ids: list[int], params: SamplingParams, namespace: str) -> RequestHandle:
+    def submit(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
+               namespace: str) -> RequestHandle:
         self.engine.check_fits(len(prompt_ids), params.max_tokens)
-        handle = RequestHandle(request_id, asyncio.Queue(), asyncio.get_running_loop(), prompt_ids=prompt_ids)
+        handle = RequestHandle(request_id, asyncio.Queue(), asyncio.get_running_loop())
         with self._cv:
             self._adds.append((handle, prompt_ids, params, namespace))
             self.num_pending += 1
@@ -88,11 +90,10 @@ class AsyncEngine:
             self.num_pending -= len(adds)
         for handle, prompt_ids, params, namespace in adds:
             try:
-                handle.seq = self.engine.add_request(handle.request_id, prompt_ids, params, namespace)
+                self.engine.add_request(handle.request_id, prompt_ids, params, namespace)
                 self._handles[handle.request_id] = handle
             except Exception as exc:  # duplicate id, too long: the caller reports it
-                handle.error = exc
-                handle.deliver(None)
+                handle.fail(exc)
         for request_id, reason in aborts:
             seq = self.engine.abort(request_id, reason)
             handle = self._handles.pop(request_id, None)
@@ -110,10 +111,9 @@ class AsyncEngine:
             except BaseException as exc:  # the model failed: end every request with an error
                 log.exception("engine step failed")
                 self.failed = exc
-                for request_id, handle in list(self._handles.items()):
+                for request_id, handle in self._handles.items():
                     self.engine.abort(request_id, "insufficient_system_resource")
-                    handle.error = exc
-                    handle.deliver(None)
+                    handle.fail(exc)
                 self._handles.clear()
                 continue
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, StepOutput]]] = {}
@@ -122,7 +122,7 @@ class AsyncEngine:
                 if handle is None:
                     continue
                 if out.finished:
-                    self._handles.pop(out.seq.request_id, None)
+                    del self._handles[out.seq.request_id]
                 by_loop.setdefault(handle.loop, []).append((handle.queue, out))
             for loop, items in by_loop.items():
                 loop.call_soon_threadsafe(_put_all, items)

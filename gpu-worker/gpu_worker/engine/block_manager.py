@@ -1,4 +1,4 @@
-"""Paged latent cache bookkeeping: which 64-token block holds what, and prefix reuse.
+"""Paged latent cache bookkeeping: which block holds what, and prefix reuse.
 
 A block is free (no owner, no key), in use (ref_count > 0) or cached (ref_count == 0 but its
 key still maps to it, so a later request with the same prefix can take it back). Cached blocks
@@ -8,10 +8,7 @@ read back on a later hit.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import Callable
-
-import torch
+from dataclasses import dataclass
 
 from .disk_cache import DiskCache
 from .prefix_hash import chain_seed, extend_chain
@@ -27,14 +24,13 @@ class Block:
 
 
 @dataclass
-class CacheStats:
+class CacheStats:  # reported as is under /health's "cache"
     lookups: int = 0
-    hit_tokens: int = 0
     queried_tokens: int = 0
+    hit_tokens: int = 0
     disk_hit_blocks: int = 0
     evicted_blocks: int = 0
     spilled_blocks: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,21 +41,18 @@ class PrefixMatch:
 
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int = 64, salt: str = "",
-                 disk: DiskCache | None = None,
-                 read_block: Callable[[int], torch.Tensor] | None = None,
-                 write_block: Callable[[int, torch.Tensor], None] | None = None):
+                 disk: DiskCache | None = None, cache=None):
+        """cache: the ModelRunner whose blocks these are (read_block / write_block), for the disk
+        tier."""
         self.block_size = block_size
         self.salt = salt
         self.blocks = [Block(i) for i in range(num_blocks)]
         self.free_ids: deque[int] = deque(range(num_blocks))
         self.cached_ids: OrderedDict[int, None] = OrderedDict()  # ref 0 with key; oldest first
         self.key_to_block: dict[bytes, int] = {}
-        self.disk = disk
-        self.read_block = read_block
-        self.write_block = write_block
+        self.disk, self.cache = disk, cache
         self.stats = CacheStats()
 
-    # ---- capacity -------------------------------------------------------------------------
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)
@@ -68,30 +61,34 @@ class BlockManager:
     def num_free_blocks(self) -> int:
         return len(self.free_ids) + len(self.cached_ids)
 
+    def blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def _tokens(self, seq: Sequence, i: int) -> list[int]:
+        return seq.token_ids[i * self.block_size:(i + 1) * self.block_size]
+
     def _take_block(self) -> int:
         if self.free_ids:
             block_id = self.free_ids.popleft()
         else:
             block_id, _ = self.cached_ids.popitem(last=False)
-            self._evict(self.blocks[block_id])
-        block = self.blocks[block_id]
-        block.ref_count = 1
+            block = self.blocks[block_id]
+            self.stats.evicted_blocks += 1
+            self._spill(block)
+            del self.key_to_block[block.key]
+            block.key, block.token_ids = None, ()
+        self.blocks[block_id].ref_count = 1
         return block_id
 
-    def _evict(self, block: Block) -> None:
-        self.stats.evicted_blocks += 1
-        if self.disk is not None and self.read_block is not None and block.key not in self.disk:
-            self.disk.save(block.key, self.read_block(block.block_id), list(block.token_ids))
+    def _spill(self, block: Block) -> None:
+        if self.disk is not None and block.key not in self.disk:
+            self.disk.save(block.key, self.cache.read_block(block.block_id), list(block.token_ids))
             self.stats.spilled_blocks += 1
-        del self.key_to_block[block.key]
-        block.key, block.token_ids = None, ()
 
     # ---- prefix reuse -----------------------------------------------------------------------
     def hashes(self, seq: Sequence) -> list[bytes]:
-        chain = getattr(seq, "block_keys", None)
-        if chain is None:
-            chain = seq.block_keys = []
-        return extend_chain(chain, chain_seed(seq.namespace, self.salt), seq.token_ids, self.block_size)
+        seed = chain_seed(seq.namespace, self.salt)
+        return extend_chain(seq.block_keys, seed, seq.token_ids, self.block_size)
 
     def match_prefix(self, seq: Sequence) -> PrefixMatch:
         """Longest run of full blocks from token 0 that need no compute.
@@ -102,9 +99,9 @@ class BlockManager:
         keys = self.hashes(seq)[: (len(seq) - 1) // self.block_size]
         device, disk = [], []
         for i, key in enumerate(keys):
-            tokens = tuple(seq.token_ids[i * self.block_size:(i + 1) * self.block_size])
             block_id = self.key_to_block.get(key)
-            if not disk and block_id is not None and self.blocks[block_id].token_ids == tokens:
+            if (not disk and block_id is not None
+                    and self.blocks[block_id].token_ids == tuple(self._tokens(seq, i))):
                 device.append(block_id)
             elif self.disk is not None and key in self.disk:
                 disk.append(key)
@@ -127,13 +124,12 @@ class BlockManager:
             seq.block_table.append(block_id)
         keys = self.hashes(seq)
         for i in range(len(match.device_blocks), len(match.device_blocks) + len(match.disk_keys)):
-            tokens = seq.token_ids[i * self.block_size:(i + 1) * self.block_size]
-            latents = self.disk.load(keys[i], tokens)
+            latents = self.disk.load(keys[i], self._tokens(seq, i))
             if latents is None:  # vanished or unreadable: compute from here on
                 break
             block_id = self._take_block()
-            self.write_block(block_id, latents)
-            self._register(self.blocks[block_id], keys[i], tokens)
+            self.cache.write_block(block_id, latents)
+            self._register(self.blocks[block_id], keys[i], self._tokens(seq, i))
             seq.block_table.append(block_id)
             self.stats.disk_hit_blocks += 1
         reused = len(seq.block_table) * self.block_size
@@ -152,18 +148,14 @@ class BlockManager:
     def register_full_blocks(self, seq: Sequence) -> None:
         """Give keys to seq's blocks that became full of computed tokens."""
         keys = self.hashes(seq)
-        num_full = min(seq.num_computed_tokens // self.block_size, len(keys))
-        for i in range(num_full):
+        for i in range(min(seq.num_computed_tokens // self.block_size, len(keys))):
             block = self.blocks[seq.block_table[i]]
             if block.key is None:
-                self._register(block, keys[i], seq.token_ids[i * self.block_size:(i + 1) * self.block_size])
+                self._register(block, keys[i], self._tokens(seq, i))
 
     # ---- growth and release ----------------------------------------------------------------
-    def blocks_needed(self, seq: Sequence, num_tokens: int) -> int:
-        return max(0, seq.num_blocks_for(num_tokens) - len(seq.block_table))
-
     def ensure_capacity(self, seq: Sequence, num_tokens: int) -> bool:
-        need = self.blocks_needed(seq, num_tokens)
+        need = self.blocks_for(num_tokens) - len(seq.block_table)
         if need > self.num_free_blocks:
             return False
         for _ in range(need):
@@ -184,14 +176,8 @@ class BlockManager:
         seq.block_table = []
         seq.num_computed_tokens = 0
 
-    def spill_all(self) -> int:
-        """Write every keyed block to the disk tier (before shutdown); returns blocks written."""
-        if self.disk is None or self.read_block is None:
-            return 0
-        written = 0
+    def spill_all(self) -> None:
+        """Write every keyed block to the disk tier (before shutdown)."""
         for block in self.blocks:
-            if block.key is not None and block.key not in self.disk:
-                self.disk.save(block.key, self.read_block(block.block_id), list(block.token_ids))
-                written += 1
-        self.stats.spilled_blocks += written
-        return written
+            if block.key is not None:
+                self._spill(block)

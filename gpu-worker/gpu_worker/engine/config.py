@@ -6,13 +6,12 @@ from dataclasses import dataclass
 @dataclass
 class EngineConfig:
     block_size: int = 64
-    num_cache_blocks: int | None = None   # None: size from memory_fraction (CUDA) or a CPU default
-    memory_fraction: float = 0.9          # of the accelerator's memory for weights, activations and cache
-    max_batch_tokens: int = 2048          # tokens per forward step (decodes + prefill chunks)
+    num_cache_blocks: int | None = None  # None: from memory_fraction (CUDA), else 512
+    memory_fraction: float = 0.9         # of the device for weights, activations and cache
+    max_batch_tokens: int = 2048         # tokens per forward step (decodes + prefill chunks)
     max_num_seqs: int = 256
-    max_model_len: int | None = None      # None: the model's max_position_embeddings
-    cuda_graphs: bool = True              # replay decode steps as CUDA graphs (on CUDA)
+    max_model_len: int | None = None     # None: the model's max_position_embeddings
+    cuda_graphs: bool = True             # replay decode steps as CUDA graphs (on CUDA)
     disk_cache_dir: str | None = None
     disk_cache_max_bytes: int = 10 * 2**30
-    cache_salt: str = ""                  # model fingerprint; keeps disk entries of different checkpoints apart
-    cpu_default_blocks: int = 512
+    cache_salt: str = ""                 # model fingerprint: keeps checkpoints' disk entries apart

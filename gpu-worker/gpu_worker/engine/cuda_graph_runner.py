@@ -54,16 +54,13 @@ class DecodeGraphs:
     def bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
 
-    def metadata(self, bs: int, max_context_len: int) -> AttentionMetadata:
-        return AttentionMetadata(
-            cu_query_lens=self.cu_query_lens[:bs + 1], context_lens=self.inputs["context_lens"][:bs],
-            block_tables=self.inputs["block_tables"][:bs], slot_mapping=self.inputs["slot_mapping"][:bs],
-            block_size=self.block_size, max_query_len=1, max_context_len=max_context_len)
-
     def _forward(self, bs: int, max_context_len: int) -> torch.Tensor:
         x = self.inputs
-        return self.model.forward(x["input_ids"][:bs], x["positions"][:bs], self.metadata(bs, max_context_len),
-                                  self.kv_cache)
+        meta = AttentionMetadata(
+            cu_query_lens=self.cu_query_lens[:bs + 1], context_lens=x["context_lens"][:bs],
+            block_tables=x["block_tables"][:bs], slot_mapping=x["slot_mapping"][:bs],
+            block_size=self.block_size, max_query_len=1, max_context_len=max_context_len)
+        return self.model.forward(x["input_ids"][:bs], x["positions"][:bs], meta, self.kv_cache)
 
     @torch.inference_mode()
     def capture(self) -> None:
@@ -90,9 +87,7 @@ class DecodeGraphs:
             self.copied.synchronize()  # the last step's transfer has left the buffer (it has, after its sampling)
         n = len(rows)
         bs = self.bucket(n) if n else self.max_bs
-        h = self.host_inputs
-        tables = h["block_tables"]
-        bsz = self.block_size
+        h, bsz = self.host_inputs, self.block_size
         for i, (token, pos, table, *key) in enumerate(rows):
             h["input_ids"][i], h["positions"][i] = token, pos
             h["slot_mapping"][i] = table[pos // bsz] * bsz + pos % bsz
@@ -100,15 +95,13 @@ class DecodeGraphs:
             key = key[0] if key else None
             held = self.written[i]
             start = held[1] if key is not None and held is not None and held[0] == key else 0
-            if len(table) > start:
-                tables[i, start:len(table)] = table[start:]
+            h["block_tables"][i, start:len(table)] = table[start:]
             self.written[i] = (key, len(table))
-        tables[n:bs, 0] = self.pad_block  # a padding row's context is its first slot
+        # a padding row decodes token 0 at position 0 of the pad block
+        for name, value in zip(_FIELDS, (0, 0, self.pad_block * bsz, 1)):
+            h[name][n:bs] = value
+        h["block_tables"][n:bs, 0] = self.pad_block
         self.written[n:bs] = [None] * (bs - n)
-        h["input_ids"][n:bs] = 0
-        h["positions"][n:bs] = 0
-        h["slot_mapping"][n:bs] = self.pad_block * bsz
-        h["context_lens"][n:bs] = 1
         return bs
 
     @torch.inference_mode()

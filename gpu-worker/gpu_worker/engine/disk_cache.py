@@ -8,6 +8,7 @@ is served from memory.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -21,6 +22,11 @@ SUFFIX = ".kvblock"
 log = logging.getLogger("gpu_worker.engine.disk_cache")
 
 
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 class DiskCache:
     def __init__(self, directory: str, max_bytes: int, max_queued_writes: int = 256):
         self.directory = directory
@@ -31,7 +37,6 @@ class DiskCache:
         self._queued: dict[str, tuple[torch.Tensor, list[int]]] = {}
         self._writes: queue.Queue[str] = queue.Queue(maxsize=max_queued_writes)
         self.total_bytes = 0
-        self.hits = 0
         self.writes = 0
         entries = []
         for name in os.listdir(directory):
@@ -45,15 +50,13 @@ class DiskCache:
             self._index[key] = size
             self.total_bytes += size
         self._evict_over_budget()
-        self._writer = threading.Thread(target=self._write_loop, name="disk-cache-writer", daemon=True)
-        self._writer.start()
+        threading.Thread(target=self._write_loop, name="disk-cache-writer", daemon=True).start()
 
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, key + SUFFIX)
 
     def __contains__(self, key: bytes) -> bool:
-        hex_key = key.hex()
-        return hex_key in self._index or hex_key in self._queued
+        return key.hex() in self._index or key.hex() in self._queued
 
     def __len__(self) -> int:
         return len(self._index)
@@ -80,8 +83,7 @@ class DiskCache:
         while True:
             hex_key = self._writes.get()
             try:
-                latents, token_ids = self._queued[hex_key]
-                self._write(hex_key, latents, token_ids)
+                self._write(hex_key, *self._queued[hex_key])
             finally:
                 with self._lock:
                     self._queued.pop(hex_key, None)
@@ -96,10 +98,7 @@ class DiskCache:
             size = os.path.getsize(path)
         except OSError as exc:  # disk full or gone: the block is simply not kept
             log.warning("disk cache write failed: %s", exc)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink(tmp)
             return
         with self._lock:
             self._index[hex_key] = size
@@ -117,40 +116,28 @@ class DiskCache:
         if queued is not None:
             latents, stored_ids = queued
         else:
-            path = self._path(hex_key)
             try:
-                data = load_file(path)
+                data = load_file(self._path(hex_key))
             except Exception:
                 self._drop(hex_key)
                 return None
             latents, stored_ids = data["latents"], data["token_ids"].tolist()
-            try:
-                os.utime(path)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                os.utime(self._path(hex_key))
         if list(stored_ids) != list(token_ids):
             return None
         with self._lock:
             if hex_key in self._index:
                 self._index.move_to_end(hex_key)
-            self.hits += 1
         return latents
 
     def _drop(self, hex_key: str) -> None:
         with self._lock:
-            size = self._index.pop(hex_key, None)
-            if size is not None:
-                self.total_bytes -= size
-        try:
-            os.unlink(self._path(hex_key))
-        except OSError:
-            pass
+            self.total_bytes -= self._index.pop(hex_key, 0)
+        _unlink(self._path(hex_key))
 
     def _evict_over_budget(self) -> None:
         while self.total_bytes > self.max_bytes and self._index:
             hex_key, size = self._index.popitem(last=False)
             self.total_bytes -= size
-            try:
-                os.unlink(self._path(hex_key))
-            except OSError:
-                pass
+            _unlink(self._path(hex_key))

@@ -1,6 +1,7 @@
 """The engine loop: admit requests, schedule a step, run the model, sample, finish."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -30,28 +31,37 @@ class StepOutput:
     finished: bool
 
 
-def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
-    """On CUDA with the Triton kernels: the torch reference MoE reads expert counts on the host, which
-    a graph cannot capture."""
-    return device.type == "cuda" and config.cuda_graphs and getattr(model, "kernel_backend", "triton") == "triton"
-
-
 def model_len_limit(model, config: EngineConfig) -> int:
     """The longest sequence served: --max-model-len, capped by the model's positions."""
     model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
     return min(config.max_model_len or model_len, model_len)
 
 
-def _num_blocks(model, config: EngineConfig, device: torch.device, dtype: torch.dtype, max_model_len: int) -> int:
+def cache_blocks(model, config: EngineConfig, device: torch.device) -> int:
+    """--num-cache-blocks, else what a profiled step leaves of the device (CUDA), else 512."""
     if config.num_cache_blocks:
         return config.num_cache_blocks
-    if device.type == "cuda":
-        per_block = ModelRunner.block_bytes(model.config, config.block_size, dtype)
-        blocks, figures = cache_blocks_that_fit(model, config, max_model_len, device, per_block,
-                                                uses_cuda_graphs(model, config, device))
-        log.info("cache sized by a profiled step: %s", figures)
-        return blocks
-    return config.cpu_default_blocks
+    if device.type != "cuda":
+        return 512
+    per_block = ModelRunner.block_bytes(model.config, config.block_size, model.dtype)
+    blocks, figures = cache_blocks_that_fit(model, config, model_len_limit(model, config), device,
+                                            per_block, uses_cuda_graphs(model, config, device))
+    log.info("cache sized by a profiled step: %s", figures)
+    return blocks
+
+
+def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
+    """On CUDA with the Triton kernels: the torch reference MoE reads expert counts on the host,
+    which a graph cannot capture."""
+    return (device.type == "cuda" and config.cuda_graphs
+            and getattr(model, "kernel_backend", "triton") == "triton")
+
+
+def build_runner(model, config: EngineConfig, device: torch.device, num_blocks: int) -> ModelRunner:
+    """The model runner of every rank of a worker (the follower ranks need nothing else)."""
+    max_model_len = min(model_len_limit(model, config), num_blocks * config.block_size)
+    return ModelRunner(model, num_blocks, config.block_size, device, config.max_num_seqs,
+                       max_model_len, uses_cuda_graphs(model, config, device))
 
 
 class LLMEngine:
@@ -60,18 +70,16 @@ class LLMEngine:
         self.config = config = config or EngineConfig()
         self.model = model
         self.device = torch.device(device)
-        dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float32
         self.max_model_len = model_len_limit(model, config)
-        num_blocks = _num_blocks(model, config, self.device, dtype, self.max_model_len)
-        self.runner = ModelRunner(model, num_blocks, config.block_size, self.device, config.max_num_seqs,
-                                  max_model_len=min(self.max_model_len, num_blocks * config.block_size),
-                                  use_cuda_graphs=uses_cuda_graphs(model, config, self.device))
-        self.disk = DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes) if config.disk_cache_dir else None
-        self.block_manager = BlockManager(num_blocks, config.block_size, salt=config.cache_salt, disk=self.disk,
-                                          read_block=self.runner.read_block, write_block=self.runner.write_block)
+        num_blocks = cache_blocks(model, config, self.device)
+        self.runner = build_runner(model, config, self.device, num_blocks)
+        self.disk = (DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes)
+                     if config.disk_cache_dir else None)
+        self.block_manager = BlockManager(num_blocks, config.block_size, config.cache_salt, self.disk,
+                                          self.runner)
         self.scheduler = Scheduler(self.block_manager, config.max_batch_tokens, config.max_num_seqs)
         self.sampler = Sampler()
-        self.output_counts = OutputCounts(model.config.vocab_size, self.device)
+        self.output_counts = OutputCounts(model.config.vocab_size, self.device, config.max_num_seqs)
         self.eos_token_ids = set(eos_token_ids)
         self.sequences: dict[str, Sequence] = {}
 
@@ -81,8 +89,7 @@ class LLMEngine:
         self.check_fits(len(prompt_ids), params.max_tokens)
         if request_id in self.sequences:
             raise ValueError(f"duplicate request id {request_id}")
-        seq = Sequence(request_id, prompt_ids, params, namespace, self.config.block_size)
-        self.sequences[request_id] = seq
+        seq = self.sequences[request_id] = Sequence(request_id, prompt_ids, params, namespace)
         self.scheduler.add(seq)
         return seq
 
@@ -94,23 +101,27 @@ class LLMEngine:
         total = num_prompt_tokens + max_tokens
         if total > self.max_model_len:
             raise PromptTooLong(
-                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
-                f"{total} tokens ({num_prompt_tokens} in the messages, {max_tokens} in the completion). "
-                "Please reduce the length of the messages or completion.")
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you "
+                f"requested {total} tokens ({num_prompt_tokens} in the messages, {max_tokens} in the "
+                "completion). Please reduce the length of the messages or completion.")
         capacity = self.cache_capacity_tokens
         if total > capacity:
-            raise PromptTooLong(f"This request needs {total} tokens of cache but this worker holds {capacity}.")
+            raise PromptTooLong(
+                f"This request needs {total} tokens of cache but this worker holds {capacity}.")
 
     def abort(self, request_id: str, reason: str = "abort") -> Sequence | None:
         """Finish a request now and release its cache blocks (full ones stay cached)."""
-        seq = self.sequences.pop(request_id, None)
-        if seq is None:
-            return None
-        self.scheduler.remove(seq)
-        self.output_counts.release(request_id)
-        seq.status = SequenceStatus.FINISHED
-        seq.finish_reason = seq.finish_reason or reason
+        seq = self.sequences.get(request_id)
+        if seq is not None:
+            self._release(seq)
+            seq.status = SequenceStatus.FINISHED
+            seq.finish_reason = seq.finish_reason or reason
         return seq
+
+    def _release(self, seq: Sequence) -> None:
+        self.sequences.pop(seq.request_id, None)
+        self.output_counts.release(seq.request_id)
+        self.scheduler.remove(seq)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
@@ -120,27 +131,23 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if not batch:
             return []
-        logits = self.runner.run(batch)
-        sampling = [s for s in batch if s.samples]
-        outputs = []
-        if sampling:
-            seqs = [s.seq for s in sampling]
-            tokens, logprobs = self.sampler(logits, SamplingBatch.build(seqs, logits.device, self.output_counts))
+        logits = self.runner.run([s.chunk() for s in batch])
+        seqs = [s.seq for s in batch if s.samples]
+        tokens, logprobs = [], []
+        if seqs:
+            sampling = SamplingBatch(seqs, logits.device, self.output_counts)
+            tokens, logprobs = self.sampler(logits, sampling)
         for s in batch:
             s.seq.num_computed_tokens += s.num_new_tokens
-        for i, s in enumerate(sampling):
-            seq = s.seq
-            seq.append_token(tokens[i], logprobs[i])
+        outputs = []
+        for seq, token, logprob in zip(seqs, tokens, logprobs):
+            seq.append_token(token, logprob)
             self._check_finished(seq)
-            outputs.append(StepOutput(seq, [tokens[i]], [logprobs[i]] if logprobs[i] else [], seq.is_finished))
+            outputs.append(StepOutput(seq, [token], [logprob] if logprob else [], seq.is_finished))
         for s in batch:
+            self.block_manager.register_full_blocks(s.seq)
             if s.seq.is_finished:
-                self.sequences.pop(s.seq.request_id, None)
-                self.output_counts.release(s.seq.request_id)
-                self.block_manager.register_full_blocks(s.seq)
-                self.scheduler.remove(s.seq)
-            else:
-                self.block_manager.register_full_blocks(s.seq)
+                self._release(s.seq)
         return outputs
 
     def _check_finished(self, seq: Sequence) -> None:
@@ -158,35 +165,27 @@ class LLMEngine:
                  namespace: str = "") -> list[Sequence]:
         params = params if isinstance(params, list) else [params] * len(prompts)
         base = len(self.sequences) + id(prompts)
-        seqs = [self.add_request(f"gen-{base}-{i}", p, sp, namespace) for i, (p, sp) in enumerate(zip(prompts, params))]
+        seqs = [self.add_request(f"gen-{base}-{i}", p, sp, namespace)
+                for i, (p, sp) in enumerate(zip(prompts, params))]
         while any(not s.is_finished for s in seqs):
             self.step()
         return seqs
 
     def shutdown(self) -> None:
         """Keep the prefix cache for the next worker: spill cached blocks to the disk tier."""
-        self.block_manager.spill_all()
         if self.disk is not None:
+            self.block_manager.spill_all()
             self.disk.flush()
 
     def stats(self) -> dict:
         bm = self.block_manager
-        st = bm.stats
         return {
             "running": len(self.scheduler.running),
             "waiting": len(self.scheduler.waiting),
             "free_cache_blocks": bm.num_free_blocks,
             "total_cache_blocks": bm.num_blocks,
-            "cache": {
-                "block_size": bm.block_size,
-                "cached_blocks": len(bm.key_to_block),
-                "lookups": st.lookups,
-                "queried_tokens": st.queried_tokens,
-                "hit_tokens": st.hit_tokens,
-                "disk_hit_blocks": st.disk_hit_blocks,
-                "evicted_blocks": st.evicted_blocks,
-                "spilled_blocks": st.spilled_blocks,
-                "disk_blocks": len(self.disk) if self.disk else 0,
-                "disk_bytes": self.disk.total_bytes if self.disk else 0,
-            },
+            "cache": {"block_size": bm.block_size, "cached_blocks": len(bm.key_to_block),
+                      **dataclasses.asdict(bm.stats),
+                      "disk_blocks": len(self.disk) if self.disk else 0,
+                      "disk_bytes": self.disk.total_bytes if self.disk else 0},
         }

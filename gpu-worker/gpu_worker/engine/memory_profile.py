@@ -32,13 +32,12 @@ def _peak(device: torch.device, run) -> int:
 
 
 @torch.inference_mode()
-def peak_step_bytes(model, config: EngineConfig, max_model_len: int, device: torch.device) -> tuple[int, int]:
+def peak_step_bytes(model, config: EngineConfig, max_model_len: int,
+                    device: torch.device) -> tuple[int, int]:
     """(peak bytes of the largest mixed step, of the largest pure decode step)."""
-    bs = config.block_size
+    bs, chunk, decodes = config.block_size, config.max_batch_tokens, config.max_num_seqs
     context = min(max_model_len, PROFILE_CONTEXT)
-    ctx_blocks, chunk = -(-context // bs), config.max_batch_tokens
-    chunk_blocks = -(-chunk // bs)
-    decodes = config.max_num_seqs
+    ctx_blocks, chunk_blocks = -(-context // bs), -(-chunk // bs)
     # Every decode row reads the same blocks: the contents do not matter, only the shapes.
     layout = [(list(range(ctx_blocks)), context - 1, 1)] * decodes
     layout.append((list(range(ctx_blocks, ctx_blocks + chunk_blocks)), 0, chunk))
@@ -46,21 +45,24 @@ def peak_step_bytes(model, config: EngineConfig, max_model_len: int, device: tor
     sample_rows = torch.arange(decodes + 1, device=device)
     sample_rows[-1] = positions.numel() - 1
     scratch = model.allocate_kv_cache(ctx_blocks + chunk_blocks, block_size=bs)
+    params = SamplingParams(temperature=0.7, top_p=0.9, frequency_penalty=0.1)
+    seqs = [Sequence(f"profile-{i}", [0], params) for i in range(decodes + 1)]
     meta = AttentionMetadata.build(layout, bs, device)
-    seqs = [Sequence(f"profile-{i}", [0], SamplingParams(temperature=0.7, top_p=0.9, frequency_penalty=0.1))
-            for i in range(decodes + 1)]
     decode_meta = AttentionMetadata.build(layout[:-1], bs, device)
 
     def step(meta, rows, positions):
         hidden = model.forward(torch.zeros_like(positions), positions, meta, scratch)
         logits = model.compute_logits(hidden[rows])
-        Sampler().choose(logits, SamplingBatch.build(seqs[:rows.numel()], device, None))
+        Sampler().choose(logits, SamplingBatch(seqs[:rows.numel()], device, None))
+
+    def decode_step():
+        step(decode_meta, sample_rows[:-1], positions[:decodes])
 
     # What layers derive from their weights on first use and keep (MLA's absorbed W_UK / W_UV) is
     # built by this unmeasured step, so it counts once, in what is held, and not again in a peak.
-    step(decode_meta, sample_rows[:-1], positions[:decodes])
+    decode_step()
     mixed = _peak(device, lambda: step(meta, sample_rows, positions))
-    decode = _peak(device, lambda: step(decode_meta, sample_rows[:-1], positions[:decodes]))
+    decode = _peak(device, decode_step)
     del scratch, meta, decode_meta
     torch.cuda.empty_cache()
     return mixed, decode
@@ -68,18 +70,16 @@ def peak_step_bytes(model, config: EngineConfig, max_model_len: int, device: tor
 
 def cache_blocks_that_fit(model, config: EngineConfig, max_model_len: int, device: torch.device,
                           block_bytes: int, cuda_graphs: bool) -> tuple[int, dict]:
-    """(blocks, the sizing figures): memory_fraction of the device, less what is held now (weights),
-    less the profiled peaks."""
+    """(blocks, the sizing figures): memory_fraction of the device, less what is held now
+    (weights), less the profiled peaks."""
     mixed, decode = peak_step_bytes(model, config, max_model_len, device)
     graph_pool = decode if cuda_graphs else 0
-    # the sampler's penalty counts, at worst a float32 row per running sequence
-    counts = (config.max_num_seqs + 1) * model.config.vocab_size * 4
+    counts = (config.max_num_seqs + 1) * model.config.vocab_size * 4  # the sampler's OutputCounts
     total = torch.cuda.get_device_properties(device).total_memory
     held = torch.cuda.memory_allocated(device)
-    budget = int(total * config.memory_fraction) - held - mixed - graph_pool - counts
-    blocks = budget // block_bytes
-    figures = {"total_bytes": total, "held_bytes": held, "step_peak_bytes": mixed, "graph_pool_bytes": graph_pool,
-               "penalty_counts_bytes": counts,
+    blocks = (int(total * config.memory_fraction) - held - mixed - graph_pool - counts) // block_bytes
+    figures = {"total_bytes": total, "held_bytes": held, "step_peak_bytes": mixed,
+               "graph_pool_bytes": graph_pool, "penalty_counts_bytes": counts,
                "block_bytes": block_bytes, "blocks": blocks}
     if blocks < 1:
         raise RuntimeError(f"no room for the KV cache: {figures}")

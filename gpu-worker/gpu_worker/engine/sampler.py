@@ -14,8 +14,6 @@ seed at admission.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .sequence import Sequence, TokenLogprob
@@ -42,34 +40,24 @@ def uniform(seed: int, step: int) -> float:
 
 
 class OutputCounts:
-    """How often each sequence has generated each token, kept on the device for the penalties.
+    """How often each live sequence that uses a penalty has generated each token, on the device.
 
-    One row per live sequence that uses a penalty ([rows, vocab] float32), updated in place by the
-    sampler, released when the sequence ends. The last row is scratch for rows without one."""
+    [max_num_seqs + 1, vocab] float32, allocated once (memory_profile reserves it): a row per
+    sequence, taken at its first penalised step and released when it ends; the last row is
+    scratch for rows without a penalty. max_num_seqs rows suffice: preempted sequences keep
+    theirs, but go back to the front of the queue, before any request that has none."""
 
-    def __init__(self, vocab_size: int, device: torch.device, capacity: int = 8):
-        self.vocab_size, self.device = vocab_size, device
-        self.table = torch.zeros(capacity + 1, vocab_size, device=device)
+    def __init__(self, vocab_size: int, device: torch.device, max_num_seqs: int = 256):
+        self.table = torch.zeros(max_num_seqs + 1, vocab_size, device=device)
+        self.scratch = max_num_seqs
         self.rows: dict[str, int] = {}
-        self.free = list(range(capacity - 1, -1, -1))
-
-    @property
-    def scratch(self) -> int:
-        return self.table.shape[0] - 1
+        self.free = list(range(max_num_seqs))
 
     def row(self, seq: Sequence) -> int:
-        if seq.request_id in self.rows:
-            return self.rows[seq.request_id]
-        if not self.free:
-            grown = self.table.shape[0] - 1
-            self.table = torch.cat((self.table[:-1], torch.zeros(grown + 1, self.vocab_size, device=self.device)))
-            self.free = list(range(2 * grown - 1, grown - 1, -1))
-        row = self.rows[seq.request_id] = self.free.pop()
-        self.table[row].zero_()
-        if seq.output_ids:  # admitted with output already (not the usual path): count it once
-            ids = torch.tensor(seq.output_ids, device=self.device)
-            self.table[row].index_add_(0, ids, torch.ones(ids.shape, device=self.device))
-        return row
+        if seq.request_id not in self.rows:
+            self.rows[seq.request_id] = self.free.pop()
+            self.table[self.rows[seq.request_id]].zero_()
+        return self.rows[seq.request_id]
 
     def release(self, request_id: str) -> None:
         row = self.rows.pop(request_id, None)
@@ -77,48 +65,31 @@ class OutputCounts:
             self.free.append(row)
 
 
-@dataclass
 class SamplingBatch:
     """One step's sampling parameters as device tensors [B] (one host-to-device copy), plus the
     few host facts that choose which stages run."""
-    temperature: torch.Tensor
-    top_p: torch.Tensor
-    frequency_penalty: torch.Tensor
-    presence_penalty: torch.Tensor
-    uniform: torch.Tensor        # the row's random number in (0, 1)
-    count_rows: torch.Tensor     # int64 row of OutputCounts (scratch when the row has no penalty)
-    greedy: torch.Tensor         # bool
-    counts: OutputCounts | None
-    all_greedy: bool
-    any_greedy: bool
-    any_top_p: bool
-    logprob_rows: list[int]
-    top_logprobs: list[int]
 
-    @classmethod
-    def build(cls, seqs: list[Sequence], device: torch.device, counts: OutputCounts | None) -> "SamplingBatch":
-        rows = []
-        any_penalty = False
-        for seq in seqs:
-            p = seq.params
-            penalised = bool((p.frequency_penalty or p.presence_penalty) and counts is not None)
-            any_penalty |= penalised
-            rows.append((1.0 if p.greedy else p.temperature, p.top_p, p.frequency_penalty, p.presence_penalty,
-                         uniform(seq.seed, seq.num_output_tokens),
-                         counts.row(seq) if penalised else (counts.scratch if counts else 0),
-                         1.0 if p.greedy else 0.0))
+    def __init__(self, seqs: list[Sequence], device: torch.device, counts: OutputCounts | None):
+        params = [seq.params for seq in seqs]
+        penalised = [counts is not None and bool(p.frequency_penalty or p.presence_penalty)
+                     for p in params]
+        scratch = counts.scratch if counts else 0
+        rows = [(1.0 if p.greedy else p.temperature, p.top_p, p.frequency_penalty,
+                 p.presence_penalty, uniform(seq.seed, seq.num_output_tokens),
+                 counts.row(seq) if pen else scratch, float(p.greedy))
+                for seq, p, pen in zip(seqs, params, penalised)]
         host = torch.tensor(rows, dtype=torch.float64)  # every field is exact in float64
-        if device.type == "cuda":
-            host = host.pin_memory()
-        packed = host.to(device, non_blocking=True)
-        as_f32 = packed.float()
-        logprob_rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
-        return cls(temperature=as_f32[:, 0], top_p=as_f32[:, 1], frequency_penalty=as_f32[:, 2],
-                   presence_penalty=as_f32[:, 3], uniform=as_f32[:, 4], count_rows=packed[:, 5].long(),
-                   greedy=packed[:, 6] > 0, counts=counts if any_penalty else None,
-                   all_greedy=all(s.params.greedy for s in seqs), any_greedy=any(s.params.greedy for s in seqs),
-                   any_top_p=any(s.params.top_p < 1.0 and not s.params.greedy for s in seqs),
-                   logprob_rows=logprob_rows, top_logprobs=[seqs[i].params.top_logprobs for i in logprob_rows])
+        packed = (host.pin_memory() if device.type == "cuda" else host).to(device, non_blocking=True)
+        (self.temperature, self.top_p, self.frequency_penalty, self.presence_penalty,
+         self.uniform) = packed[:, :5].float().unbind(1)
+        self.count_rows = packed[:, 5].long()  # row of OutputCounts (scratch: no penalty)
+        self.greedy = packed[:, 6] > 0
+        self.counts = counts if any(penalised) else None
+        self.all_greedy = all(p.greedy for p in params)
+        self.any_greedy = any(p.greedy for p in params)
+        self.any_top_p = any(p.top_p < 1.0 and not p.greedy for p in params)
+        self.logprob_rows = [i for i, p in enumerate(params) if p.logprobs]
+        self.top_logprobs = [params[i].top_logprobs for i in self.logprob_rows]
 
 
 def nucleus_mask(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

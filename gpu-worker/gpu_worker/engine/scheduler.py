@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .block_manager import BlockManager
 from .sequence import Sequence, SequenceStatus
+
+
+class Chunk(NamedTuple):
+    """What the model runner reads of one scheduled sequence: its new tokens from position `start`
+    on. It is all a tensor-parallel follower rank receives of a step."""
+    start: int
+    tokens: list[int]
+    block_table: list[int]
+    samples: bool               # the chunk ends at the sequence's last token: it yields logits
+    table_key: tuple[int, int]  # Sequence.table_key: the decode buffers refill a row when it changes
 
 
 @dataclass
@@ -24,6 +35,11 @@ class ScheduledSeq:
     def samples(self) -> bool:
         """Whether this step reaches the sequence's last token, so it yields logits."""
         return self.seq.num_computed_tokens + self.num_new_tokens == len(self.seq)
+
+    def chunk(self) -> Chunk:
+        seq, start = self.seq, self.seq.num_computed_tokens
+        tokens = seq.token_ids[start:start + self.num_new_tokens]
+        return Chunk(start, tokens, seq.block_table, self.samples, seq.table_key)
 
 
 class Scheduler:
@@ -49,23 +65,23 @@ class Scheduler:
         self.block_manager.free(seq)
 
     def _preempt(self, seq: Sequence) -> None:
-        self.running.remove(seq)
-        self.block_manager.free(seq)
+        self.remove(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.waiting.appendleft(seq)
 
     def schedule(self) -> list[ScheduledSeq]:
+        bm = self.block_manager
         budget = self.max_batch_tokens
         batch: list[ScheduledSeq] = []
         preempted = False
         for seq in list(self.running):
             if seq not in self.running:  # preempted below to make room for an earlier one
                 continue
-            num_new = min(seq.num_uncomputed_tokens, budget)
+            num_new = min(len(seq) - seq.num_computed_tokens, budget)
             if num_new <= 0:
                 continue
-            while not self.block_manager.ensure_capacity(seq, seq.num_computed_tokens + num_new):
+            while not bm.ensure_capacity(seq, seq.num_computed_tokens + num_new):
                 victim = self.running[-1]
                 self._preempt(victim)
                 preempted = True
@@ -77,19 +93,18 @@ class Scheduler:
 
         while self.waiting and not preempted and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            match = self.block_manager.match_prefix(seq)
-            num_hit = (len(match.device_blocks) + len(match.disk_keys)) * self.block_manager.block_size
-            num_new = min(len(seq) - num_hit, budget)
-            num_new_blocks = seq.num_blocks_for(num_hit + num_new) - num_hit // self.block_manager.block_size
-            if not self.block_manager.can_allocate(match, num_new_blocks):
+            match = bm.match_prefix(seq)
+            hit_blocks = len(match.device_blocks) + len(match.disk_keys)
+            num_new = min(len(seq) - hit_blocks * bm.block_size, budget)
+            if not bm.can_allocate(match, bm.blocks_for(hit_blocks * bm.block_size + num_new) - hit_blocks):
                 break
             self.waiting.popleft()
-            reused = self.block_manager.allocate_prefix(seq, match)
+            reused = bm.allocate_prefix(seq, match)
             if seq.num_cached_prompt_tokens is None:
                 seq.num_cached_prompt_tokens = reused
             num_new = min(len(seq) - reused, budget)  # a disk block may have gone missing
-            if not self.block_manager.ensure_capacity(seq, reused + num_new):
-                self.block_manager.free(seq)
+            if not bm.ensure_capacity(seq, reused + num_new):
+                bm.free(seq)
                 self.waiting.appendleft(seq)
                 break
             seq.status = SequenceStatus.RUNNING

@@ -43,7 +43,7 @@ _serials = itertools.count()
 
 class Sequence:
     def __init__(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
-                 namespace: str = "", block_size: int = 64):
+                 namespace: str = ""):
         if not prompt_ids:
             raise ValueError("empty prompt")
         self.request_id = request_id
@@ -51,9 +51,9 @@ class Sequence:
         self.num_prompt_tokens = len(prompt_ids)
         self.params = params
         self.namespace = namespace
-        self.block_size = block_size
         self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
+        self.block_keys: list[bytes] = []  # prefix-cache keys of its full blocks, in order
         # Tokens whose latents are in the cache (prefix hits included).
         self.num_computed_tokens = 0
         # Prompt tokens served from the prefix cache at first admission; what usage reports.
@@ -63,7 +63,7 @@ class Sequence:
         # The sampler's noise stream: the request's seed, or a random one.
         self.seed = params.seed if params.seed is not None else random.getrandbits(63)
         self.num_preemptions = 0
-        self.serial = next(_serials)  # unique in the process, unlike request ids, which callers may reuse
+        self.serial = next(_serials)  # unique in the process, unlike request ids (callers reuse them)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -81,16 +81,10 @@ class Sequence:
         return self.status == SequenceStatus.FINISHED
 
     @property
-    def num_uncomputed_tokens(self) -> int:
-        return len(self.token_ids) - self.num_computed_tokens
-
-    @property
     def table_key(self) -> tuple[int, int]:
-        """Changes whenever block_table may have been rewritten rather than grown (a preemption frees it)."""
+        """Changes whenever block_table may have been rewritten rather than grown (a preemption
+        frees it)."""
         return self.serial, self.num_preemptions
-
-    def num_blocks_for(self, num_tokens: int) -> int:
-        return (num_tokens + self.block_size - 1) // self.block_size
 
     def append_token(self, token_id: int, logprob: TokenLogprob | None = None) -> None:
         self.token_ids.append(token_id)

@@ -1,8 +1,8 @@
-"""A follower rank: load this rank's part of the model, build the same runner as rank 0, replay its steps."""
+"""A follower rank: load this rank's part of the model, build the same runner as rank 0, replay its
+steps."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -11,7 +11,7 @@ from argparse import Namespace
 
 import torch
 
-from gpu_worker.engine.engine import LLMEngine
+from gpu_worker.engine.engine import build_runner
 from gpu_worker.model.loader import load_model
 
 from .launcher import HEARTBEAT_S, agree_on_cache_blocks, rank_report
@@ -23,22 +23,21 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
     from gpu_worker.server.config import DTYPES, engine_config, keep_fp8
 
     args = Namespace(**arguments)
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = rank_device(args.device, rank)
     progress = {"state": "loading", "steps": 0}
     _report_while_parent_lives(rank, device, progress, reports, parent_pid)
 
-    _, control = init_rank(rank, args.tensor_parallel_size, port, args.device, args.enable_expert_parallel,
-                           args.collective_timeout)
-    dtype = DTYPES[args.dtype]
-    model = load_model(args.checkpoint, device=device, dtype=dtype, kernel_backend=args.kernel_backend,
-                       keep_fp8=keep_fp8(args))
-    # the same engine settings as rank 0, without the disk tier (only rank 0 reads and writes it)
-    config = dataclasses.replace(engine_config(args, ""), disk_cache_dir=None)
-    config.num_cache_blocks = agree_on_cache_blocks(model, config, device, dtype, control)
-    runner = LLMEngine(model, config, device=device).runner
+    _, control = init_rank(rank, args.tensor_parallel_size, port, args.device,
+                           args.enable_expert_parallel, args.collective_timeout)
+    model = load_model(args.checkpoint, device=device, dtype=DTYPES[args.dtype],
+                       kernel_backend=args.kernel_backend, keep_fp8=keep_fp8(args))
+    config = engine_config(args, "")  # rank 0's settings; only rank 0 uses the disk tier
+    blocks = agree_on_cache_blocks(model, config, device, control)
+    runner = build_runner(model, config, torch.device(device), blocks)
     progress["state"] = "ready"
 
     def stepped() -> None:
@@ -50,7 +49,8 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
 
 
 def _report_while_parent_lives(rank: int, device: str, progress: dict, reports, parent_pid: int) -> None:
-    """A thread: this rank's state to rank 0 every second; exit at once when rank 0's process is gone."""
+    """A thread: this rank's state to rank 0 every second; exit at once when rank 0's process is
+    gone."""
     def loop() -> None:
         while os.getppid() == parent_pid:
             reports.put({"rank": rank, **rank_report(progress["state"], progress["steps"], device)})

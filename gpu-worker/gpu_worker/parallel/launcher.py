@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from gpu_worker.engine.config import EngineConfig
-from gpu_worker.engine.engine import _num_blocks, model_len_limit
+from gpu_worker.engine.engine import cache_blocks
 
 HEARTBEAT_S = 1.0
 # A ready follower reports every second even mid-step (its reporter is a thread); while it loads its
@@ -99,10 +99,10 @@ def start_followers(args: Namespace, port: int) -> Ranks:
     return Ranks(args.tensor_parallel_size, processes, reports)
 
 
-def agree_on_cache_blocks(model, config: EngineConfig, device, dtype: torch.dtype, control) -> int:
-    """Every rank sizes its cache as the engine would (a profiled step on CUDA, run by all ranks together)
-    and all take the smallest, so that rank 0's block ids exist everywhere."""
-    blocks = torch.tensor([_num_blocks(model, config, torch.device(device), dtype, model_len_limit(model, config))])
+def agree_on_cache_blocks(model, config: EngineConfig, device, control) -> int:
+    """Every rank sizes its cache as the engine would (a profiled step on CUDA, run by all ranks
+    together) and all take the smallest, so that rank 0's block ids exist everywhere."""
+    blocks = torch.tensor([cache_blocks(model, config, torch.device(device))])
     dist.all_reduce(blocks, op=dist.ReduceOp.MIN, group=control)
     return int(blocks.item())
 

@@ -12,9 +12,10 @@ from gpu_worker.engine.engine import LLMEngine
 from gpu_worker.model.loader import load_model
 from gpu_worker.parallel.launcher import agree_on_cache_blocks
 from gpu_worker.parallel.steps import StepBroadcaster
-from gpu_worker.prompt import PromptRenderer
+from gpu_worker.prompt.chat_format import EOS
+from gpu_worker.prompt.renderer import PromptRenderer
 
-from .app import EOS_TOKEN, WorkerState
+from .app import WorkerState
 
 
 def checkpoint_fingerprint(checkpoint: str | Path, dtype: torch.dtype) -> str:
@@ -44,9 +45,9 @@ def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_mode
     renderer = PromptRenderer(checkpoint)
     if not engine_config.cache_salt:
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
-    eos = renderer.tokenizer.token_to_id(EOS_TOKEN)
+    eos = renderer.tokenizer.token_to_id(EOS)
     if control is not None:  # the same cache on every rank, and every step replayed by the others
-        engine_config.num_cache_blocks = agree_on_cache_blocks(model, engine_config, device, dtype, control)
+        engine_config.num_cache_blocks = agree_on_cache_blocks(model, engine_config, device, control)
     engine = LLMEngine(model, engine_config, eos_token_ids=(eos,), device=device)
     if control is not None:
         engine.runner.step_listener = StepBroadcaster(control)

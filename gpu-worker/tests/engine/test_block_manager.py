@@ -6,15 +6,16 @@ BS = 4
 
 
 def seq(tokens, ns="acct-a", rid="r"):
-    return Sequence(rid, tokens, SamplingParams(), namespace=ns, block_size=BS)
+    return Sequence(rid, tokens, SamplingParams(), namespace=ns)
 
 
-def admit(bm, s):
-    match = bm.match_prefix(s)
-    reused = bm.allocate_prefix(s, match)
+def admit(bm, s, then_free=False):
+    reused = bm.allocate_prefix(s, bm.match_prefix(s))
     assert bm.ensure_capacity(s, len(s))
     s.num_computed_tokens = len(s)
     bm.register_full_blocks(s)
+    if then_free:
+        bm.free(s)
     return reused
 
 
@@ -58,12 +59,10 @@ def test_free_returns_every_block_and_lru_evicts_oldest_first():
 
 def test_lru_keeps_recently_used_prefix():
     bm = BlockManager(3, BS)
-    a, b = seq([1] * 4 + [2], rid="a"), seq([3] * 4 + [4], rid="b")
-    admit(bm, a); bm.free(a)
-    admit(bm, b); bm.free(b)
-    a2 = seq([1] * 4 + [5], rid="a2")
-    assert admit(bm, a2) == 4  # touches a's block: now most recent
-    bm.free(a2)
-    c = seq([7] * 5, rid="c")  # needs 2 blocks: evicts the free one... and b's (least recent)
-    admit(bm, c); bm.free(c)
+    admit(bm, seq([1] * 4 + [2], rid="a"), then_free=True)
+    admit(bm, seq([3] * 4 + [4], rid="b"), then_free=True)
+    # touches a's block: now the most recent
+    assert admit(bm, seq([1] * 4 + [5], rid="a2"), then_free=True) == 4
+    # needs 2 blocks: takes the free one, then evicts b's (the least recent)
+    admit(bm, seq([7] * 5, rid="c"), then_free=True)
     assert admit(bm, seq([1] * 4 + [6], rid="a3")) == 4

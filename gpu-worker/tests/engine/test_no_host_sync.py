@@ -43,11 +43,11 @@ def test_decode_step_of_attention_and_dense_layers_has_no_host_sync(name):
 
 
 def test_sampler_choice_has_no_host_sync():
-    counts = OutputCounts(50, torch.device("cpu"))
+    counts = OutputCounts(50, torch.device("cpu"), max_num_seqs=3)
     seqs = [Sequence(f"s{i}", [1], p) for i, p in enumerate([
         SamplingParams(temperature=0), SamplingParams(temperature=0.8, top_p=0.9, seed=3, logprobs=True),
         SamplingParams(temperature=1.2, frequency_penalty=0.5, presence_penalty=0.2)])]
-    batch = SamplingBatch.build(seqs, torch.device("cpu"), counts)
+    batch = SamplingBatch(seqs, torch.device("cpu"), counts)
     with no_host_sync():
         chosen, logprobs = Sampler().choose(torch.randn(3, 50), batch)
     assert chosen.shape == (3,) and logprobs.shape == (1, 50)

@@ -6,17 +6,12 @@ from gpu_worker.engine.sampler import OutputCounts, Sampler, SamplingBatch, nucl
 from gpu_worker.engine.sequence import SamplingParams, Sequence
 
 
-def seqs_for(params, outputs=None):
-    seqs = []
-    for i, p in enumerate(params):
-        s = Sequence(f"r{i}", [5, 6], p)
-        s.token_ids += (outputs or {}).get(i, [])
-        seqs.append(s)
-    return seqs
+def seqs_for(params):
+    return [Sequence(f"r{i}", [5, 6], p) for i, p in enumerate(params)]
 
 
 def sample(logits, seqs, counts=None):
-    return Sampler()(logits.clone(), SamplingBatch.build(seqs, logits.device, counts))
+    return Sampler()(logits.clone(), SamplingBatch(seqs, logits.device, counts))
 
 
 def test_nucleus_keeps_smallest_set_reaching_top_p():
@@ -27,23 +22,16 @@ def test_nucleus_keeps_smallest_set_reaching_top_p():
 
 
 def test_penalties_lower_generated_tokens_only_for_rows_that_ask():
-    counts = OutputCounts(5, torch.device("cpu"))
-    params = [SamplingParams(temperature=0, frequency_penalty=1.0, presence_penalty=0.5), SamplingParams(temperature=0)]
-    # token 2 leads by 2.4; generated twice it costs 2.5 and token 3 (0.0) wins; row 1 is not penalised.
+    counts = OutputCounts(5, torch.device("cpu"), max_num_seqs=2)
+    seqs = seqs_for([SamplingParams(temperature=0, frequency_penalty=1.0, presence_penalty=0.5),
+                     SamplingParams(temperature=0)])
+    # token 2 leads by 2.4: once generated it costs 1.5, twice 2.5, and token 0 wins; row 1 has no
+    # penalty and keeps token 2
     logits = torch.tensor([[0.0, 0.0, 2.4, 0.0, -1.0]] * 2)
-    seqs = seqs_for(params, {0: [2, 2], 1: [2, 2]})
-    tokens, _ = sample(logits, seqs, counts)
-    assert tokens == [0, 2]
-    assert counts.table[counts.rows["r0"]].tolist() == [1.0, 0.0, 2.0, 0.0, 0.0]  # the new token is counted
+    assert [sample(logits, seqs, counts)[0] for _ in range(3)] == [[2, 2], [2, 2], [0, 2]]
+    assert counts.table[counts.rows["r0"]].tolist() == [1.0, 0.0, 2.0, 0.0, 0.0]
     counts.release("r0")
-    assert "r0" not in counts.rows and counts.free
-
-
-def test_counts_table_grows_past_its_capacity():
-    counts = OutputCounts(4, torch.device("cpu"), capacity=2)
-    seqs = seqs_for([SamplingParams(temperature=0, presence_penalty=5.0)] * 5, {i: [i % 4] for i in range(5)})
-    tokens, _ = sample(torch.zeros(5, 4), seqs, counts)
-    assert all(t != i % 4 for i, t in enumerate(tokens)) and len(counts.rows) == 5
+    assert "r0" not in counts.rows and len(counts.free) == 2
 
 
 def test_greedy_rows_and_logprobs():

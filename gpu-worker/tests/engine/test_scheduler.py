@@ -7,7 +7,7 @@ BS = 4
 
 
 def seq(rid, n):
-    return Sequence(rid, list(range(1, n + 1)), SamplingParams(), block_size=BS)
+    return Sequence(rid, list(range(1, n + 1)), SamplingParams())
 
 
 def run_step(sched, batch):

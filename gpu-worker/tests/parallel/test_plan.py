@@ -81,7 +81,7 @@ def test_the_command_prints_the_plan():
 
 def test_bad_inputs_are_refused(capsys):
     assert main(["--checkpoint-config", "deepseek-v3", "--gpus", "7", "--gpu-memory", "141GB"]) == 2
-    assert "7 ranks must divide the 128 heads" in capsys.readouterr().err
+    assert "num_attention_heads (128) is not divisible by the tensor-parallel size 7" in capsys.readouterr().err
     assert main(["--checkpoint-config", "/nonexistent/config.json", "--gpus", "8", "--gpu-memory", "1GB"]) == 2
     # too small a GPU: the weights alone do not fit, nothing is left for the cache
     assert main(["--checkpoint-config", "deepseek-v3", "--gpus", "8", "--gpu-memory", "80GB"]) == 1
