@@ -1,13 +1,13 @@
 """Describes one packed forward step over a paged latent KV cache.
 
 A step runs the new tokens of B sequences packed into one [T] batch. Sequence b owns tokens
-cu_query_lens[b]:cu_query_lens[b+1]; after the step it has context_lens[b] tokens in the cache (previously
-cached + new), stored in the physical blocks listed in its row of block_tables.
+cu_query_lens[b]:cu_query_lens[b+1]; after the step it has context_lens[b] tokens in the cache
+(previously cached + new), stored in the physical blocks listed in its row of block_tables.
 
 The step splits in two parts, each with its own attention path (mla.py):
-- decode: the leading `num_decodes` sequences, one new token each (tokens 0..D-1), absorbed form over the
-  paged cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay it from static
-  buffers;
+- decode: the leading `num_decodes` sequences, one new token each (tokens 0..D-1), absorbed form
+  over the paged cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay
+  it from static buffers;
 - prefill: the other sequences (prompts, or chunks over a cached prefix), expanded form over packed
   variable-length contexts. Never graphed, so it may keep host lists.
 """
@@ -21,8 +21,8 @@ from typing import Sequence
 
 import torch
 
-# Decode split-K: each split covers at least this many context tokens (a shorter split costs more in the
-# merge than it wins in parallelism), at most MAX_DECODE_SPLITS of them.
+# Decode split-K: each split covers at least this many context tokens (a shorter split costs more in
+# the merge than it wins in parallelism), at most MAX_DECODE_SPLITS of them.
 MIN_SPLIT_TOKENS = 256
 MAX_DECODE_SPLITS = 32
 
@@ -37,8 +37,8 @@ class DecodePart:
 
     @functools.cached_property
     def context_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(slots [D, L], valid [D, L]), L = max_context_len: the cache slot of every context position
-        (the torch reference gathers them). Positions past a context point at its first block."""
+        """(slots [D, L], valid [D, L]), L = max_context_len: the cache slot of every context
+        position (for the torch reference). Positions past a context point at its first block."""
         pos = torch.arange(self.max_context_len, device=self.context_lens.device)
         index = (pos // self.block_size).clamp(max=self.block_tables.shape[1] - 1)
         valid = pos[None, :] < self.context_lens[:, None]
@@ -48,8 +48,8 @@ class DecodePart:
 
 @dataclass
 class PrefillPart:
-    cu_query_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's new tokens within the prefill tokens
-    cu_context_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's whole context in context_slots
+    cu_query_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's new tokens
+    cu_context_lens: torch.Tensor  # [P+1] int32 offsets of each sequence's context in context_slots
     context_slots: torch.Tensor  # [sum of context_lens] cache slot of every context token, packed
     query_lens: list[int]
     context_lens: list[int]
@@ -65,22 +65,19 @@ class AttentionMetadata:
     context_lens: torch.Tensor  # [B] tokens in the cache after this step (cached before + new)
     block_tables: torch.Tensor  # [B, max_blocks] physical block ids, padded (padding value unused)
     slot_mapping: torch.Tensor  # [T] block_id * block_size + offset of each new token
-    block_size: int = 64
-    # Host-side description; `build` fills it. Missing values cost one device sync to derive.
-    max_query_len: int | None = None
-    max_context_len: int | None = None
-    num_decodes: int | None = None  # leading sequences with one new token (all of them when max_query_len == 1)
-    num_splits: int | None = None  # decode split-K factor; `decode_splits` when None
+    block_size: int
+    max_context_len: int
+    max_query_len: int = 1
+    # The host's copy of the lengths, which a step with prefills needs (`build` fills them). A
+    # decode-only step (max_query_len 1, a CUDA graph's replay) needs neither.
     host_query_lens: list[int] | None = None
     host_context_lens: list[int] | None = None
+    num_decodes: int | None = None  # leading one-token sequences; all when max_query_len == 1
+    num_splits: int | None = None  # decode split-K factor; `decode_splits` when None
 
     @classmethod
-    def build(
-        cls,
-        seqs: Sequence[tuple[Sequence[int], int, int]],
-        block_size: int = 64,
-        device: torch.device | str = "cpu",
-    ) -> "AttentionMetadata":
+    def build(cls, seqs: Sequence[tuple[Sequence[int], int, int]], block_size: int = 64,
+              device: torch.device | str = "cpu") -> "AttentionMetadata":
         """seqs: (block_table, num_cached, num_new) per sequence, in packed order."""
         slots, query_lens, context_lens = [], [], []
         for table, cached, new in seqs:
@@ -91,7 +88,8 @@ class AttentionMetadata:
                 raise ValueError(f"block table of {len(table)} blocks cannot hold {total} tokens")
             query_lens.append(new)
             context_lens.append(total)
-            slots.extend(table[p // block_size] * block_size + p % block_size for p in range(cached, total))
+            slots += [table[p // block_size] * block_size + p % block_size
+                      for p in range(cached, total)]
         width = max(len(t) for t, _, _ in seqs)
         tables = [list(t) + [0] * (width - len(t)) for t, _, _ in seqs]
         as_long = dict(dtype=torch.long, device=device)
@@ -100,52 +98,32 @@ class AttentionMetadata:
             context_lens=torch.tensor(context_lens, **as_long),
             block_tables=torch.tensor(tables, **as_long),
             slot_mapping=torch.tensor(slots, **as_long),
-            block_size=block_size,
-            max_query_len=max(query_lens),
-            max_context_len=max(context_lens),
-            num_decodes=next((i for i, n in enumerate(query_lens) if n != 1), len(query_lens)),
-            host_query_lens=query_lens,
-            host_context_lens=context_lens,
+            block_size=block_size, max_context_len=max(context_lens), max_query_len=max(query_lens),
+            host_query_lens=query_lens, host_context_lens=context_lens,
         )
 
     def __post_init__(self):
-        if self.max_query_len is None:
-            self.max_query_len = max(self._query_lens())
-        if self.max_context_len is None:
-            self.max_context_len = max(self._context_lens())
         if self.num_decodes is None:
-            lens = [1] * self.num_seqs if self.max_query_len == 1 else self._query_lens()
+            lens = self.host_query_lens or [1] * self.context_lens.shape[0]
             self.num_decodes = next((i for i, n in enumerate(lens) if n != 1), len(lens))
-
-    def _query_lens(self) -> list[int]:
-        if self.host_query_lens is None:
-            self.host_query_lens = (self.cu_query_lens[1:] - self.cu_query_lens[:-1]).tolist()
-        return self.host_query_lens
-
-    def _context_lens(self) -> list[int]:
-        if self.host_context_lens is None:
-            self.host_context_lens = self.context_lens.tolist()
-        return self.host_context_lens
-
-    @property
-    def num_seqs(self) -> int:
-        return self.context_lens.shape[0]
 
     @functools.cached_property
     def decode(self) -> DecodePart | None:
         d = self.num_decodes
         if d == 0:
             return None
-        longest = self.max_context_len if self.host_context_lens is None else max(self.host_context_lens[:d])
+        lens = self.host_context_lens
+        longest = self.max_context_len if lens is None else max(lens[:d])
         splits = self.num_splits or decode_splits(d, longest, self.context_lens.device)
-        return DecodePart(self.block_tables[:d], self.context_lens[:d], longest, splits, self.block_size)
+        return DecodePart(self.block_tables[:d], self.context_lens[:d], longest, splits,
+                          self.block_size)
 
     @functools.cached_property
     def prefill(self) -> PrefillPart | None:
         d = self.num_decodes
-        if d == self.num_seqs:
+        if d == self.context_lens.shape[0]:
             return None
-        query_lens, context_lens = self._query_lens()[d:], self._context_lens()[d:]
+        query_lens, context_lens = self.host_query_lens[d:], self.host_context_lens[d:]
         device = self.context_lens.device
         cu_q = torch.tensor([0, *accumulate(query_lens)], dtype=torch.int32, device=device)
         cu_k = torch.tensor([0, *accumulate(context_lens)], dtype=torch.int32, device=device)
@@ -154,7 +132,8 @@ class AttentionMetadata:
                                       torch.tensor(context_lens, device=device), output_size=total)
         pos = torch.arange(total, device=device) - cu_k[seq]
         blocks = self.block_tables[d:][seq, pos // self.block_size]
-        return PrefillPart(cu_q, cu_k, blocks * self.block_size + pos % self.block_size, query_lens, context_lens)
+        slots = blocks * self.block_size + pos % self.block_size
+        return PrefillPart(cu_q, cu_k, slots, query_lens, context_lens)
 
 
 def decode_splits(num_seqs: int, max_context_len: int, device: torch.device) -> int:
@@ -168,4 +147,4 @@ def decode_splits(num_seqs: int, max_context_len: int, device: torch.device) -> 
 def _processor_count(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
-    return 8  # the interpreter has no processors to fill; a few splits keep the long-context path exercised
+    return 8  # the interpreter has no processors to fill; a few splits exercise long contexts

@@ -40,14 +40,6 @@ def test_static_buffer_metadata_needs_no_host_lists():
     assert meta.decode.max_context_len == 16 and meta.decode.num_splits == decode_splits(3, 16, CPU)
 
 
-def test_missing_host_description_is_derived():
-    meta = AttentionMetadata(cu_query_lens=torch.tensor([0, 1, 4]), context_lens=torch.tensor([6, 3]),
-                             block_tables=torch.tensor([[0, 1], [2, 0]]), slot_mapping=torch.tensor([5, 8, 9, 10]),
-                             block_size=4)
-    assert (meta.max_query_len, meta.max_context_len, meta.num_decodes) == (3, 6, 1)
-    assert meta.prefill.query_lens == [3] and meta.prefill.context_slots.tolist() == [8, 9, 10]
-
-
 def test_split_count_grows_with_context_and_shrinks_with_batch():
     assert decode_splits(1, 200, CPU) == 1  # short context: no split
     assert decode_splits(1, 2048, CPU) == 8
