@@ -64,7 +64,7 @@ def write_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = dict(hf_config)
-    config["torch_dtype"] = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]
+    config["torch_dtype"] = str(dtype).removeprefix("torch.")
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in weights.items():
         if quantize_fp8 and tensor.dim() == 2 and not any(part in name for part in _NOT_QUANTIZED):

@@ -10,52 +10,17 @@ import torch
 from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
+from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG
 
-YARN = {
-    "type": "yarn",
-    "factor": 40,
-    "original_max_position_embeddings": 16,  # small, so the test positions exercise interpolated frequencies
-    "beta_fast": 32,
-    "beta_slow": 1,
-    "mscale": 1.0,
-    "mscale_all_dim": 1.0,
-}
-
+# rope: original_max_position_embeddings small, so the test positions exercise interpolation
+YARN = {**EMBEDDED_CONFIG["rope_scaling"], "original_max_position_embeddings": 16}
+# The embedded model's architecture, narrower, shallower, with fewer experts and a 101-token vocab
 BASE = {
-    "architectures": ["DeepseekV3ForCausalLM"],
-    "model_type": "deepseek_v3",
-    "vocab_size": 101,
-    "hidden_size": 32,
-    "intermediate_size": 48,
-    "moe_intermediate_size": 16,
-    "num_hidden_layers": 3,
-    "first_k_dense_replace": 1,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "n_routed_experts": 8,
-    "n_shared_experts": 1,
-    "num_experts_per_tok": 3,
-    "n_group": 4,
-    "topk_group": 2,
-    "topk_method": "noaux_tc",
-    "scoring_func": "sigmoid",
-    "norm_topk_prob": True,
-    "routed_scaling_factor": 2.5,
-    "q_lora_rank": 24,
-    "kv_lora_rank": 16,
-    "qk_nope_head_dim": 8,
-    "qk_rope_head_dim": 4,
-    "v_head_dim": 8,
-    "hidden_act": "silu",
-    "rope_theta": 10000.0,
-    "rope_scaling": YARN,
-    "max_position_embeddings": 640,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": False,
-    "attention_bias": False,
-    "num_nextn_predict_layers": 0,
-    "bos_token_id": 0,
-    "eos_token_id": 1,
+    **EMBEDDED_CONFIG, "vocab_size": 101, "hidden_size": 32, "intermediate_size": 48,
+    "moe_intermediate_size": 16, "num_hidden_layers": 3, "num_attention_heads": 4,
+    "num_key_value_heads": 4, "n_routed_experts": 8, "num_experts_per_tok": 3, "n_group": 4,
+    "topk_group": 2, "q_lora_rank": 24, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
+    "qk_rope_head_dim": 4, "v_head_dim": 8, "max_position_embeddings": 640, "rope_scaling": YARN,
 }
 
 # name -> overrides of BASE. Each covers a feature the issue asks to be checked against transformers.
