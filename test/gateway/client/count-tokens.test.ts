@@ -1,9 +1,10 @@
 // POST /anthropic/v1/messages/count_tokens: the prompt's tokens, the same count the context
 // check uses (shown by a request that just overflows the context naming that count).
-import { SELF } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { BASE } from "../chat/helpers";
 import { postMessages, readyAnthropic } from "../anthropic/helpers";
+import { MAX_BODY_BYTES } from "../../../workers/gateway/src/middleware/json-body";
 
 const countTokens = (key: string, body: unknown) =>
   SELF.fetch(`${BASE}/anthropic/v1/messages/count_tokens`, {
@@ -50,5 +51,40 @@ describe("count_tokens", () => {
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
     expect((await countTokens("sk-00000000000000000000000000000000", { model: "deepseek-chat", messages: [{ role: "user", content: "hi" }] })).status).toBe(401);
+  });
+
+  it("counts against the account's requests per minute, shared with messages; 429 in Anthropic's shape", async () => {
+    const { account, key } = await readyAnthropic();
+    await env.DB.prepare("UPDATE accounts SET rpm_limit = 2 WHERE id = ?").bind(account).run();
+    const body = { model: "deepseek-chat", messages: [{ role: "user", content: "hi" }] };
+    expect((await countTokens(key, body)).status).toBe(200);
+    const ok = await countTokens(key, body);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("x-ratelimit-remaining-requests")).toBe("0");
+    const refused = await countTokens(key, body);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(await refused.json()).toEqual({ type: "error", error: { type: "rate_limit_error", message: "Rate Limit Reached" } });
+    expect((await postMessages(key, { ...body, max_tokens: 8 })).status).toBe(429);
+  });
+
+  it("refuses a body over the size limit with 413 in Anthropic's shape", async () => {
+    const { key } = await readyAnthropic();
+    const res = await countTokens(key, { model: "deepseek-chat", messages: [{ role: "user", content: "x".repeat(MAX_BODY_BYTES) }] });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ type: "error", error: { type: "request_too_large" } });
+  });
+
+  it("stops counting past the model's context: 400 `prompt is too long` with a lower bound", async () => {
+    const { key } = await readyAnthropic();
+    const words = Array.from({ length: 100_000 }, (_, i) => `w${i % 997}`).join(" "); // about 200,000 tokens
+    const res = await countTokens(key, { model: "deepseek-chat", messages: [{ role: "user", content: words }] });
+    expect(res.status).toBe(400);
+    const { error } = await res.json<any>();
+    expect(error.type).toBe("invalid_request_error");
+    const counted = Number(/^prompt is too long: at least (\d+) tokens > 65536 maximum$/.exec(error.message)?.[1]);
+    // Counting stopped just past the context, far below the prompt's full count.
+    expect(counted).toBeGreaterThan(65_536);
+    expect(counted).toBeLessThan(70_000);
   });
 });

@@ -14,8 +14,9 @@ import { modelRegistry } from "../db/models";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors/api-error";
 import { runChatInference } from "../inference/chat-inference";
+import { measureChatPrompt } from "../inference/prompt-size";
+import { admit } from "../limits/admit";
 import { readJsonBody } from "../middleware/json-body";
-import { countChatPromptTokens } from "../tokenizer";
 import { validateChatRequest } from "../validation";
 
 export const anthropicRoute = new Hono<AppEnv>();
@@ -40,13 +41,24 @@ anthropicRoute.post("/v1/messages", async (c) => {
 // The prompt's exact token count: the chat template the context check renders, counted by the
 // tokenizer it uses. max_tokens is not part of a count request: one the client sends anyway
 // (a whole Messages body) is replaced, so its size cannot turn a count into a 400.
+// A count is an API request like any other: it takes one of the key's requests per minute and a
+// concurrency slot (no tokens: nothing is generated), and counting stops past the model's
+// context, as the chat path's does, with the error a too-long Messages request gets.
 anthropicRoute.post("/v1/messages/count_tokens", async (c) => {
-  const { body } = await readJsonBody(c.req.raw);
-  const withMax = typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, max_tokens: 1 } : body;
-  const request = parseMessagesRequest(withMax);
-  const models = await modelRegistry(c.env.DB);
-  const chat = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
-  return c.json({ input_tokens: countChatPromptTokens(chat.messages, { tools: chat.tools, model: chat.model.id }) });
+  const auth = await c.get("keyCheck").verify();
+  const admission = await admit(c.env, auth, c.get("traceId"), 0);
+  try {
+    const { body } = await readJsonBody(c.req.raw);
+    const withMax = typeof body === "object" && body !== null && !Array.isArray(body) ? { ...body, max_tokens: 1 } : body;
+    const request = parseMessagesRequest(withMax);
+    const models = await modelRegistry(c.env.DB);
+    const { messages, tools, model } = validateChatRequest(toChatBody(request, [...models.values()]), { beta: true, models });
+    const prompt = measureChatPrompt(messages, { tools, model: model.id }, model.contextLength);
+    if (prompt.atLeast) throw contextLimitExceeded(prompt.tokens, 0, model.contextLength, true);
+    return c.json({ input_tokens: prompt.tokens }, 200, admission.headers);
+  } finally {
+    await admission.finish(0);
+  }
 });
 
 // Anything else under /anthropic answers in Anthropic's error shape too.
