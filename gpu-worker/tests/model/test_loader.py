@@ -29,6 +29,12 @@ def reference_logits(weights, tmp_path_factory):
     return load_model(path).forward_dense(IDS)
 
 
+@pytest.fixture(scope="module")
+def fp8_checkpoint(weights, tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("fp8"), hf_config(), weights,
+                            dtype=torch.bfloat16, quantize_fp8=True)
+
+
 def test_sharded_checkpoint_with_index_equals_single_file(weights, reference_logits, tmp_path):
     write_checkpoint(tmp_path, hf_config(), weights, dtype=torch.float32, max_shard_bytes=20_000)
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
@@ -36,50 +42,42 @@ def test_sharded_checkpoint_with_index_equals_single_file(weights, reference_log
     assert torch.equal(load_model(tmp_path).forward_dense(IDS), reference_logits)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_checkpoints_load_into_float32(weights, reference_logits, tmp_path, dtype):
-    write_checkpoint(tmp_path, hf_config(), weights, dtype=dtype)
-    model = load_model(tmp_path, dtype=torch.float32)
-    stored = load_file(tmp_path / "model.safetensors")["model.layers.1.mlp.experts.3.up_proj.weight"]
-    assert stored.dtype == dtype
-    assert torch.equal(model.layers[1].mlp.experts.gate_up_proj[3, 16:], stored.float())
-    assert rel_err(model.forward_dense(IDS), reference_logits) < 0.1  # rounding of the weights only
-
-
-def test_loads_in_bfloat16(weights, reference_logits, tmp_path):
-    write_checkpoint(tmp_path, hf_config(), weights, dtype=torch.bfloat16)
-    model = load_model(tmp_path, dtype=torch.bfloat16)
-    assert model.embed_tokens.dtype == torch.bfloat16
+@pytest.mark.parametrize("stored, dtype", [(torch.bfloat16, torch.float32),
+                                           (torch.float16, torch.float32),
+                                           (torch.bfloat16, torch.bfloat16)])
+def test_half_precision_checkpoints(weights, reference_logits, tmp_path, stored, dtype):
+    write_checkpoint(tmp_path, hf_config(), weights, dtype=stored)
+    model = load_model(tmp_path, dtype=dtype)
+    up = load_file(tmp_path / "model.safetensors")["model.layers.1.mlp.experts.3.up_proj.weight"]
+    assert up.dtype == stored
+    assert torch.equal(model.layers[1].mlp.experts.gate_up_proj[3, 16:], up.to(dtype))
     assert model.layers[1].mlp.gate.e_score_correction_bias.dtype == torch.float32
     logits = model.forward_dense(IDS)
     assert logits.dtype == torch.float32
-    assert rel_err(logits, reference_logits) < 0.1
+    assert rel_err(logits, reference_logits) < 0.1  # rounding of the weights (and activations) only
 
 
-def test_fp8_checkpoint_dequantizes_to_the_weights_it_came_from(weights, tmp_path):
-    write_checkpoint(tmp_path / "fp8", hf_config(), weights, dtype=torch.bfloat16, quantize_fp8=True)
-    stored = load_file(tmp_path / "fp8" / "model.safetensors")
+def test_fp8_checkpoint_dequantizes_to_the_weights_it_came_from(weights, fp8_checkpoint, tmp_path):
+    stored = load_file(fp8_checkpoint / "model.safetensors")
     name = "model.layers.0.self_attn.q_b_proj.weight"
     assert stored[name].dtype == torch.float8_e4m3fn
     assert stored[name + "_scale_inv"].dtype == torch.float32
-    model = load_model(tmp_path / "fp8")
-
+    model = load_model(fp8_checkpoint)
     # exactly the block-wise dequantization of what was stored ...
     expected = fp8.dequantize(stored[name], stored[name + "_scale_inv"])
     assert torch.equal(model.layers[0].self_attn.q_b_proj.weight, expected)
     # ... which is the original weight up to e4m3 rounding (3 mantissa bits)
-    original = weights[name]
-    assert ((expected - original).abs() <= original.abs() / 16 + 1e-3).all()
+    assert ((expected - weights[name]).abs() <= weights[name].abs() / 16 + 1e-3).all()
     # and the whole model equals one loaded from the dequantized weights in float32
-    dequantized = {n: (fp8.dequantize(stored[n], stored[n + "_scale_inv"]) if stored[n].dtype == fp8.FP8_DTYPE
-                       else stored[n].float()) for n in weights}
-    write_checkpoint(tmp_path / "deq", hf_config(), dequantized, dtype=torch.float32)
-    assert torch.equal(model.forward_dense(IDS), load_model(tmp_path / "deq").forward_dense(IDS))
+    dequantized = {n: fp8.dequantize(stored[n], stored[n + "_scale_inv"])
+                   if stored[n].dtype == fp8.FP8_DTYPE else stored[n].float() for n in weights}
+    write_checkpoint(tmp_path, hf_config(), dequantized, dtype=torch.float32)
+    assert torch.equal(model.forward_dense(IDS), load_model(tmp_path).forward_dense(IDS))
 
 
 def test_fp8_blocks_with_ragged_edges():
     torch.manual_seed(0)
-    w = torch.randn(300, 200) * torch.logspace(-3, 1, 300)[:, None]  # very different scale per block row
+    w = torch.randn(300, 200) * torch.logspace(-3, 1, 300)[:, None]  # a scale per block row
     q, scale = fp8.quantize(w)
     assert scale.shape == (3, 2)
     deq = fp8.dequantize(q, scale)
@@ -89,87 +87,88 @@ def test_fp8_blocks_with_ragged_edges():
     assert torch.equal(deq[256:, 128:], q[256:, 128:].float() * scale[2, 1])
 
 
-def _edit_checkpoint(path, edit):
-    file = path / "model.safetensors"
-    tensors = load_file(file)
-    edit(tensors)
-    save_file(tensors, file)
-
-
 def test_missing_unexpected_and_misshaped_tensors_are_named(weights, tmp_path):
     write_checkpoint(tmp_path, hf_config(), weights, dtype=torch.float32)
-
-    def break_it(t):
-        del t["model.layers.2.mlp.experts.5.down_proj.weight"]
-        t["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.zeros(2)
-        t["model.layers.1.self_attn.kv_b_proj.weight"] = torch.zeros(7, 16)
-
-    _edit_checkpoint(tmp_path, break_it)
+    tensors = load_file(tmp_path / "model.safetensors")
+    del tensors["model.layers.2.mlp.experts.5.down_proj.weight"]
+    tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.zeros(2)
+    tensors["model.layers.1.self_attn.kv_b_proj.weight"] = torch.zeros(7, 16)
+    save_file(tensors, tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError) as info:
         load_model(tmp_path)
     error = info.value
     assert error.missing == ["model.layers.2.mlp.experts.5.down_proj.weight"]
     assert error.unexpected == ["model.layers.0.self_attn.rotary_emb.inv_freq"]
-    assert error.misshaped == ["model.layers.1.self_attn.kv_b_proj.weight (expected [64, 16], got [7, 16])"]
+    assert error.misshaped == [
+        "model.layers.1.self_attn.kv_b_proj.weight (expected [64, 16], got [7, 16])"]
     for name in ("experts.5.down_proj", "rotary_emb.inv_freq", "layers.1.self_attn.kv_b_proj"):
         assert name in str(error)
 
 
 def test_mtp_layers_beyond_num_hidden_layers_are_skipped(weights, reference_logits, tmp_path):
-    config = hf_config(num_nextn_predict_layers=1)
-    mtp = {name.replace("model.layers.2.", "model.layers.3."): t.clone() for name, t in weights.items()
+    mtp = {name.replace("layers.2.", "layers.3."): t.clone() for name, t in weights.items()
            if name.startswith("model.layers.2.")}
     mtp["model.layers.3.eh_proj.weight"] = torch.zeros(32, 64)
     mtp["model.layers.3.enorm.weight"] = torch.ones(32)
-    write_checkpoint(tmp_path, config, {**weights, **mtp}, dtype=torch.float32)
+    write_checkpoint(tmp_path, hf_config(num_nextn_predict_layers=1), {**weights, **mtp},
+                     dtype=torch.float32)
     assert torch.equal(load_model(tmp_path).forward_dense(IDS), reference_logits)
 
 
-def test_fp8_weight_without_scale_is_refused(weights, tmp_path):
-    write_checkpoint(tmp_path, hf_config(), weights, quantize_fp8=True)
-    _edit_checkpoint(tmp_path, lambda t: t.pop("model.layers.0.self_attn.o_proj.weight_scale_inv"))
-    with pytest.raises(CheckpointError, match="model.layers.0.self_attn.o_proj.weight_scale_inv"):
-        load_model(tmp_path)
+def no_scale(stored, name="model.layers.0.self_attn.o_proj.weight"):
+    del stored[name + "_scale_inv"]
+    return f"FP8 tensor {name} has no {name}_scale_inv"
 
 
-@pytest.fixture(scope="module")
-def fp8_checkpoint(weights, tmp_path_factory):
-    return write_checkpoint(tmp_path_factory.mktemp("fp8"), hf_config(), weights, dtype=torch.bfloat16,
-                            quantize_fp8=True)
+def widened(stored, name="model.layers.1.mlp.experts.2.down_proj.weight"):
+    stored[name] = fp8.dequantize(stored[name], stored.pop(name + "_scale_inv")).bfloat16()
+    return f"{name} is stored as BF16, not FP8 like the rest"
+
+
+@pytest.mark.parametrize("edit, keep_fp8", [(no_scale, False), (widened, True)])
+def test_fp8_weights_without_their_scales_are_refused(fp8_checkpoint, tmp_path, edit, keep_fp8):
+    stored = load_file(fp8_checkpoint / "model.safetensors")
+    message = edit(stored)
+    save_file(stored, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text((fp8_checkpoint / "config.json").read_text())
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path, keep_fp8=keep_fp8)
+    if edit is widened:
+        load_model(tmp_path)  # widened at load, a bf16 tensor among FP8 ones is fine
 
 
 def test_fp8_checkpoint_kept_as_fp8_holds_the_stored_bytes_and_block_scales(fp8_checkpoint):
     stored = load_file(fp8_checkpoint / "model.safetensors")
     model = load_model(fp8_checkpoint, keep_fp8=True)
 
-    def same_bytes(a, b):
+    def same_bytes(a, name):
+        b = stored[name]
         return a.dtype == b.dtype == fp8.FP8_DTYPE and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
     up = "model.layers.1.mlp.experts.3.up_proj.weight"
     experts = model.layers[1].mlp.experts
-    assert same_bytes(experts.gate_up_proj[3, 16:], stored[up])
-    assert torch.equal(experts.gate_up_scale[3, 1:], stored[up + "_scale_inv"])  # gate's block row, then up's
+    assert same_bytes(experts.gate_up_proj[3, 16:], up)
+    assert torch.equal(experts.gate_up_scale[3, 1:], stored[up + "_scale_inv"])  # gate's, then up's
     kv_a = "model.layers.0.self_attn.kv_a_proj_with_mqa.weight"  # stacked after q_a's 24 rows
     attention = model.layers[0].self_attn
-    assert same_bytes(attention.qkv_a_proj.weight[24:], stored[kv_a])
+    assert same_bytes(attention.qkv_a_proj.weight[24:], kv_a)
     assert torch.equal(attention.qkv_a_proj.weight_scale_inv[1:], stored[kv_a + "_scale_inv"])
-    dense = "model.layers.0.mlp.down_proj.weight"
-    assert same_bytes(model.layers[0].mlp.down_proj.weight, stored[dense])
-    shared = "model.layers.2.mlp.shared_experts.gate_proj.weight"
-    assert same_bytes(model.layers[2].mlp.shared_experts.gate_up_proj.weight[:16], stored[shared])
-    assert model.embed_tokens.dtype == model.lm_head.dtype == model.layers[1].mlp.gate.weight.dtype == torch.float32
+    assert same_bytes(model.layers[0].mlp.down_proj.weight, "model.layers.0.mlp.down_proj.weight")
+    assert same_bytes(model.layers[2].mlp.shared_experts.gate_up_proj.weight[:16],
+                      "model.layers.2.mlp.shared_experts.gate_proj.weight")
+    assert model.embed_tokens.dtype == model.layers[1].mlp.gate.weight.dtype == torch.float32
     # the torch backend dequantises for each product: exactly the model widened at load
     assert torch.equal(model.forward_dense(IDS), load_model(fp8_checkpoint).forward_dense(IDS))
 
 
 def test_fp8_model_on_the_triton_backend_within_the_stated_bounds(fp8_checkpoint):
-    """W8A8 against the dequantised weights. The weights are the same; only the activations are rounded to
-    e4m3 (1x128 groups) before each product, moving every input by at most 2^-4 of itself (3 mantissa
-    bits; kernels/test_fp8_gemm.py proves the per-product bound). To first order the errors of products in
+    """W8A8 against the dequantised weights: only the activations are rounded to e4m3 (1x128
+    groups) before each product, moving every input by at most 2^-4 of itself (3 mantissa bits;
+    kernels/test_fp8_gemm.py proves the per-product bound). To first order the errors of products in
     series add: an MLP has two (x, then silu(gate) * up), attention five on its longest path (x into
     q_a/kv_a, the normed q and latent into q_b and kv_b, the heads' output into o_proj). Each layer is
-    checked on the same input against those bounds; the logits, after three layers of 32 channels (too
-    few terms for the errors to average out), stay well inside 1/2 (measured: 0.24)."""
+    checked on the same input against those bounds; the logits, after three layers of 32 channels
+    (too few terms for the errors to average out), stay well inside 1/2 (measured: 0.24)."""
     fused = load_model(fp8_checkpoint, kernel_backend="triton")  # keeps FP8 by default
     assert fused.layers[1].mlp.experts.gate_up_proj.dtype == fp8.FP8_DTYPE
     assert fused.layers[1].mlp.experts.fused is not None
@@ -181,25 +180,15 @@ def test_fp8_model_on_the_triton_backend_within_the_stated_bounds(fp8_checkpoint
     with torch.inference_mode():
         for exact, quantised in zip(widened.layers, fused.layers):
             x = exact.input_layernorm(h)
-            assert rel_err(quantised.self_attn.forward_dense(x, freqs), exact.self_attn.forward_dense(x, freqs)) <= 5 * u
+            attention = quantised.self_attn.forward_dense(x, freqs)
+            assert rel_err(attention, exact.self_attn.forward_dense(x, freqs)) <= 5 * u
             x = exact.post_attention_layernorm(h).view(-1, h.shape[-1])
             assert 0 < rel_err(quantised.mlp(x), exact.mlp(x)) <= 2 * u
             h = exact.forward_dense(h, freqs)
     assert rel_err(fused.forward_dense(IDS), widened.forward_dense(IDS)) <= 0.5
 
 
-def test_a_kept_fp8_model_refuses_a_weight_stored_wider(fp8_checkpoint, tmp_path):
-    stored = load_file(fp8_checkpoint / "model.safetensors")
-    name = "model.layers.1.mlp.experts.2.down_proj.weight"
-    stored[name] = fp8.dequantize(stored[name], stored.pop(name + "_scale_inv")).bfloat16()
-    save_file(stored, tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text((fp8_checkpoint / "config.json").read_text())
-    with pytest.raises(CheckpointError, match=f"{name} is stored as BF16, not FP8"):
-        load_model(tmp_path, keep_fp8=True)
-    load_model(tmp_path)  # widened at load, a bf16 tensor among FP8 ones is fine
-
-
-# DeepSeek-V3's shapes scaled down, every part a rank holds a multiple of 128 wide, as in the real model
+# DeepSeek-V3's shapes scaled down: every part a rank holds is a multiple of 128 wide, as in V3
 ALIGNED = dict(hidden_size=128, intermediate_size=256, moe_intermediate_size=256, num_attention_heads=2,
                num_key_value_heads=2, q_lora_rank=128, kv_lora_rank=128, qk_nope_head_dim=128,
                qk_rope_head_dim=128, v_head_dim=128, num_hidden_layers=2, n_routed_experts=4, n_group=2,
@@ -216,15 +205,12 @@ def test_fp8_kept_on_a_rank_holds_its_part_of_each_tensor_and_scale(tmp_path, ex
         model = DeepseekV3ForCausalLM(ModelConfig.from_dir(path), kernel_backend="torch")
         load_weights(model, path)
 
-    def scales(rows, cols):
-        return (slice(None) if rows == slice(None) else slice(rows.start // 128, -(-rows.stop // 128)),
-                slice(None) if cols == slice(None) else slice(cols.start // 128, -(-cols.stop // 128)))
-
     def holds(tensor, scale, name, rows=slice(None), cols=slice(None)):
-        """tensor is the e4m3 bytes of stored[name][rows, cols], scale the block scales covering them."""
-        bytes_equal = torch.equal(tensor.view(torch.uint8), stored[name][rows, cols].view(torch.uint8))
-        return (bytes_equal and tensor.dtype == fp8.FP8_DTYPE
-                and torch.equal(scale, stored[name + "_scale_inv"][scales(rows, cols)]))
+        """tensor: the e4m3 bytes of stored[name][rows, cols]; scale: the block scales over them."""
+        part = stored[name][rows, cols].view(torch.uint8)
+        scales = stored[name + "_scale_inv"][fp8.block_source((rows, cols))]
+        return (tensor.dtype == fp8.FP8_DTYPE and torch.equal(tensor.view(torch.uint8), part)
+                and torch.equal(scale, scales))
 
     attention = model.layers[1].self_attn  # rank 1 of 2: the second head
     assert holds(attention.q_b_proj.weight, attention.q_b_proj.weight_scale_inv,
@@ -236,15 +222,17 @@ def test_fp8_kept_on_a_rank_holds_its_part_of_each_tensor_and_scale(tmp_path, ex
                  "model.layers.0.mlp.up_proj.weight", slice(128, 256))
     experts = model.layers[1].mlp.experts
     if expert_parallel:  # experts 2 and 3, whole
-        assert holds(experts.down_proj[1], experts.down_scale[1], "model.layers.1.mlp.experts.3.down_proj.weight")
+        assert holds(experts.down_proj[1], experts.down_scale[1],
+                     "model.layers.1.mlp.experts.3.down_proj.weight")
     else:  # every expert, the second half of its width
-        assert holds(experts.down_proj[0], experts.down_scale[0], "model.layers.1.mlp.experts.0.down_proj.weight",
-                     cols=slice(128, 256))
+        assert holds(experts.down_proj[0], experts.down_scale[0],
+                     "model.layers.1.mlp.experts.0.down_proj.weight", cols=slice(128, 256))
 
 
 def test_an_fp8_part_that_starts_inside_a_block_is_refused(tmp_path):
-    write_checkpoint(tmp_path, hf_config(), random_weights(ModelConfig.from_hf_dict(hf_config()), seed=3),
-                     quantize_fp8=True)  # intermediate 48: a rank's half starts at row 24
+    # intermediate 48: a rank's half starts at row 24
+    write_checkpoint(tmp_path, hf_config(), random_weights(ModelConfig.from_hf_dict(hf_config())),
+                     quantize_fp8=True)
     with using(Parallel(rank=1, size=2)), pytest.raises(ValueError, match="multiples of 128"):
         DeepseekV3ForCausalLM(ModelConfig.from_dir(tmp_path), kernel_backend="torch").checkpoint_layout()
 
