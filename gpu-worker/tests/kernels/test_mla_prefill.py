@@ -35,8 +35,8 @@ def random_case(seed):
     return lens, pick(1, 4), pick(2, 20), pick(2, 10), pick(2, 20), {}
 
 
-# a one-token prompt, fresh prompts, chunks over prefixes crossing the 64-token tile edges, one token
-# over a long prefix (default and 16-wide tiles); widths that are no powers of two; random shapes
+# a one-token prompt, fresh prompts, chunks over prefixes crossing the 64-token tile edges, one
+# token over a long prefix (default and 16-wide tiles); widths no power of two; random shapes
 RAGGED = [(1, 1), (5, 5), (3, 70), (17, 81), (64, 64), (65, 130), (1, 63)]
 CASES = [(RAGGED, 3, 8, 4, 8, {}), (RAGGED, 3, 8, 4, 8, {"block_m": 16, "block_n": 16}),
          ([(7, 7), (2, 40)], 2, 24, 6, 20, {})] + [random_case(seed) for seed in range(3)]
