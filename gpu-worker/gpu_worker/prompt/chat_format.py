@@ -26,39 +26,35 @@ TOOL_OUTPUT_END = "<｜tool▁output▁end｜>"
 FIM_BEGIN = "<｜fim▁begin｜>"
 FIM_HOLE = "<｜fim▁hole｜>"
 FIM_END = "<｜fim▁end｜>"
+SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_CALL_BEGIN,
+                  TOOL_CALL_END, TOOL_SEP, TOOL_OUTPUTS_BEGIN, TOOL_OUTPUTS_END, TOOL_OUTPUT_BEGIN,
+                  TOOL_OUTPUT_END, FIM_BEGIN, FIM_HOLE, FIM_END)
+# Ordinary text in this vocabulary (several tokens each): found in decoded text, not by ids.
 THINK_BEGIN = "<think>"
 THINK_END = "</think>"
 
 REASONER_MODEL = "deepseek-reasoner"
 
 
-def normalize_messages(messages: list) -> list[dict]:
-    """Request messages -> the plain dicts the template reads (content strings; None only for tool-call turns)."""
-    return [_normalize(m) for m in messages]
-
-
-def _normalize(message: dict) -> dict:
-    role = message.get("role")
-    content = text_content(message.get("content"))
-    out = {"role": role, "content": content}
-    if role == "assistant":
-        tool_calls = message.get("tool_calls") or []
-        out["tool_calls"] = [_normalize_tool_call(c) for c in tool_calls]
-        # Clients send "" (or nothing) beside tool calls; the template renders calls only for None.
-        if tool_calls and not content:
-            out["content"] = None
-        elif content is None and not tool_calls:
-            out["content"] = ""
-    elif content is None:
-        out["content"] = ""
-    return out
-
-
 def text_content(content):
     """A string, or the texts of an array of {type: "text", text} parts joined with nothing."""
     if content is None or isinstance(content, str):
         return content
-    return "".join(part.get("text") or "" for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return "".join(part.get("text") or "" for part in content
+                   if isinstance(part, dict) and part.get("type") == "text")
+
+
+def _normalize(message: dict) -> dict:
+    """A request message as the template reads it: content a string, None only beside tool calls."""
+    role = message.get("role")
+    content = text_content(message.get("content"))
+    tool_calls = message.get("tool_calls") if role == "assistant" else None
+    tool_calls = [_normalize_tool_call(c) for c in tool_calls or []]
+    if tool_calls:  # clients send "" (or nothing) beside calls; the template renders them for None
+        content = content or None
+    elif content is None:
+        content = ""
+    return {"role": role, "content": content, "tool_calls": tool_calls}
 
 
 def _normalize_tool_call(call: dict) -> dict:
@@ -68,11 +64,13 @@ def _normalize_tool_call(call: dict) -> dict:
         arguments = ""
     elif not isinstance(arguments, str):
         arguments = js_json_dumps(arguments)
-    return {"type": call.get("type") or "function", "function": {"name": function.get("name") or "", "arguments": arguments}}
+    return {"type": call.get("type") or "function",
+            "function": {"name": function.get("name") or "", "arguments": arguments}}
 
 
-def render_template(messages: list[dict], add_generation_prompt: bool = True) -> str:
-    """The chat_template of DeepSeek-V3's tokenizer_config.json, for normalized messages."""
+def render_template(messages: list[dict]) -> str:
+    """The chat_template of DeepSeek-V3's tokenizer_config.json, for normalized messages, with the
+    generation prompt."""
     system_prompt = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     out = [BOS, system_prompt]
     is_first = False  # a tool call was rendered (never reset, as in the template)
@@ -86,58 +84,44 @@ def render_template(messages: list[dict], add_generation_prompt: bool = True) ->
         elif role == "assistant" and content is None:
             is_tool = False
             for call in m["tool_calls"]:
-                rendered = (
-                    TOOL_CALL_BEGIN + call["type"] + TOOL_SEP + call["function"]["name"]
-                    + "\n```json\n" + call["function"]["arguments"] + "\n```" + TOOL_CALL_END
-                )
+                function = call["function"]
+                rendered = (TOOL_CALL_BEGIN + call["type"] + TOOL_SEP + function["name"]
+                            + "\n```json\n" + function["arguments"] + "\n```" + TOOL_CALL_END)
                 if not is_first:
                     out.append(ASSISTANT + TOOL_CALLS_BEGIN + rendered)
                     is_first = True
                 else:
                     out.append("\n" + rendered + TOOL_CALLS_END + EOS)
         elif role == "assistant":
-            if is_tool:
-                out.append(TOOL_OUTPUTS_END + content + EOS)
-                is_tool = False
-            else:
-                out.append(ASSISTANT + content + EOS)
+            out.append((TOOL_OUTPUTS_END if is_tool else ASSISTANT) + content + EOS)
+            is_tool = False
         elif role == "tool":
             is_tool = True
-            if is_output_first:
-                out.append(TOOL_OUTPUTS_BEGIN + TOOL_OUTPUT_BEGIN + content + TOOL_OUTPUT_END)
-                is_output_first = False
-            else:
-                out.append("\n" + TOOL_OUTPUT_BEGIN + content + TOOL_OUTPUT_END)
-    if is_tool:
-        out.append(TOOL_OUTPUTS_END)
-    if add_generation_prompt and not is_tool:
-        out.append(ASSISTANT)
+            out.append((TOOL_OUTPUTS_BEGIN if is_output_first else "\n")
+                       + TOOL_OUTPUT_BEGIN + content + TOOL_OUTPUT_END)
+            is_output_first = False
+    out.append(TOOL_OUTPUTS_END if is_tool else ASSISTANT)
     return "".join(out)
 
 
-def with_tools(messages: list[dict], tools: list | None) -> list[dict]:
-    """Tool definitions become the last part of the system prompt."""
-    if not tools:
-        return messages
-    return messages + [{"role": "system", "content": render_tools_prompt(tools)}]
-
-
 def render_chat(messages: list, tools: list | None = None, model: str = "deepseek-chat") -> str:
-    """The full prompt text for a chat request (chat prefix completion included)."""
+    """The full prompt text for a chat request (chat prefix completion included). Tool
+    definitions become the last part of the system prompt."""
     reasoner = model == REASONER_MODEL
-    normalized = normalize_messages(messages)
+    normalized = [_normalize(m) for m in messages]
     prefix = None
     if messages and messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):
         prefix = messages[-1]
-        normalized = normalized[:-1]
-    text = render_template(with_tools(normalized, tools), add_generation_prompt=True)
+        normalized.pop()
+    if tools:
+        normalized.append({"role": "system", "content": render_tools_prompt(tools)})
+    text = render_template(normalized)
     if reasoner:
         text += THINK_BEGIN + "\n"
     if prefix is not None:
-        content = text_content(prefix.get("content")) or ""
         if reasoner:
             text += (prefix.get("reasoning_content") or "") + "\n" + THINK_END + "\n\n"
-        text += content
+        text += text_content(prefix.get("content")) or ""
     return text
 
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import json
-import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,29 +15,28 @@ from starlette.routing import Route
 
 from gpu_worker.engine.async_engine import AsyncEngine
 from gpu_worker.engine.engine import PromptTooLong
+from gpu_worker.prompt.chat_format import EOS, REASONER_MODEL
 
 from .detokenizer import TokenText
 from .metrics import Metrics
-from .output import OutputDelta, OutputProcessor
-from .protocol import (REASONER_MODELS, SYSTEM_FINGERPRINT, RequestError, Usage, authorized, chat_logprobs,
-                       chat_top_logprobs, completion_logprobs, completion_top_logprobs, error_body, new_id, now,
-                       sampling_params, sse, stop_list)
-from .usage_log import install_usage_log
+from .output import OutputProcessor
+from .protocol import (RequestError, Usage, authorized, chat_logprobs, chat_top_logprobs,
+                       completion_logprobs, completion_top_logprobs, sampling_params, sse,
+                       stop_list, unauthorized)
+from .usage_log import usage_endpoint
 
-log = logging.getLogger("gpu_worker.server")
-EOS_TOKEN = "<｜end▁of▁sentence｜>"
+SYSTEM_FINGERPRINT = "fp_gpu_worker"
+CHAT_MAX_TOKENS = (4096, 8192)  # (default, largest) max_tokens
+FIM_MAX_TOKENS = (4096, 4096)
 
 
 @dataclass
 class WorkerState:
     engine: AsyncEngine
-    renderer: object                 # gpu_worker.prompt.PromptRenderer
+    renderer: object                 # gpu_worker.prompt.renderer.PromptRenderer
     served_models: list[str]
     secret: str | None = None
-    default_max_tokens: int = 4096
-    max_max_tokens: int = 8192
     max_reasoning_tokens: int = 32768
-    max_fim_tokens: int = 4096
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
     ranks: object | None = None      # gpu_worker.parallel.launcher.Ranks on rank 0 of a tensor-parallel worker
@@ -50,81 +48,70 @@ class WorkerState:
     def rank_states(self) -> list[dict] | None:
         if self.ranks is None:
             return None
-        return self.ranks.snapshot({"state": "serving", "pid": os.getpid(), "device": str(self.engine.engine.device)})
+        device = str(self.engine.engine.device)
+        return self.ranks.snapshot({"state": "serving", "pid": os.getpid(), "device": device})
 
     def __post_init__(self):
         self.tokenizer = self.renderer.tokenizer
         self.token_text = TokenText(self.tokenizer)
-        eos = self.tokenizer.token_to_id(EOS_TOKEN)
-        self.eos_ids = frozenset({eos} if eos is not None else set())
-
-
-# ---- one generation, shared by both endpoints and both modes ----------------------------------
-@dataclass
-class Event:
-    delta: OutputDelta
-    logprobs: list
-    finish_reason: str | None
-    usage: Usage
+        self.eos_ids = frozenset({self.tokenizer.token_to_id(EOS)} - {None})
 
 
 class EngineFailure(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client closed the connection; the request was aborted and its blocks freed."""
+
+
 class Generation:
-    def __init__(self, state: WorkerState, prompt_ids: list[int], params, namespace: str,
+    """One request's run through the engine, for both endpoints and both modes."""
+
+    def __init__(self, state: WorkerState, request: Request, prompt_ids: list[int], params,
                  processor: OutputProcessor, endpoint: str, model: str):
-        self.state, self.processor = state, processor
-        self.engine_id = uuid.uuid4().hex  # engine-internal; retries may reuse the gateway's id
+        self.state, self.processor, self.endpoint, self.model = state, processor, endpoint, model
+        self.request_id = request.headers.get("x-request-id")  # the gateway's, for the usage log
+        # The response's id: the gateway's if sent (its retries reuse it; the engine's is unique).
+        prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
+        self.id = self.request_id or f"{prefix}-{uuid.uuid4()}"
+        self.engine_id = uuid.uuid4().hex
         self.usage = Usage(prompt_tokens=len(prompt_ids))
-        self.endpoint, self.model = endpoint, model
         self.finished = False
-        self.started = time.monotonic()
-        self.first_token_at: float | None = None
-        try:
-            self.handle = state.engine.submit(self.engine_id, prompt_ids, params, namespace)
-        except PromptTooLong as exc:
-            raise RequestError(400, str(exc)) from None
+        self.waiting_since: float | None = time.monotonic()  # until the first token
+        namespace = request.headers.get("x-cache-namespace", "")
+        self.handle = state.engine.submit(self.engine_id, prompt_ids, params, namespace)
 
     async def events(self):
-        proc = self.processor
+        """(OutputDelta, logprobs, finish_reason or None) as the engine delivers tokens."""
+        proc, metrics = self.processor, self.state.metrics
         try:
             while True:
                 out = await self.handle.queue.get()
                 if out is None:  # the engine already dropped the request
                     self.finish("insufficient_system_resource")
                     raise EngineFailure(str(self.handle.error))
-                if self.first_token_at is None and out.new_token_ids:
-                    self.first_token_at = time.monotonic()
-                    self.state.metrics.ttft_sum += self.first_token_at - self.started
-                    self.state.metrics.ttft_count += 1
+                if self.waiting_since is not None and out.new_token_ids:
+                    metrics.ttft_sum += time.monotonic() - self.waiting_since
+                    metrics.ttft_count += 1
+                    self.waiting_since = None
                 delta = proc.push(out.new_token_ids)
                 logprobs = out.new_logprobs[: len(delta.token_ids)]
                 self.usage.cached_tokens = out.seq.num_cached_prompt_tokens or 0
                 self.usage.completion_tokens = proc.completion_tokens
                 self.usage.reasoning_tokens = proc.reasoning_tokens
                 if not (out.finished or proc.ended_early):
-                    yield Event(delta, logprobs, None, self.usage)
+                    yield delta, logprobs, None
                     continue
-                if proc.ended_early and not out.finished:
+                if not out.finished:
                     self.state.engine.abort(self.engine_id, "stop")
-                tail = proc.finish()
-                delta.content += tail.content
-                delta.reasoning += tail.reasoning
-                delta.tool_calls += tail.tool_calls
-                if proc.stopped_by_string:
-                    reason = "stop"
-                elif proc.answer_limit_reached:
-                    reason = "length"
-                else:
-                    reason = out.seq.finish_reason or "stop"
-                if reason == "abort":
-                    reason = "stop"
-                if reason == "stop" and proc.has_tool_calls:
-                    reason = "tool_calls"
+                proc.finish(delta)
+                reason = ("stop" if proc.stop.stopped else "length" if proc.answer_limit_reached
+                          else out.seq.finish_reason or "stop")
+                if reason in ("stop", "abort"):
+                    reason = "tool_calls" if proc.has_tool_calls else "stop"
                 self.finish(reason)
-                yield Event(delta, logprobs, reason, self.usage)
+                yield delta, logprobs, reason
                 return
         finally:
             if not self.finished:  # client went away, or the consumer stopped early
@@ -134,23 +121,19 @@ class Generation:
     def finish(self, reason: str) -> None:
         if not self.finished:
             self.finished = True
-            self.state.metrics.record(self.endpoint, self.model, reason, self.usage)
+            self.state.metrics.record(self.request_id, self.endpoint, self.model, reason,
+                                      self.usage)
 
 
 async def wait_for_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
-async def collect(request: Request, gen: Generation) -> list[Event]:
+async def collect(request: Request, gen: Generation) -> list[tuple]:
     """Run a non-streaming generation to the end, or abort it when the client leaves."""
-    events: list[Event] = []
-
     async def consume():
-        async for event in gen.events():
-            events.append(event)
+        return [event async for event in gen.events()]
 
     consumer = asyncio.ensure_future(consume())
     watcher = asyncio.ensure_future(wait_for_disconnect(request))
@@ -163,27 +146,17 @@ async def collect(request: Request, gen: Generation) -> list[Event]:
             await asyncio.gather(consumer, return_exceptions=True)
     if consumer not in done:
         raise ClientGone()
-    consumer.result()
-    return events
+    return consumer.result()
 
 
-class ClientGone(Exception):
-    """The client closed the connection; the request was aborted and its blocks freed."""
-
-
-def json_error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, code or type_), status_code=status)
-
-
-# ---- app ---------------------------------------------------------------------------------------
 def build_app(state: WorkerState) -> Starlette:
     async def read_body(request: Request) -> dict:
         if not authorized(request, state.secret):
-            raise RequestError(401, "Authentication Fails (worker secret)", "authentication_error", "invalid_api_key")
-        if state.draining:
-            raise RequestError(503, "Server Overloaded (draining)", "service_unavailable", "server_overloaded")
-        if state.lost_ranks:
-            raise RequestError(503, f"Server Overloaded ({state.lost_ranks})", "service_unavailable", "server_overloaded")
+            raise unauthorized()
+        overloaded = "draining" if state.draining else state.lost_ranks
+        if overloaded:
+            raise RequestError(503, f"Server Overloaded ({overloaded})", "service_unavailable",
+                               "server_overloaded")
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -198,127 +171,135 @@ def build_app(state: WorkerState) -> Starlette:
         async def wrapped(request: Request) -> Response:
             try:
                 return await handler(request)
-            except RequestError as exc:
-                state.metrics.rejected[str(exc.status)] += 1
-                return JSONResponse(exc.body(), status_code=exc.status)
             except ClientGone:
                 return Response(status_code=499)
+            except RequestError as exc:
+                error = exc
+            except PromptTooLong as exc:
+                error = RequestError(400, str(exc))
             except EngineFailure as exc:
-                state.metrics.rejected["500"] += 1
-                return json_error(500, f"inference failed: {exc}", "api_error", "insufficient_system_resource")
+                error = RequestError(500, f"inference failed: {exc}", "api_error",
+                                     "insufficient_system_resource")
+            state.metrics.rejected[str(error.status)] += 1
+            return error.response()
         return wrapped
 
-    def with_usage(chunk: dict, body: dict, gen: Generation, final: bool) -> dict:
-        """Usage on the last chunk, or on every one with continuous_usage_stats; null when only include_usage."""
-        opts = body.get("stream_options") or {}
-        if final or opts.get("continuous_usage_stats"):
-            chunk["usage"] = gen.usage.to_dict()
-        elif opts.get("include_usage"):
-            chunk["usage"] = None
-        return chunk
+    async def respond(request: Request, body: dict, gen: Generation, objects: tuple[str, str],
+                      whole, piece, empty: dict) -> Response:
+        """The JSON response or the SSE stream of a generation.
 
-    def start(request: Request, prompt_ids, params, processor, endpoint: str, model: str, object_: str):
-        """The generation, and the fields each of its responses repeats (x-request-id, if sent, is the id)."""
-        gen = Generation(state, prompt_ids, params, request.headers.get("x-cache-namespace", ""), processor, endpoint, model)
-        rid = request.headers.get("x-request-id") or new_id("chatcmpl" if endpoint == "chat" else "cmpl")
-        return gen, {"id": rid, "object": object_, "created": now(), "model": model, "system_fingerprint": SYSTEM_FINGERPRINT}
+        objects: the object of the response and of a chunk; whole(content, reasoning, logprobs):
+        the choice's fields of a JSON response; piece(delta, logprobs, finish_reason): a chunk's
+        choice, or None when there is nothing to send; empty: a failed chunk's choice fields."""
+        base = {"id": gen.id, "object": objects[0], "created": int(time.time()), "model": gen.model,
+                "system_fingerprint": SYSTEM_FINGERPRINT}
+        headers = {"x-request-id": gen.id}
+        stop = gen.processor.stop
+        if not body.get("stream"):
+            events = await collect(request, gen)
+            fields = whole("".join(d.content for d, _, _ in events),
+                           "".join(d.reasoning for d, _, _ in events),
+                           [lp for _, lps, _ in events for lp in lps])
+            choice = {"index": 0, **fields, "finish_reason": events[-1][2]}
+            if stop.matched is not None:
+                choice["stop_reason"] = stop.matched
+            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()),
+                                headers=headers)
+        base["object"] = objects[1]
+        options = body.get("stream_options") or {}
 
-    # ---- /v1/chat/completions ----
+        def chunk(choice: dict, final: bool) -> bytes:
+            """Usage on the last chunk, or on every one with continuous_usage_stats; null when
+            only include_usage."""
+            c = dict(base, choices=[choice])
+            if final or options.get("continuous_usage_stats"):
+                c["usage"] = gen.usage.to_dict()
+            elif options.get("include_usage"):
+                c["usage"] = None
+            return sse(c)
+
+        async def stream():
+            try:
+                async for delta, logprobs, finish in gen.events():
+                    choice = piece(delta, logprobs, finish)
+                    if choice is not None:
+                        yield chunk(choice, final=finish is not None)
+            except EngineFailure:
+                yield chunk({"index": 0, **empty, "logprobs": None,
+                             "finish_reason": "insufficient_system_resource"}, final=True)
+            yield sse("[DONE]")
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
     async def chat_completions(request: Request) -> Response:
         body = await read_body(request)
         model = body["model"]
-        reasoner = model in REASONER_MODELS
+        reasoner = model == REASONER_MODEL
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "messages must be a non-empty list", param="messages")
         tools = body.get("tools") or None
-        parse_tools = bool(tools) and body.get("tool_choice") != "none"
         top_logprobs = -1 if reasoner else chat_top_logprobs(body)
-        params = sampling_params(body, reasoner=reasoner, default_max_tokens=state.default_max_tokens,
-                                 max_max_tokens=state.max_max_tokens, top_logprobs=top_logprobs)
+        want_logprobs = top_logprobs >= 0
+        params = sampling_params(body, reasoner, CHAT_MAX_TOKENS, top_logprobs)
         try:
             prompt_ids = state.renderer.chat_ids(messages, tools=tools, model=model)
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(400, f"invalid messages: {exc}", param="messages") from None
         max_answer_tokens = params.max_tokens
         if reasoner:  # the chain of thought has its own budget on top of max_tokens, within the context
-            try:
-                state.engine.engine.check_fits(len(prompt_ids), params.max_tokens)
-            except PromptTooLong as exc:
-                raise RequestError(400, str(exc)) from None
+            engine = state.engine.engine
+            engine.check_fits(len(prompt_ids), params.max_tokens)
             # The thinking budget is best effort: it shrinks to what the context and this worker's
             # cache can hold, rather than refusing a request whose answer fits.
-            engine = state.engine.engine
             room = min(engine.max_model_len, engine.cache_capacity_tokens) - len(prompt_ids)
             params.max_tokens = min(params.max_tokens + state.max_reasoning_tokens, room)
-        last = messages[-1] if isinstance(messages[-1], dict) else {}
-        continues_answer = last.get("role") == "assistant" and last.get("prefix") and bool(last.get("content"))
-        processor = OutputProcessor(state.tokenizer, stop=stop_list(body), reasoning=reasoner, tools=parse_tools,
+        processor = OutputProcessor(state.tokenizer, stop=stop_list(body), reasoning=reasoner,
+                                    tools=bool(tools) and body.get("tool_choice") != "none",
                                     hidden_token_ids=state.eos_ids)
         if reasoner:
             processor.max_answer_tokens = max_answer_tokens
-            if continues_answer:
-                processor.reasoning.in_reasoning = False
-        gen, base = start(request, prompt_ids, params, processor, "chat", model, "chat.completion")
-        want_logprobs = top_logprobs >= 0
+            last = messages[-1]
+            if last.get("role") == "assistant" and last.get("prefix") and last.get("content"):
+                processor.reasoning.in_reasoning = False  # the answer is being continued
+        gen = Generation(state, request, prompt_ids, params, processor, "chat", model)
 
-        if not body.get("stream"):
-            events = await collect(request, gen)
-            content = "".join(e.delta.content for e in events)
+        def whole(content: str, reasoning: str, logprobs: list) -> dict:
             message = {"role": "assistant", "content": content}
             if reasoner:
-                message["reasoning_content"] = "".join(e.delta.reasoning for e in events)
+                message["reasoning_content"] = reasoning
             if processor.has_tool_calls:
-                message["tool_calls"] = [c.to_message() for c in processor.tools.calls]
-            lps = [lp for e in events for lp in e.logprobs]
-            choice = {"index": 0, "message": message,
-                      "logprobs": {"content": chat_logprobs(state.token_text, lps)} if want_logprobs else None,
-                      "finish_reason": events[-1].finish_reason}
-            if processor.matched_stop is not None:
-                choice["stop_reason"] = processor.matched_stop
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": base["id"]})
+                message["tool_calls"] = processor.tools.calls
+            lp = chat_logprobs(state.token_text, logprobs) if want_logprobs else None
+            return {"message": message, "logprobs": lp}
 
-        base["object"] = "chat.completion.chunk"
+        first = {"role": "assistant", "content": ""}  # the first chunk's delta starts with these
+        if reasoner:
+            first["reasoning_content"] = ""
 
-        def chunk(delta: dict, finish: str | None, logprobs=None, final=False) -> bytes:
-            c = dict(base, choices=[{"index": 0, "delta": delta,
-                                     "logprobs": {"content": chat_logprobs(state.token_text, logprobs)} if want_logprobs and logprobs else None,
-                                     "finish_reason": finish}])
-            if finish == "stop" and processor.matched_stop is not None:
-                # Which stop string matched (vLLM's field): Anthropic clients get stop_sequence from it.
-                c["choices"][0]["stop_reason"] = processor.matched_stop
-            return sse(with_usage(c, body, gen, final))
+        def piece(delta, logprobs, finish):
+            nonlocal first
+            fields = dict(first)
+            for key, value in (("reasoning_content", delta.reasoning), ("content", delta.content),
+                               ("tool_calls", delta.tool_calls)):
+                if value:
+                    fields[key] = value
+            if not fields and finish is None and not (want_logprobs and logprobs):
+                return None
+            first = {}
+            lp = chat_logprobs(state.token_text, logprobs) if want_logprobs and logprobs else None
+            choice = {"index": 0, "delta": fields, "logprobs": lp, "finish_reason": finish}
+            if finish == "stop" and processor.stop.matched is not None:
+                # Which stop string matched (vLLM's field): Anthropic's stop_sequence comes from it.
+                choice["stop_reason"] = processor.stop.matched
+            return choice
 
-        async def stream():
-            sent_role = False
-            try:
-                async for e in gen.events():
-                    delta = {}
-                    if not sent_role:
-                        delta = {"role": "assistant", "content": ""}
-                        if reasoner:
-                            delta["reasoning_content"] = ""
-                    if e.delta.reasoning:
-                        delta["reasoning_content"] = e.delta.reasoning
-                    if e.delta.content:
-                        delta["content"] = e.delta.content
-                    if e.delta.tool_calls:
-                        delta["tool_calls"] = e.delta.tool_calls
-                    if not delta and e.finish_reason is None and not (want_logprobs and e.logprobs):
-                        continue
-                    sent_role = True
-                    yield chunk(delta, e.finish_reason, e.logprobs, final=e.finish_reason is not None)
-            except EngineFailure:
-                gen.finish("insufficient_system_resource")
-                yield chunk({}, "insufficient_system_resource", final=True)
-            yield sse("[DONE]")
+        return await respond(request, body, gen, ("chat.completion", "chat.completion.chunk"),
+                             whole, piece, {"delta": {}})
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": base["id"]})
-
-    # ---- /v1/completions (FIM and plain completion) ----
     async def completions(request: Request) -> Response:
+        """FIM and plain completion."""
         body = await read_body(request)
-        model = body["model"]
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
@@ -328,59 +309,42 @@ def build_app(state: WorkerState) -> Starlette:
         if suffix is not None and not isinstance(suffix, str):
             raise RequestError(400, "suffix must be a string", param="suffix")
         top_logprobs = completion_top_logprobs(body)
-        params = sampling_params(body, reasoner=False, default_max_tokens=min(state.default_max_tokens, state.max_fim_tokens),
-                                 max_max_tokens=state.max_fim_tokens, top_logprobs=top_logprobs)
-        prompt_ids = state.renderer.fim_ids(prompt, suffix)
-        processor = OutputProcessor(state.tokenizer, stop=stop_list(body), hidden_token_ids=state.eos_ids)
-        gen, base = start(request, prompt_ids, params, processor, "completions", model, "text_completion")
-        echo = prompt if body.get("echo") else ""
         want_logprobs = top_logprobs >= 0
+        params = sampling_params(body, False, FIM_MAX_TOKENS, top_logprobs)
+        processor = OutputProcessor(state.tokenizer, stop=stop_list(body), hidden_token_ids=state.eos_ids)
+        gen = Generation(state, request, state.renderer.fim_ids(prompt, suffix), params, processor,
+                         "completions", body["model"])
+        echo = prompt if body.get("echo") else ""
+        offset, unsent_echo = len(echo), echo  # where the next streamed text starts in the choice's
 
-        if not body.get("stream"):
-            events = await collect(request, gen)
-            text = echo + "".join(e.delta.content for e in events)
-            lps = [lp for e in events for lp in e.logprobs]
-            choice = {"index": 0, "text": text,
-                      "logprobs": completion_logprobs(state.token_text, lps, len(echo)) if want_logprobs else None,
-                      "finish_reason": events[-1].finish_reason}
-            if processor.matched_stop is not None:
-                choice["stop_reason"] = processor.matched_stop
-            return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()), headers={"x-request-id": base["id"]})
+        def whole(content: str, reasoning: str, logprobs: list) -> dict:
+            return {"text": echo + content, "logprobs": completion_logprobs(
+                state.token_text, logprobs, len(echo)) if want_logprobs else None}
 
-        async def stream():
-            offset = len(echo)
-            pending_echo = echo
-            try:
-                async for e in gen.events():
-                    text = pending_echo + e.delta.content
-                    if not text and e.finish_reason is None and not (want_logprobs and e.logprobs):
-                        continue
-                    pending_echo = ""
-                    lp = completion_logprobs(state.token_text, e.logprobs, offset) if want_logprobs else None
-                    offset += len(e.delta.content)
-                    c = dict(base, choices=[{"index": 0, "text": text, "logprobs": lp, "finish_reason": e.finish_reason}])
-                    yield sse(with_usage(c, body, gen, e.finish_reason is not None))
-            except EngineFailure:
-                gen.finish("insufficient_system_resource")
-                yield sse(dict(base, choices=[{"index": 0, "text": "", "logprobs": None,
-                                               "finish_reason": "insufficient_system_resource"}],
-                               usage=gen.usage.to_dict()))
-            yield sse("[DONE]")
+        def piece(delta, logprobs, finish):
+            nonlocal offset, unsent_echo
+            text = unsent_echo + delta.content
+            if not text and finish is None and not (want_logprobs and logprobs):
+                return None
+            unsent_echo = ""
+            lp = completion_logprobs(state.token_text, logprobs, offset) if want_logprobs else None
+            offset += len(delta.content)
+            return {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": base["id"]})
+        return await respond(request, body, gen, ("text_completion", "text_completion"),
+                             whole, piece, {"text": ""})
 
-    # ---- health and metrics ----
     async def health(request: Request) -> Response:
-        """503 with status "error" once an engine step has failed: the device state (a CUDA error is sticky)
-        cannot be trusted again, so the gateway must stop routing here until the worker is restarted."""
+        """503 with status "error" once an engine step has failed: the device state (a CUDA error is
+        sticky) cannot be trusted again, so the gateway must stop routing here until the worker is
+        restarted. The same when a tensor-parallel rank died: no step can complete any more."""
         stats = state.engine.stats()
         failure = state.engine.failed
-        lost = state.lost_ranks  # a tensor-parallel rank died: no step can complete any more
+        lost = state.lost_ranks
         status = "error" if failure is not None or lost else "draining" if state.draining else "ok"
-        body = {"status": status, "models": state.served_models,
-                "running": stats["running"], "waiting": stats["waiting"],
-                "free_cache_blocks": stats["free_cache_blocks"],
-                "total_cache_blocks": stats["total_cache_blocks"], "cache": stats["cache"]}
+        body = {"status": status, "models": state.served_models}
+        body |= {key: stats[key] for key in ("running", "waiting", "free_cache_blocks",
+                                             "total_cache_blocks", "cache")}
         if failure is not None:
             body["error"] = f"engine step failed: {type(failure).__name__}: {failure}"
         if lost:
@@ -390,24 +354,22 @@ def build_app(state: WorkerState) -> Starlette:
         return JSONResponse(body, status_code=503 if status == "error" else 200)
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(state.metrics.render(state.engine.stats(), state.draining, state.rank_states()),
-                                 media_type="text/plain; version=0.0.4")
+        text = state.metrics.render(state.engine.stats(), state.draining, state.rank_states())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def models(request: Request) -> Response:
         if not authorized(request, state.secret):
-            return json_error(401, "Authentication Fails (worker secret)", "authentication_error", "invalid_api_key")
-        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "deepseek"}
-                                                        for m in state.served_models]})
+            return unauthorized().response()
+        return JSONResponse({"object": "list", "data": [
+            {"id": m, "object": "model", "owned_by": "deepseek"} for m in state.served_models]})
 
-    routes = [
-        Route("/v1/chat/completions", handles_errors(chat_completions), methods=["POST"]),
-        Route("/chat/completions", handles_errors(chat_completions), methods=["POST"]),
-        Route("/v1/completions", handles_errors(completions), methods=["POST"]),
-        Route("/completions", handles_errors(completions), methods=["POST"]),
+    generating = (("/chat/completions", chat_completions), ("/completions", completions))
+    routes = [Route(prefix + path, handles_errors(handler), methods=["POST"])
+              for prefix in ("/v1", "") for path, handler in generating]
+    return Starlette(routes=routes + [
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
-    install_usage_log(app, state)  # GET /v1/usage: per-request records for reconciliation
-    return app
+        # per-request records for reconciliation
+        Route("/v1/usage", usage_endpoint(state.metrics.usage_log, state.secret), methods=["GET"]),
+    ])

@@ -4,20 +4,15 @@ from __future__ import annotations
 from functools import lru_cache
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def _byte_of_char() -> dict[str, int]:
     """The byte-level BPE alphabet: every byte has a printable stand-in character."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, map(chr, chars)))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(others)}
 
 
-_BYTE_OF_CHAR = {c: b for b, c in _bytes_to_unicode().items()}
+_BYTE_OF_CHAR = _byte_of_char()
 
 
 class TokenText:
@@ -47,23 +42,23 @@ class IncrementalDetokenizer:
         self.prefix_offset = 0  # start of the window decoded for context
         self.read_offset = 0    # ids before this are already emitted
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+    def _unread_text(self) -> str:
+        """The text of the ids not emitted yet, decoded after a few emitted ones for context."""
+        def decode(ids):
+            return self.tokenizer.decode(ids, skip_special_tokens=False)
+        before = decode(self.ids[self.prefix_offset:self.read_offset])
+        return decode(self.ids[self.prefix_offset:])[len(before):]
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        before = self._decode(self.ids[self.prefix_offset:self.read_offset])
-        after = self._decode(self.ids[self.prefix_offset:])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-            return after[len(before):]
-        return ""
+        text = self._unread_text()
+        if not text or text.endswith("\ufffd"):
+            return ""
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        return text
 
     def flush(self) -> str:
         """Whatever is still held back (an incomplete character at the very end)."""
-        if self.read_offset == len(self.ids):
-            return ""
-        before = self._decode(self.ids[self.prefix_offset:self.read_offset])
-        after = self._decode(self.ids[self.prefix_offset:])
+        text = self._unread_text() if self.read_offset < len(self.ids) else ""
         self.prefix_offset = self.read_offset = len(self.ids)
-        return after[len(before):]
+        return text

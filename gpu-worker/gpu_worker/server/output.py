@@ -17,8 +17,8 @@ class OutputDelta:
 
 
 class OutputProcessor:
-    def __init__(self, tokenizer, stop: list[str] | None = None, reasoning: bool = False, tools: bool = False,
-                 hidden_token_ids: set[int] | frozenset = frozenset()):
+    def __init__(self, tokenizer, stop: list[str] | None = None, reasoning: bool = False,
+                 tools: bool = False, hidden_token_ids: set[int] | frozenset = frozenset()):
         self.detok = IncrementalDetokenizer(tokenizer)
         self.stop = StopStringMatcher(stop or [])
         self.reasoning = ReasoningParser() if reasoning else None
@@ -26,23 +26,18 @@ class OutputProcessor:
         self.hidden_token_ids = hidden_token_ids  # end-of-sequence tokens: counted, never shown
         self.completion_tokens = 0
         self.reasoning_tokens = 0
-        self.finished = False
         # deepseek-reasoner: max_tokens bounds the answer; the chain of thought has its own budget.
         self.max_answer_tokens: int | None = None
         self.answer_limit_reached = False
 
     @property
-    def stopped_by_string(self) -> bool:
-        return self.stop.stopped
-
-    @property
-    def matched_stop(self) -> str | None:
-        return self.stop.matched
-
-    @property
     def ended_early(self) -> bool:
         """The output is complete although the engine may still be generating."""
         return self.stop.stopped or self.answer_limit_reached
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return bool(self.tools and self.tools.calls)
 
     def _route(self, text: str, delta: OutputDelta) -> None:
         if self.reasoning is not None:
@@ -52,17 +47,17 @@ class OutputProcessor:
 
     def _answer(self, text: str, delta: OutputDelta) -> None:
         """Answer text (after any reasoning): tool calls are parsed out when tools were given."""
-        if self.tools is not None:
-            td = self.tools.push(text)
-            delta.content += td.content
-            delta.tool_calls += td.calls
-        else:
+        if self.tools is None:
             delta.content += text
+            return
+        tool_delta = self.tools.push(text)
+        delta.content += tool_delta.content
+        delta.tool_calls += tool_delta.calls
 
     def push(self, token_ids: list[int]) -> OutputDelta:
         delta = OutputDelta()
         for token_id in token_ids:
-            if self.finished or self.ended_early:
+            if self.ended_early:
                 break  # generated after a stop string, before the engine heard of it
             self.completion_tokens += 1
             if self.reasoning is not None and self.reasoning.in_reasoning:
@@ -76,12 +71,8 @@ class OutputProcessor:
                 self.answer_limit_reached = True
         return delta
 
-    def finish(self) -> OutputDelta:
-        """Release whatever was held back, at the end of the output."""
-        delta = OutputDelta()
-        if self.finished:
-            return delta
-        self.finished = True
+    def finish(self, delta: OutputDelta) -> OutputDelta:
+        """Adds to delta whatever was held back, at the end of the output."""
         if not self.stop.stopped:
             self._route(self.stop.push(self.detok.flush()), delta)
             self._route(self.stop.flush(), delta)
@@ -90,9 +81,5 @@ class OutputProcessor:
             delta.reasoning += reasoning
             self._answer(content, delta)
         if self.tools is not None:
-            delta.content += self.tools.flush().content
+            delta.content += self.tools.flush()
         return delta
-
-    @property
-    def has_tool_calls(self) -> bool:
-        return bool(self.tools and self.tools.calls)

@@ -14,16 +14,13 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from gpu_worker.prompt.chat_format import (THINK_BEGIN, THINK_END, TOOL_CALL_BEGIN, TOOL_CALL_END,
+                                           TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_SEP)
+
 from .stop_strings import partial_suffix_len
 
-THINK_START, THINK_END = "<think>", "</think>"
-CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
-CALLS_END = "<｜tool▁calls▁end｜>"
-CALL_BEGIN = "<｜tool▁call▁begin｜>"
-CALL_END = "<｜tool▁call▁end｜>"
-TOOL_SEP = "<｜tool▁sep｜>"
-
-_CALL_RE = re.compile(r"^\s*(?P<type>[^\n]*?)" + re.escape(TOOL_SEP) + r"(?P<name>[^\n]*)\n(?P<rest>.*)$", re.S)
+_CALL_RE = re.compile(
+    r"^\s*(?P<type>[^\n]*?)" + re.escape(TOOL_SEP) + r"(?P<name>[^\n]*)\n(?P<rest>.*)$", re.S)
 _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*\n?(?P<args>.*?)\n?```\s*$", re.S)
 
 
@@ -34,59 +31,42 @@ class ReasoningParser:
     def __init__(self):
         self.in_reasoning = True
         self.pending = ""
-        self._reasoning_started = False
-        self._content_started = False
+        self._started: set[str] = set()  # the parts whose first text went out
 
-    def _content(self, text: str) -> str:
-        if not self._content_started:
+    def _part(self, part: str, text: str) -> str:
+        if part not in self._started:
             text = text.lstrip("\n")
-            self._content_started = bool(text)
-        return text
-
-    def _reasoning(self, text: str) -> str:
-        if not self._reasoning_started:
-            text = text.lstrip("\n")
-            self._reasoning_started = bool(text)
+            if text:
+                self._started.add(part)
         return text
 
     def push(self, text: str) -> tuple[str, str]:
         """(reasoning, content) that can be emitted for this piece."""
         if not self.in_reasoning:
-            return "", self._content(text)
+            return "", self._part("content", text)
         self.pending += text
-        if not self._reasoning_started:  # the template may leave `<think>` to the model
+        if "reasoning" not in self._started:  # the template may leave `<think>` to the model
             stripped = self.pending.lstrip()
-            if stripped.startswith(THINK_START):
-                self.pending = stripped[len(THINK_START):]
-            elif THINK_START.startswith(stripped):
+            if stripped.startswith(THINK_BEGIN):
+                self.pending = stripped[len(THINK_BEGIN):]
+            elif THINK_BEGIN.startswith(stripped):
                 return "", ""
         i = self.pending.find(THINK_END)
         if i >= 0:
             reasoning, content = self.pending[:i], self.pending[i + len(THINK_END):]
             self.in_reasoning, self.pending = False, ""
-            return self._reasoning(reasoning.rstrip("\n")), self._content(content)
+            return self._part("reasoning", reasoning.rstrip("\n")), self._part("content", content)
         # Hold back trailing newlines too: they may be the ones right before `</think>`.
         hold = partial_suffix_len(self.pending, THINK_END)
-        keep = self.pending[: len(self.pending) - hold]
-        body = keep.rstrip("\n")
+        body = self.pending[: len(self.pending) - hold].rstrip("\n")
         self.pending = self.pending[len(body):]
-        return self._reasoning(body), ""
+        return self._part("reasoning", body), ""
 
     def flush(self) -> tuple[str, str]:
         out, self.pending = self.pending, ""
-        return (self._reasoning(out), "") if self.in_reasoning else ("", self._content(out))
-
-
-@dataclass
-class ToolCall:
-    index: int
-    id: str
-    name: str
-    arguments: str = ""
-    type: str = "function"
-
-    def to_message(self) -> dict:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        if self.in_reasoning:
+            return self._part("reasoning", out), ""
+        return "", self._part("content", out)
 
 
 def parse_call_body(body: str) -> tuple[str, str]:
@@ -100,12 +80,6 @@ def parse_call_body(body: str) -> tuple[str, str]:
     fence = _FENCE_RE.match(rest)
     args = fence.group("args") if fence else rest
     return name.strip(), args.strip()
-
-
-@dataclass
-class ToolDelta:
-    content: str = ""
-    calls: list[dict] = field(default_factory=list)  # OpenAI delta.tool_calls entries
 
 
 def streamable_arguments(body: str) -> str:
@@ -125,9 +99,15 @@ def streamable_arguments(body: str) -> str:
     if close >= 0:
         args = args[:close]
     else:
-        hold = max(partial_suffix_len(args, "\n```"), partial_suffix_len(args, CALL_END))
+        hold = max(partial_suffix_len(args, "\n```"), partial_suffix_len(args, TOOL_CALL_END))
         args = args[: len(args) - hold]
     return args.rstrip()
+
+
+@dataclass
+class ToolDelta:
+    content: str = ""
+    calls: list[dict] = field(default_factory=list)  # OpenAI delta.tool_calls entries
 
 
 class ToolCallParser:
@@ -140,9 +120,8 @@ class ToolCallParser:
         self.pending = ""
         self.in_calls = False
         self.done = False
-        self.calls: list[ToolCall] = []
-        self._announced = False  # current call's name already emitted
-        self._sent_args = ""     # arguments of the current call already emitted
+        self.calls: list[dict] = []  # OpenAI message tool_calls
+        self._sent_args: str | None = None  # the current call's arguments sent; None: not announced
 
     def push(self, text: str) -> ToolDelta:
         delta = ToolDelta()
@@ -150,67 +129,52 @@ class ToolCallParser:
             return delta
         self.pending += text
         if not self.in_calls:
-            i = self.pending.find(CALLS_BEGIN)
+            i = self.pending.find(TOOL_CALLS_BEGIN)
             if i < 0:
-                hold = partial_suffix_len(self.pending, CALLS_BEGIN)
+                hold = partial_suffix_len(self.pending, TOOL_CALLS_BEGIN)
                 delta.content = self.pending[: len(self.pending) - hold]
                 self.pending = self.pending[len(delta.content):]
                 return delta
-            delta.content, self.pending, self.in_calls = self.pending[:i], self.pending[i + len(CALLS_BEGIN):], True
+            delta.content, self.pending = self.pending[:i], self.pending[i + len(TOOL_CALLS_BEGIN):]
+            self.in_calls = True
         while True:
-            begin = self.pending.find(CALL_BEGIN)
+            begin = self.pending.find(TOOL_CALL_BEGIN)
             if begin < 0:
-                if CALLS_END in self.pending:
+                if TOOL_CALLS_END in self.pending:
                     self.done, self.pending = True, ""
                 return delta
-            body_start = begin + len(CALL_BEGIN)
-            end = self.pending.find(CALL_END, body_start)
+            body_start = begin + len(TOOL_CALL_BEGIN)
+            end = self.pending.find(TOOL_CALL_END, body_start)
             body = self.pending[body_start:] if end < 0 else self.pending[body_start:end]
-            if not self._announced and TOOL_SEP in body and "\n" in body.split(TOOL_SEP, 1)[1]:
-                name = body.split(TOOL_SEP, 1)[1].split("\n", 1)[0].strip()
-                call = ToolCall(len(self.calls), f"call_{uuid.uuid4().hex[:24]}", name)
-                self.calls.append(call)
-                self._announced = True
-                delta.calls.append({"index": call.index, "id": call.id, "type": "function",
-                                    "function": {"name": name, "arguments": ""}})
+            if self._sent_args is None and TOOL_SEP in body and "\n" in body.split(TOOL_SEP, 1)[1]:
+                self._announce(body.split(TOOL_SEP, 1)[1].split("\n", 1)[0].strip(), delta)
             if end < 0:
-                if self._announced:
+                if self._sent_args is not None:
                     self._stream_arguments(streamable_arguments(body), delta)
                 return delta
             name, args = parse_call_body(body)
-            if not self._announced:
-                call = ToolCall(len(self.calls), f"call_{uuid.uuid4().hex[:24]}", name)
-                self.calls.append(call)
-                delta.calls.append({"index": call.index, "id": call.id, "type": "function",
-                                    "function": {"name": name, "arguments": ""}})
-            call = self.calls[-1]
-            call.name, call.arguments = name, args
+            if self._sent_args is None:
+                self._announce(name, delta)
+            self.calls[-1]["function"] = {"name": name, "arguments": args}
             self._stream_arguments(args, delta)
-            self._announced, self._sent_args = False, ""
-            self.pending = self.pending[end + len(CALL_END):]
+            self._sent_args = None
+            self.pending = self.pending[end + len(TOOL_CALL_END):]
+
+    def _announce(self, name: str, delta: ToolDelta) -> None:
+        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                "function": {"name": name, "arguments": ""}}
+        delta.calls.append({"index": len(self.calls), **call, "function": dict(call["function"])})
+        self.calls.append(call)
+        self._sent_args = ""
 
     def _stream_arguments(self, args: str, delta: ToolDelta) -> None:
-        if args.startswith(self._sent_args) and len(args) > len(self._sent_args):
-            delta.calls.append({"index": self.calls[-1].index, "function": {"arguments": args[len(self._sent_args):]}})
+        sent = self._sent_args
+        if args.startswith(sent) and len(args) > len(sent):
+            piece = {"arguments": args[len(sent):]}
+            delta.calls.append({"index": len(self.calls) - 1, "function": piece})
             self._sent_args = args
 
-    def flush(self) -> ToolDelta:
+    def flush(self) -> str:
         """At the end of output: text that never turned into a call is content."""
-        if self.in_calls:
-            self.pending = ""
-            return ToolDelta()
-        out, self.pending = self.pending, ""
-        return ToolDelta(content=out)
-
-
-def merge_tool_deltas(deltas: list[dict]) -> list[dict]:
-    """Streamed delta.tool_calls entries folded into complete message tool_calls."""
-    calls: dict[int, dict] = {}
-    for d in deltas:
-        c = calls.setdefault(d["index"], {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        if d.get("id"):
-            c["id"] = d["id"]
-        fn = d.get("function", {})
-        c["function"]["name"] += fn.get("name", "") or ""
-        c["function"]["arguments"] += fn.get("arguments", "") or ""
-    return [calls[i] for i in sorted(calls)]
+        out, self.pending = ("" if self.in_calls else self.pending), ""
+        return out

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_worker.prompt import PromptRenderer
+from gpu_worker.prompt.chat_format import render_chat, render_fim
+from gpu_worker.prompt.renderer import PromptRenderer
 from gpu_worker.prompt.tool_prompt import js_json_dumps
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,12 +25,13 @@ def renderer():
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_rendering_and_ids_match_fixtures(renderer, case):
+    """The fixture ids pin every special token's id, and the single BOS the rendered text carries."""
     if case["kind"] == "chat":
-        model = case.get("model", "deepseek-chat")
-        assert renderer.chat_text(case["messages"], case.get("tools"), model) == case["text"]
-        assert renderer.chat_ids(case["messages"], case.get("tools"), model) == case["ids"]
+        args = (case["messages"], case.get("tools"), case.get("model", "deepseek-chat"))
+        assert render_chat(*args) == case["text"]
+        assert renderer.chat_ids(*args) == case["ids"]
     else:
-        assert renderer.fim_text(case["prompt"], case.get("suffix")) == case["text"]
+        assert render_fim(case["prompt"], case.get("suffix")) == case["text"]
         assert renderer.fim_ids(case["prompt"], case.get("suffix")) == case["ids"]
 
 
@@ -39,18 +41,12 @@ def test_corpus_ids_match_fixtures(renderer):
         assert renderer.encode(entry["text"]) == entry["ids"], entry["text"]
 
 
-def test_special_token_ids(renderer):
-    s = renderer.special
-    assert (s.bos, s.eos, s.user, s.assistant) == (0, 1, 128803, 128804)
-    assert (s.fim_hole, s.fim_begin, s.fim_end) == (128800, 128801, 128802)
-    assert (s.tool_calls_begin, s.tool_calls_end, s.tool_sep) == (128806, 128807, 128814)
-    assert renderer.tokenizer.decode(list(s.think_begin)) == "<think>"
-    assert renderer.tokenizer.decode(list(s.think_end)) == "</think>"
-
-
-def test_renderer_does_not_double_bos(renderer):
-    ids = renderer.chat_ids([{"role": "user", "content": "hi"}])
-    assert ids[0] == renderer.special.bos and ids.count(renderer.special.bos) == 1
+def test_a_tokenizer_without_deepseeks_special_tokens_is_refused(tmp_path):
+    vocab = json.loads((TOKENIZER_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab["added_tokens"] = [t for t in vocab["added_tokens"] if t["content"] != "<｜tool▁sep｜>"]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(vocab), encoding="utf-8")
+    with pytest.raises(ValueError, match="tokenizer has no token '<｜tool▁sep｜>'"):
+        PromptRenderer(tmp_path)
 
 
 def test_tool_json_matches_javascript_stringify():

@@ -2,17 +2,22 @@
 import asyncio
 import json
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from gpu_worker.engine.config import EngineConfig
+from gpu_worker.prompt.chat_format import (EOS, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN,
+                                           TOOL_CALLS_END, TOOL_SEP)
 from gpu_worker.server.local_server import LocalServer
 from gpu_worker.server.worker import build_state
 
 SECRET = "test-secret"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 TOTAL_BLOCKS = 64
+CHAT = "/v1/chat/completions"
+ALL_USAGE = {"include_usage": True, "continuous_usage_stats": True}
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +37,27 @@ def client(server):
 
 
 def chat(content="Hello there, how are you?", **kw):
-    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": content}],
-            "temperature": 0, "max_tokens": 8}
-    body.update(kw)
-    return body
+    return {"model": "deepseek-chat", "messages": [{"role": "user", "content": content}],
+            "temperature": 0, "max_tokens": 8, **kw}
 
 
-def sse_events(response):
-    events = []
-    for line in response.iter_lines():
-        if line.startswith("data: "):
-            data = line[len("data: "):]
-            events.append(data if data == "[DONE]" else json.loads(data))
-    return events
+def post(client, body, path=CHAT, **kw) -> dict:
+    r = client.post(path, json=body, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def stream(client, body, path=CHAT, **kw) -> list[dict]:
+    """The chunks of an SSE response, which must end with [DONE]."""
+    with client.stream("POST", path, json=dict(body, stream=True), **kw) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def joined(chunks, field="content") -> str:
+    return "".join(c["choices"][0]["delta"].get(field) or "" for c in chunks)
 
 
 def check_usage(u):
@@ -63,17 +76,46 @@ def wait_idle(client):
     raise AssertionError(h)
 
 
-def test_requests_without_the_secret_get_401(server):
-    r = httpx.post(server[0] + "/v1/chat/completions", json=chat())
-    assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
-    r = httpx.post(server[0] + "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer nope"})
-    assert r.status_code == 401
+def aborted(state) -> int:
+    return sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort")
+
+
+@contextmanager
+def model_says(server, token_ids):
+    """The model 'says' these tokens (then repeats the last), to drive the parsers through the server."""
+    engine = server[1].engine.engine
+    original, said = engine.sampler, 0
+
+    def sample(logits, batch):
+        nonlocal said
+        tokens = [token_ids[min(said + i, len(token_ids) - 1)] for i in range(logits.shape[0])]
+        said += len(tokens)
+        return tokens, [None] * len(tokens)
+    engine.sampler = sample
+    try:
+        yield
+    finally:
+        engine.sampler = original
+
+
+@pytest.mark.parametrize("body, headers, status, message", [
+    (chat(), {}, 401, "Authentication Fails (worker secret)"),
+    (chat(), {"Authorization": "Bearer nope"}, 401, "Authentication Fails (worker secret)"),
+    (chat(model="gpt-4"), AUTH, 400, "Model Not Exist"),
+    (chat("hi " * 600, max_tokens=600), AUTH, 400,
+     "This model's maximum context length is 1024 tokens. However, you requested "),
+    (chat(temperature=3), AUTH, 422, "Invalid temperature value, the valid range of temperature is"),
+    (chat(stop=[1]), AUTH, 400, "stop must be a string or a list of at most 16 strings"),
+])
+def test_refused_requests_get_an_error_body(server, body, headers, status, message):
+    r = httpx.post(server[0] + CHAT, json=body, headers=headers)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"].startswith(message)
 
 
 def test_non_stream_chat_completion(client):
-    r = client.post("/v1/chat/completions", json=chat(), headers={"x-request-id": "req-123"})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = post(client, chat(), headers={"x-request-id": "req-123"})
     assert body["id"] == "req-123" and body["object"] == "chat.completion"
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
@@ -83,41 +125,30 @@ def test_non_stream_chat_completion(client):
 
 
 def test_stream_with_continuous_usage_matches_non_stream(client):
-    body = chat(max_tokens=6)
-    plain = client.post("/v1/chat/completions", json=body).json()
-    with client.stream("POST", "/v1/chat/completions", json=dict(body, stream=True, stream_options={
-            "include_usage": True, "continuous_usage_stats": True}), headers={"x-request-id": "s-1"}) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = sse_events(r)
-    assert events[-1] == "[DONE]"
-    chunks = events[:-1]
+    plain = post(client, chat(max_tokens=6))
+    chunks = stream(client, chat(max_tokens=6, stream_options=ALL_USAGE), headers={"x-request-id": "s-1"})
     assert all(c["id"] == "s-1" and c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["created"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert all(c["usage"] is not None for c in chunks)
-    completions = [c["usage"]["completion_tokens"] for c in chunks]
+    completions = [c["usage"]["completion_tokens"] for c in chunks]  # usage on every chunk
     assert completions == sorted(completions)
     assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
     last = chunks[-1]
     assert last["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
-    assert text == plain["choices"][0]["message"]["content"]
+    assert joined(chunks) == plain["choices"][0]["message"]["content"]
     check_usage(last["usage"])
     assert last["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
 
 
 def test_stream_usage_only_on_last_chunk_without_continuous_stats(client):
-    with client.stream("POST", "/v1/chat/completions",
-                       json=chat(stream=True, stream_options={"include_usage": True})) as r:
-        chunks = sse_events(r)[:-1]
+    chunks = stream(client, chat(stream_options={"include_usage": True}))
     assert all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
 def test_prefix_cache_hits_within_a_namespace_only(client):
     long_text = " ".join(f"word{i}" for i in range(200))
-    first = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-1"}).json()
-    second = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-1"}).json()
-    other = client.post("/v1/chat/completions", json=chat(long_text), headers={"x-cache-namespace": "acct-2"}).json()
+    first, second, other = (post(client, chat(long_text), headers={"x-cache-namespace": namespace})
+                            for namespace in ("acct-1", "acct-1", "acct-2"))
     assert first["usage"]["prompt_cache_hit_tokens"] == 0
     p = second["usage"]["prompt_tokens"]
     assert second["usage"]["prompt_cache_hit_tokens"] == (p - 1) // 64 * 64 > 0
@@ -126,29 +157,29 @@ def test_prefix_cache_hits_within_a_namespace_only(client):
 
 
 def test_stop_string_and_length(client):
-    full = client.post("/v1/chat/completions", json=chat(max_tokens=12)).json()
+    full = post(client, chat(max_tokens=12))
     text = full["choices"][0]["message"]["content"]
     assert full["choices"][0]["finish_reason"] == "length" and full["usage"]["completion_tokens"] == 12
     stop = text[len(text) // 2: len(text) // 2 + 3]
     assert stop.strip(), text
-    cut = client.post("/v1/chat/completions", json=chat(max_tokens=12, stop=[stop])).json()
-    assert cut["choices"][0]["finish_reason"] == "stop"
+    cut = post(client, chat(max_tokens=12, stop=[stop]))
+    assert cut["choices"][0]["finish_reason"] == "stop" and cut["choices"][0]["stop_reason"] == stop
     assert cut["choices"][0]["message"]["content"] == text[: text.index(stop)]
     assert cut["usage"]["completion_tokens"] <= 12
-    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=12, stop=stop, stream=True)) as r:
-        chunks = sse_events(r)[:-1]
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == text[: text.index(stop)]
+    chunks = stream(client, chat(max_tokens=12, stop=stop))
+    assert joined(chunks) == text[: text.index(stop)]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
 def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch):
     state = server[1]
+    before = aborted(state)
     # A step of at least 5 ms, so the 900 tokens take seconds: the embedded model decodes ~1 ms a token,
     # and on a busy machine the request could finish before the health check or the disconnect.
     runner = state.engine.engine.runner
     run = runner.run
     monkeypatch.setattr(runner, "run", lambda batch: (time.sleep(0.005), run(batch))[1])
-    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=900, stream=True)) as r:
+    with client.stream("POST", CHAT, json=chat(max_tokens=900, stream=True)) as r:
         for i, line in enumerate(r.iter_lines()):
             if i > 4:
                 break
@@ -156,62 +187,54 @@ def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch)
     health = wait_idle(client)
     assert health["free_cache_blocks"] == health["total_cache_blocks"] == TOTAL_BLOCKS
     assert all(b.ref_count == 0 for b in state.engine.engine.block_manager.blocks)
-    aborted = [n for (endpoint, _, reason), n in state.metrics.requests.items() if reason == "abort"]
-    assert sum(aborted) == 1
+    assert aborted(state) == before + 1
 
 
-def test_too_long_prompt_is_a_context_error(client):
-    r = client.post("/v1/chat/completions", json=chat("hi " * 600, max_tokens=600))
-    assert r.status_code == 400
-    err = r.json()["error"]
-    assert err["message"].startswith("This model's maximum context length is 1024 tokens. However, you requested ")
-    assert set(err) == {"message", "type", "param", "code"}
+def test_non_stream_client_disconnect_cancels(server):
+    state = server[1]
+    before = aborted(state)
+
+    async def go():
+        async with httpx.AsyncClient(base_url=server[0], headers=AUTH) as c:
+            with pytest.raises(httpx.TimeoutException):
+                await c.post(CHAT, json=chat(max_tokens=900), timeout=0.5)
+    asyncio.run(go())
+    with httpx.Client(base_url=server[0]) as c:
+        assert wait_idle(c)["free_cache_blocks"] == TOTAL_BLOCKS
+    assert aborted(state) == before + 1
 
 
-def test_unknown_model_is_400(client):
-    r = client.post("/v1/chat/completions", json=chat(model="gpt-4"))
-    assert r.status_code == 400 and r.json()["error"]["message"] == "Model Not Exist"
-
-
-def test_logprobs_in_chat(client):
-    body = client.post("/v1/chat/completions", json=chat(logprobs=True, top_logprobs=3, max_tokens=4)).json()
+def test_logprobs_in_chat_whole_and_streamed(client):
+    body = post(client, chat(logprobs=True, top_logprobs=3, max_tokens=4))
     content = body["choices"][0]["logprobs"]["content"]
     assert len(content) == body["usage"]["completion_tokens"]
     first = content[0]
     assert set(first) == {"token", "logprob", "bytes", "top_logprobs"} and len(first["top_logprobs"]) == 3
     assert first["logprob"] == pytest.approx(first["top_logprobs"][0]["logprob"])  # greedy picks the top one
-
-
-def test_reasoner_reports_reasoning(client):
-    body = client.post("/v1/chat/completions", json=chat(model="deepseek-reasoner", max_tokens=5, seed=7)).json()
-    msg = body["choices"][0]["message"]
-    assert "reasoning_content" in msg
-    usage = body["usage"]
-    assert 0 < usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"]
+    chunks = stream(client, chat(max_tokens=5, logprobs=True, top_logprobs=2))
+    entries = [e for c in chunks if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
+    assert len(entries) == chunks[-1]["usage"]["completion_tokens"] == 5
+    assert all(len(e["top_logprobs"]) == 2 and bytes(e["bytes"]).decode("utf-8", "replace") == e["token"]
+               for e in entries)
 
 
 def test_seed_makes_sampling_reproducible(client):
-    a = client.post("/v1/chat/completions", json=chat(temperature=1.0, seed=42, max_tokens=6)).json()
-    b = client.post("/v1/chat/completions", json=chat(temperature=1.0, seed=42, max_tokens=6)).json()
+    a, b = (post(client, chat(temperature=1.0, seed=42, max_tokens=6)) for _ in range(2))
     assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
 
 
 def test_fim_completions_stream_and_not(client):
     body = {"model": "deepseek-chat", "prompt": "def add(a, b):\n", "suffix": "\n    return c\n",
             "max_tokens": 5, "temperature": 0, "logprobs": 2}
-    r = client.post("/v1/completions", json=body)
-    assert r.status_code == 200, r.text
-    out = r.json()
+    out = post(client, body, "/v1/completions")
     assert out["object"] == "text_completion" and isinstance(out["choices"][0]["text"], str)
     lp = out["choices"][0]["logprobs"]
     assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["text_offset"]) == out["usage"]["completion_tokens"]
     check_usage(out["usage"])
-    with client.stream("POST", "/v1/completions", json=dict(body, stream=True, stream_options={
-            "include_usage": True, "continuous_usage_stats": True})) as r:
-        chunks = sse_events(r)[:-1]
+    chunks = stream(client, dict(body, stream_options=ALL_USAGE), "/v1/completions")
     assert "".join(c["choices"][0]["text"] for c in chunks) == out["choices"][0]["text"]
-    assert chunks[-1]["usage"] == out["usage"] | {"prompt_cache_hit_tokens": chunks[-1]["usage"]["prompt_cache_hit_tokens"],
-                                                  "prompt_cache_miss_tokens": chunks[-1]["usage"]["prompt_cache_miss_tokens"]}
+    cache = ("prompt_cache_hit_tokens", "prompt_cache_miss_tokens")
+    assert chunks[-1]["usage"] == out["usage"] | {k: chunks[-1]["usage"][k] for k in cache}
 
 
 def test_health_and_metrics(client):
@@ -225,12 +248,11 @@ def test_health_and_metrics(client):
 def test_openai_sdk_talks_to_the_worker(server):
     from openai import OpenAI
     sdk = OpenAI(base_url=server[0] + "/v1", api_key=SECRET)
-    out = sdk.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
-                                      max_tokens=3, temperature=0)
+    request = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+               "temperature": 0}
+    out = sdk.chat.completions.create(**request)
     assert out.usage.completion_tokens == 3 and out.usage.total_tokens == out.usage.prompt_tokens + 3
-    stream = sdk.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
-                                         max_tokens=3, temperature=0, stream=True)
-    chunks = list(stream)
+    chunks = list(sdk.chat.completions.create(**request, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == out.choices[0].message.content
 
 
@@ -245,57 +267,21 @@ def test_failure_mid_stream_ends_with_usage(client, server):
         return run(batch)
     engine.runner.run = failing
     try:
-        with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=50, stream=True, stream_options={
-                "include_usage": True, "continuous_usage_stats": True})) as r:
-            events = sse_events(r)
+        chunks = stream(client, chat(max_tokens=50, stream_options=ALL_USAGE))
     finally:
         engine.runner.run = run
-    assert events[-1] == "[DONE]"
-    last = events[-2]
+    last = chunks[-1]
     assert last["choices"][0]["finish_reason"] == "insufficient_system_resource"
     assert last["usage"]["completion_tokens"] == 3  # what was delivered before the fault
     check_usage(last["usage"])
-    health = wait_idle(client)
-    assert health["free_cache_blocks"] == TOTAL_BLOCKS
-    assert client.post("/v1/chat/completions", json=chat()).status_code == 200  # the worker carries on
+    assert wait_idle(client)["free_cache_blocks"] == TOTAL_BLOCKS
+    assert client.post(CHAT, json=chat()).status_code == 200  # the worker carries on
 
 
 def test_chat_prefix_completion_continues_the_assistant_message(client):
     messages = [{"role": "user", "content": "Write a haiku"}, {"role": "assistant", "content": "Autumn", "prefix": True}]
-    r = client.post("/v1/chat/completions", json=chat(messages=messages, max_tokens=4))
-    assert r.status_code == 200, r.text
-    body = r.json()
+    body = post(client, chat(messages=messages, max_tokens=4))
     assert body["usage"]["completion_tokens"] == 4 and not body["choices"][0]["message"]["content"].startswith("Autumn")
-
-
-class ScriptedSampler:
-    """Makes the model 'say' chosen tokens, to drive the parsers through the whole server."""
-
-    def __init__(self, script):
-        self.script, self.pos = script, 0
-
-    def __call__(self, logits, batch):
-        tokens = []
-        for _ in range(logits.shape[0]):
-            tokens.append(self.script[min(self.pos, len(self.script) - 1)])
-            self.pos += 1
-        return tokens, [None] * len(tokens)
-
-
-def scripted(server, script):
-    engine = server[1].engine.engine
-    original = engine.sampler
-    engine.sampler = ScriptedSampler(script)
-    return engine, original
-
-
-def tool_script(tok):
-    def ids(text):
-        return tok.encode(text, add_special_tokens=False).ids
-    call = ([tok.token_to_id("<｜tool▁call▁begin｜>")] + ids("function") + [tok.token_to_id("<｜tool▁sep｜>")]
-            + ids('get_weather\n```json\n{"city": "Paris"}\n```') + [tok.token_to_id("<｜tool▁call▁end｜>")])
-    return ([tok.token_to_id("<｜tool▁calls▁begin｜>")] + call + [tok.token_to_id("<｜tool▁calls▁end｜>")]
-            + [tok.token_to_id("<｜end▁of▁sentence｜>")])
 
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
@@ -304,15 +290,16 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 
 def test_tool_calls_over_http_stream_and_not(client, server):
     tok = server[1].tokenizer
-    script = tool_script(tok)
-    engine, original = scripted(server, script)
-    try:
-        body = client.post("/v1/chat/completions", json=chat(tools=TOOLS, max_tokens=100)).json()
-        engine.sampler = ScriptedSampler(script)
-        with client.stream("POST", "/v1/chat/completions", json=chat(tools=TOOLS, max_tokens=100, stream=True)) as r:
-            chunks = sse_events(r)[:-1]
-    finally:
-        engine.sampler = original
+
+    def ids(text):
+        return tok.encode(text, add_special_tokens=False).ids
+    call = ([tok.token_to_id(TOOL_CALL_BEGIN)] + ids("function") + [tok.token_to_id(TOOL_SEP)]
+            + ids('get_weather\n```json\n{"city": "Paris"}\n```') + [tok.token_to_id(TOOL_CALL_END)])
+    script = [tok.token_to_id(TOOL_CALLS_BEGIN)] + call + [tok.token_to_id(t) for t in (TOOL_CALLS_END, EOS)]
+    with model_says(server, script):
+        body = post(client, chat(tools=TOOLS, max_tokens=100))
+    with model_says(server, script):
+        chunks = stream(client, chat(tools=TOOLS, max_tokens=100))
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     (call,) = choice["message"]["tool_calls"]
@@ -323,49 +310,23 @@ def test_tool_calls_over_http_stream_and_not(client, server):
     assert all(d["index"] == 0 for d in deltas) and deltas[0]["function"]["name"] == "get_weather" and deltas[0]["id"]
     assert json.loads("".join(d["function"].get("arguments", "") for d in deltas)) == {"city": "Paris"}
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == ""
+    assert joined(chunks) == ""
 
 
-def test_reasoner_streams_reasoning_then_content(client, server):
+def test_reasoner_splits_reasoning_from_content_stream_and_not(client, server):
     tok = server[1].tokenizer
-    script = tok.encode("Think hard.\n</think>\n\nAnswer!", add_special_tokens=False).ids + [tok.token_to_id("<｜end▁of▁sentence｜>")]
-    engine, original = scripted(server, script)
-    try:
-        with client.stream("POST", "/v1/chat/completions", json=chat(model="deepseek-reasoner", stream=True,
-                                                                     stream_options={"include_usage": True})) as r:
-            chunks = sse_events(r)[:-1]
-    finally:
-        engine.sampler = original
-    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
-    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
-    assert reasoning == "Think hard." and content == "Answer!"
+    script = tok.encode("Think hard.\n</think>\n\nAnswer!", add_special_tokens=False).ids + [tok.token_to_id(EOS)]
+    reasoning_tokens = len(tok.encode("Think hard.\n</think>", add_special_tokens=False).ids)
+    request = chat(model="deepseek-reasoner", stream_options={"include_usage": True})
+    with model_says(server, script):
+        body = post(client, request)
+    with model_says(server, script):
+        chunks = stream(client, request)
+    message = body["choices"][0]["message"]
+    assert (message["reasoning_content"], message["content"]) == ("Think hard.", "Answer!")
+    assert (joined(chunks, "reasoning_content"), joined(chunks)) == ("Think hard.", "Answer!")
     first_content = next(i for i, c in enumerate(chunks) if c["choices"][0]["delta"].get("content"))
     assert all(not c["choices"][0]["delta"].get("reasoning_content") for c in chunks[first_content:])
-    usage = chunks[-1]["usage"]
-    assert usage["completion_tokens"] == len(script)
-    assert usage["completion_tokens_details"]["reasoning_tokens"] == len(tok.encode("Think hard.\n</think>", add_special_tokens=False).ids)
-
-
-def test_non_stream_client_disconnect_cancels(server):
-    state = server[1]
-    before = sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort")
-
-    async def go():
-        async with httpx.AsyncClient(base_url=server[0], headers=AUTH) as c:
-            with pytest.raises(httpx.TimeoutException):
-                await c.post("/v1/chat/completions", json=chat(max_tokens=900), timeout=0.5)
-    asyncio.run(go())
-    with httpx.Client(base_url=server[0]) as c:
-        health = wait_idle(c)
-    assert health["free_cache_blocks"] == TOTAL_BLOCKS
-    assert sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort") == before + 1
-
-
-def test_streamed_logprobs_cover_every_token(client):
-    with client.stream("POST", "/v1/chat/completions", json=chat(max_tokens=5, logprobs=True, top_logprobs=2,
-                                                                 stream=True)) as r:
-        chunks = sse_events(r)[:-1]
-    entries = [e for c in chunks if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
-    assert len(entries) == chunks[-1]["usage"]["completion_tokens"] == 5
-    assert all(len(e["top_logprobs"]) == 2 and bytes(e["bytes"]).decode("utf-8", "replace") == e["token"]
-               for e in entries)
+    for usage in (body["usage"], chunks[-1]["usage"]):
+        assert usage["completion_tokens"] == len(script)
+        assert usage["completion_tokens_details"]["reasoning_tokens"] == reasoning_tokens

@@ -1,9 +1,12 @@
 """Detokenizing, stop strings, reasoning split and tool-call parsing over chosen token ids."""
 import json
 
-from gpu_worker.server.output import OutputProcessor
-from gpu_worker.server.parsers import (CALL_BEGIN, CALL_END, CALLS_BEGIN, CALLS_END, TOOL_SEP, ReasoningParser,
-                                       ToolCallParser, merge_tool_deltas)
+import pytest
+
+from gpu_worker.prompt.chat_format import (TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN,
+                                           TOOL_CALLS_END, TOOL_SEP)
+from gpu_worker.server.output import OutputDelta, OutputProcessor
+from gpu_worker.server.parsers import ReasoningParser, ToolCallParser
 from gpu_worker.server.stop_strings import StopStringMatcher
 
 EOS = 1
@@ -15,41 +18,47 @@ def ids(tok, text):
 
 def run(proc, token_ids, one_by_one=True):
     deltas = [proc.push([t]) for t in token_ids] if one_by_one else [proc.push(token_ids)]
-    deltas.append(proc.finish())
-    return deltas
+    return deltas + [proc.finish(OutputDelta())]
 
 
 def joined(deltas, field="content"):
     return "".join(getattr(d, field) for d in deltas)
 
 
+def tool_call_tokens(tok, calls):
+    out = [tok.token_to_id(TOOL_CALLS_BEGIN)]
+    for name, args in calls:
+        out += [tok.token_to_id(TOOL_CALL_BEGIN)] + ids(tok, "function") + [tok.token_to_id(TOOL_SEP)]
+        out += ids(tok, f"{name}\n```json\n{json.dumps(args)}\n```") + [tok.token_to_id(TOOL_CALL_END)]
+    return out + [tok.token_to_id(TOOL_CALLS_END)]
+
+
 def test_detokenizer_round_trips_multibyte_text(tokenizer):
     text = "héllo 世界 🎉 ok"
-    proc = OutputProcessor(tokenizer)
-    deltas = run(proc, ids(tokenizer, text))
+    deltas = run(OutputProcessor(tokenizer), ids(tokenizer, text))
     assert joined(deltas) == text
     assert all("\ufffd" not in d.content for d in deltas)
 
 
 def test_stop_string_split_across_tokens_never_reaches_output(tokenizer):
-    text = "The answer is 42. END OF STORY and more"
-    toks = ids(tokenizer, text)
+    toks = ids(tokenizer, "The answer is 42. END OF STORY and more")
     proc = OutputProcessor(tokenizer, stop=["END OF STORY"])
-    deltas = run(proc, toks)
-    assert joined(deltas) == "The answer is 42. "
-    assert proc.stopped_by_string
-    # Tokens after the stop are not counted.
-    assert proc.completion_tokens < len(toks)
+    assert joined(run(proc, toks)) == "The answer is 42. "
+    assert proc.stop.stopped and proc.stop.matched == "END OF STORY"
+    assert proc.completion_tokens < len(toks)  # tokens after the stop are not counted
 
 
-def test_stop_matcher_holds_back_possible_prefix():
-    m = StopStringMatcher(["</end>"])
-    assert m.push("abc</e") == "abc"
-    assert m.push("x") == "</ex"
-    assert m.push("</en") == ""
-    assert m.push("d>tail") == "" and m.stopped
-    m2 = StopStringMatcher(["STOP"])
-    assert m2.push("aST") == "a" and m2.flush() == "ST"
+@pytest.mark.parametrize("stops, pieces, emitted, flushed, matched", [
+    # what could start a stop string is held back until it is known not to be one
+    (["</end>"], ["abc</e", "x", "</en", "d>tail"], ["abc", "</ex", "", ""], "", "</end>"),
+    (["STOP"], ["aST"], ["a"], "ST", None),
+    (["END", "STOP"], ["abc STOP xyz END"], ["abc "], "", "STOP"),  # the earliest match wins
+])
+def test_stop_matcher(stops, pieces, emitted, flushed, matched):
+    m = StopStringMatcher(stops)
+    assert [m.push(p) for p in pieces] == emitted
+    assert (m.stopped, m.matched) == (matched is not None, matched)
+    assert m.flush() == flushed
 
 
 def test_eos_is_counted_not_shown(tokenizer):
@@ -60,9 +69,8 @@ def test_eos_is_counted_not_shown(tokenizer):
 
 def test_reasoning_split_and_token_count(tokenizer):
     think = ids(tokenizer, "<think>\nLet me think.\n</think>\n\n")
-    answer = ids(tokenizer, "The answer.")
     proc = OutputProcessor(tokenizer, reasoning=True)
-    deltas = run(proc, think + answer)
+    deltas = run(proc, think + ids(tokenizer, "The answer."))
     assert joined(deltas, "reasoning") == "Let me think."
     assert joined(deltas) == "The answer."
     assert proc.reasoning_tokens == len(ids(tokenizer, "<think>\nLet me think.\n</think>"))
@@ -72,14 +80,6 @@ def test_reasoning_split_and_token_count(tokenizer):
     assert "".join(r for r, _ in out) == "Hmm." and "".join(c for _, c in out) == "Yes"
 
 
-def tool_call_tokens(tok, calls):
-    out = [tok.token_to_id(CALLS_BEGIN)]
-    for name, args in calls:
-        out += [tok.token_to_id(CALL_BEGIN)] + ids(tok, "function") + [tok.token_to_id(TOOL_SEP)]
-        out += ids(tok, f"{name}\n```json\n{json.dumps(args)}\n```") + [tok.token_to_id(CALL_END)]
-    return out + [tok.token_to_id(CALLS_END)]
-
-
 def test_tool_calls_parsed_from_tokens_and_streamed_with_index(tokenizer):
     toks = ids(tokenizer, "Let me check.") + tool_call_tokens(
         tokenizer, [("get_weather", {"city": "Paris"}), ("get_time", {"tz": "UTC+1"})]) + [EOS]
@@ -87,45 +87,39 @@ def test_tool_calls_parsed_from_tokens_and_streamed_with_index(tokenizer):
     deltas = run(proc, toks)
     assert joined(deltas) == "Let me check."
     calls = proc.tools.calls
-    assert [c.name for c in calls] == ["get_weather", "get_time"]
-    assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {"tz": "UTC+1"}]
-    streamed = [c for d in deltas for c in d.tool_calls]
-    assert streamed[0]["index"] == 0 and streamed[0]["function"]["name"] == "get_weather" and streamed[0]["id"]
-    merged = merge_tool_deltas(streamed)
-    assert [m["function"]["name"] for m in merged] == ["get_weather", "get_time"]
-    assert [json.loads(m["function"]["arguments"]) for m in merged] == [{"city": "Paris"}, {"tz": "UTC+1"}]
-    assert [m["id"] for m in merged] == [c.id for c in calls]
+    assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Paris"}, {"tz": "UTC+1"}]
+    # Streamed delta.tool_calls entries, concatenated per index as OpenAI clients do, are the calls.
+    merged = {}
+    for d in (c for delta in deltas for c in delta.tool_calls):
+        call = merged.setdefault(d["index"], {"id": d.get("id"), "type": "function",
+                                              "function": {"name": "", "arguments": ""}})
+        for key, value in d["function"].items():
+            call["function"][key] += value
+    assert [merged[i] for i in sorted(merged)] == calls and all(c["id"] for c in calls)
 
 
 def test_tool_call_parser_on_text_in_odd_pieces():
-    text = (f"{CALLS_BEGIN}{CALL_BEGIN}function{TOOL_SEP}f\n```json\n{{\"a\": [1, 2]}}\n```{CALL_END}"
-            f"{CALLS_END}")
+    text = (f"{TOOL_CALLS_BEGIN}{TOOL_CALL_BEGIN}function{TOOL_SEP}f\n```json\n{{\"a\": [1, 2]}}\n```"
+            f"{TOOL_CALL_END}{TOOL_CALLS_END}")
     p = ToolCallParser()
     deltas = [p.push(text[i:i + 3]) for i in range(0, len(text), 3)]
-    assert "".join(d.content for d in deltas) == ""
-    assert p.calls[0].name == "f" and json.loads(p.calls[0].arguments) == {"a": [1, 2]}
+    assert "".join(d.content for d in deltas) == "" and p.flush() == ""
+    assert p.calls[0]["function"]["name"] == "f" and json.loads(p.calls[0]["function"]["arguments"]) == {"a": [1, 2]}
 
 
 def test_reasoning_then_tool_calls_then_nothing_lost(tokenizer):
     proc = OutputProcessor(tokenizer, reasoning=True, tools=True)
-    toks = ids(tokenizer, "plan</think>ok") + tool_call_tokens(tokenizer, [("f", {})])
-    deltas = run(proc, toks, one_by_one=False)
-    assert joined(deltas, "reasoning") == "plan" and joined(deltas) == "ok" and proc.tools.calls[0].name == "f"
+    deltas = run(proc, ids(tokenizer, "plan</think>ok") + tool_call_tokens(tokenizer, [("f", {})]), one_by_one=False)
+    assert joined(deltas, "reasoning") == "plan" and joined(deltas) == "ok"
+    assert proc.tools.calls[0]["function"]["name"] == "f"
 
 
 def test_tool_call_arguments_stream_as_they_are_generated(tokenizer):
     args = {"query": "a fairly long search string", "limit": 10}
-    toks = tool_call_tokens(tokenizer, [("search", args)])
     proc = OutputProcessor(tokenizer, tools=True)
-    deltas = run(proc, toks)
+    deltas = run(proc, tool_call_tokens(tokenizer, [("search", args)]))
     pieces = [c["function"]["arguments"] for d in deltas for c in d.tool_calls if c["function"].get("arguments")]
     assert len(pieces) > 3  # not one piece at the end
-    assert json.loads("".join(pieces)) == args == json.loads(proc.tools.calls[0].arguments)
+    assert json.loads("".join(pieces)) == args == json.loads(proc.tools.calls[0]["function"]["arguments"])
     assert not any("`" in p for p in pieces)
-
-
-def test_stop_matcher_reports_the_earliest_matching_stop_string():
-    m = StopStringMatcher(["END", "STOP"])
-    assert m.push("abc STOP xyz END") == "abc "
-    assert m.stopped and m.matched == "STOP"
-    assert StopStringMatcher(["x"]).matched is None

@@ -1,24 +1,22 @@
 """GET /v1/usage: the worker's own per-request records, keyed by the gateway's x-request-id, that
 reconciliation compares with what the gateway settled."""
 import httpx
-from types import SimpleNamespace
-
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gpu_worker.server.metrics import Metrics
 from gpu_worker.server.protocol import Usage
-from gpu_worker.server.usage_log import UsageLog, current_request_id, install_usage_log
+from gpu_worker.server.usage_log import UsageLog, usage_endpoint
 
-from .test_http import AUTH, SECRET, chat, server, sse_events  # noqa: F401  (the real worker over the embedded model)
+from .test_http import AUTH, SECRET, chat, server, stream  # noqa: F401  (the real worker, embedded model)
 
 
 def served(log: UsageLog, request_id, completion=3):
-    token = current_request_id.set(request_id)
-    try:
-        log.record("chat", "deepseek-chat", "stop", Usage(prompt_tokens=10, cached_tokens=0, completion_tokens=completion))
-    finally:
-        current_request_id.reset(token)
+    log.record(request_id, "chat", "deepseek-chat", "stop", Usage(prompt_tokens=10, completion_tokens=completion))
+
+
+def ids(records):
+    return [r["request_id"] for r in records]
 
 
 def test_records_gateway_requests_in_order_and_pages_through_them():
@@ -27,52 +25,48 @@ def test_records_gateway_requests_in_order_and_pages_through_them():
         served(log, f"r{i}", completion=i)
     served(log, None)  # a request without x-request-id is not the gateway's: not recorded
     first = log.page(0, 0, 2)
-    assert [r.request_id for r in first] == ["r0", "r1"]
-    rest = log.page(0, first[-1].seq, 10)
-    assert [(r.request_id, r.completion_tokens) for r in rest] == [("r2", 2), ("r3", 3), ("r4", 4)]
-    assert log.page(rest[-1].finished_at + 1, 0, 10) == []
+    assert ids(first) == ["r0", "r1"]
+    rest = log.page(0, first[-1]["seq"], 10)
+    assert [(r["request_id"], r["completion_tokens"]) for r in rest] == [("r2", 2), ("r3", 3), ("r4", 4)]
+    assert log.page(rest[-1]["finished_at"] + 1, 0, 10) == []
 
 
 def test_keeps_a_bounded_window():
     log = UsageLog(max_records=3)
     for i in range(5):
         served(log, f"r{i}")
-    assert [r.request_id for r in log.page(0, 0, 10)] == ["r2", "r3", "r4"]
+    assert ids(log.page(0, 0, 10)) == ["r2", "r3", "r4"]
     # a cursor from before the window, inside it, and at its end (records r0..r4 have seq 1..5)
-    assert [r.request_id for r in log.page(0, 1, 10)] == ["r2", "r3", "r4"]
-    assert [r.request_id for r in log.page(0, 4, 10)] == ["r4"]
+    assert ids(log.page(0, 1, 10)) == ["r2", "r3", "r4"]
+    assert ids(log.page(0, 4, 10)) == ["r4"]
     assert log.page(0, 5, 10) == []
     aged = UsageLog(retain_seconds=0)
     served(aged, "old")
-    aged.records[0].finished_at -= 10
+    aged.records[0]["finished_at"] -= 10
     served(aged, "new")
-    assert [r.request_id for r in aged.page(0, 0, 10)] == ["new"]
+    assert ids(aged.page(0, 0, 10)) == ["new"]
 
 
 def test_the_route_needs_the_secret_and_integer_parameters():
-    state = SimpleNamespace(secret="s3cret", metrics=Metrics())
-    app = Starlette()
-    install_usage_log(app, state)
+    app = Starlette(routes=[Route("/v1/usage", usage_endpoint(UsageLog(), "s3cret"))])
     with TestClient(app) as c:
         assert c.get("/v1/usage").status_code == 401
         assert c.get("/v1/usage", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        bad = c.get("/v1/usage?since=yesterday", headers={"Authorization": "Bearer s3cret"})
+        auth = {"Authorization": "Bearer s3cret"}
+        bad = c.get("/v1/usage?since=yesterday", headers=auth)
         assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
-        assert c.get("/v1/usage", headers={"Authorization": "Bearer s3cret"}).json() == {"object": "list", "data": [], "next_after": None}
+        assert c.get("/v1/usage", headers=auth).json() == {"object": "list", "data": [], "next_after": None}
 
 
 def test_every_served_request_has_a_record_with_what_it_was_sent(server):
-    url, _ = server
-    with httpx.Client(base_url=url, headers=AUTH, timeout=60) as c:
+    with httpx.Client(base_url=server[0], headers=AUTH, timeout=60) as c:
         whole = c.post("/v1/chat/completions", json=chat(max_tokens=4), headers={"x-request-id": "gw-whole"}).json()
-        with c.stream("POST", "/v1/chat/completions", json=chat(max_tokens=3, stream=True, stream_options={"include_usage": True}),
-                      headers={"x-request-id": "gw-stream"}) as r:
-            streamed = [e for e in sse_events(r) if e != "[DONE]"][-1]["usage"]
+        streamed = stream(c, chat(max_tokens=3, stream_options={"include_usage": True}),
+                          headers={"x-request-id": "gw-stream"})[-1]["usage"]
         records = {r["request_id"]: r for r in c.get("/v1/usage", params={"limit": 5000}).json()["data"]}
         assert c.get("/v1/usage", headers={"Authorization": f"Bearer {SECRET}x"}).status_code == 401
     for rid, usage in (("gw-whole", whole["usage"]), ("gw-stream", streamed)):
         rec = records[rid]
-        assert rec["prompt_tokens"] == usage["prompt_tokens"]
-        assert rec["prompt_cache_hit_tokens"] == usage["prompt_cache_hit_tokens"]
-        assert rec["completion_tokens"] == usage["completion_tokens"]
+        for field in ("prompt_tokens", "prompt_cache_hit_tokens", "completion_tokens"):
+            assert rec[field] == usage[field]
         assert rec["endpoint"] == "chat" and rec["model"] == "deepseek-chat" and rec["finish_reason"] in ("stop", "length")
