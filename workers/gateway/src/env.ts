@@ -54,3 +54,16 @@ export type AppEnv = { Bindings: Env; Variables: Variables };
 
 // Local development (`npm start`, tests): http:// and IP-literal GPU workers, sign-up without Turnstile.
 export const isDevelopment = (env: Pick<Env, "ENVIRONMENT">) => env.ENVIRONMENT === "development";
+
+// A whole-number setting (a var of wrangler.toml): unset is its default. Anything else that is
+// not an integer of at least `min` is a misconfiguration: thrown, naming the variable, so the
+// request fails with a 500 that the error handler logs instead of a NaN silently breaking a
+// timer or a hold.
+export function intSetting(env: object, name: string, fallback: number, min = 1): number {
+  const raw = (env as Record<string, unknown>)[name];
+  if (raw === undefined) return fallback;
+  const text = String(raw).trim();
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) throw new Error(`${name} must be an integer of at least ${min}, not ${JSON.stringify(raw)}`);
+  return value;
+}

@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { randomHex } from "../auth/api-keys";
+import { intSetting } from "../env";
 import { parseBody } from "./body";
 import { csrfBeforeSignIn, csrfWithSession } from "./csrf";
 import type { DashboardAppEnv } from "./env";
@@ -29,13 +30,9 @@ const newCredentials = credentials.extend({
   turnstile_token: z.string().max(4096).optional(),
 });
 
-function signupGrantMicros(raw: string | undefined): number {
-  const n = Number(raw ?? "0");
-  return Number.isSafeInteger(n) && n > 0 ? n : 0;
-}
-
 export const authRoutes = new Hono<DashboardAppEnv>()
   .post("/signup", csrfBeforeSignIn, async (c) => {
+    const grant = intSetting(c.env, "SIGNUP_GRANT_MICROS", 0, 0);
     const { email, password, turnstile_token } = await parseBody(c, newCredentials);
     await throttleAttempt(c, `address:${c.req.header("cf-connecting-ip") ?? "local"}`, ATTEMPTS_PER_ADDRESS);
     await requireHuman(c, turnstile_token);
@@ -45,7 +42,6 @@ export const authRoutes = new Hono<DashboardAppEnv>()
     const pw = await hashPassword(password);
     const userId = `usr_${randomHex(12)}`;
     const accountId = `acct_${randomHex(12)}`;
-    const grant = signupGrantMicros(c.env.SIGNUP_GRANT_MICROS);
     const statements = [
       c.env.DB.prepare(
         "INSERT INTO users (id, email, password_hash, password_salt, password_iterations) VALUES (?, ?, ?, ?, ?)",

@@ -10,7 +10,7 @@ import { maxCompletionTokens, worstCaseCostMicros } from "../billing/pricing";
 import { HOLD_TTL_MS } from "../billing/holds";
 import { usageFromWire } from "../billing/usage";
 import type { Model } from "../db/schema";
-import type { AppEnv } from "../env";
+import { intSetting, type AppEnv } from "../env";
 import { ApiError, insufficientBalance } from "../errors/api-error";
 import { admitKey, combine, type Admission } from "../limits/admit";
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect";
@@ -37,14 +37,16 @@ const DEFAULT_FIRST_BYTE_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_HOLD_HEARTBEAT_MS = 5 * 60_000;
 
 function timing(c: Context<AppEnv>) {
-  const vars = c.env as unknown as Record<string, string | undefined>;
+  const hold = {
+    intervalMs: intSetting(c.env, "HOLD_HEARTBEAT_MS", DEFAULT_HOLD_HEARTBEAT_MS),
+    holdMs: intSetting(c.env, "HOLD_TTL_MS", HOLD_TTL_MS),
+  };
+  // A hold must be extended before it lapses, or a long stream loses its money mid-way.
+  if (hold.intervalMs >= hold.holdMs) throw new Error(`HOLD_HEARTBEAT_MS (${hold.intervalMs}) must be less than HOLD_TTL_MS (${hold.holdMs})`);
   return {
-    keepAliveMs: Number(vars.KEEPALIVE_INTERVAL_MS ?? DEFAULT_KEEPALIVE_MS),
-    firstByteTimeoutMs: Number(vars.FIRST_BYTE_TIMEOUT_MS ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS),
-    hold: {
-      intervalMs: Number(c.env.HOLD_HEARTBEAT_MS ?? DEFAULT_HOLD_HEARTBEAT_MS),
-      holdMs: Number(c.env.HOLD_TTL_MS ?? HOLD_TTL_MS),
-    },
+    keepAliveMs: intSetting(c.env, "KEEPALIVE_INTERVAL_MS", DEFAULT_KEEPALIVE_MS),
+    firstByteTimeoutMs: intSetting(c.env, "FIRST_BYTE_TIMEOUT_MS", DEFAULT_FIRST_BYTE_TIMEOUT_MS),
+    hold,
   };
 }
 

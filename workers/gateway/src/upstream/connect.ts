@@ -6,7 +6,7 @@ import { ApiError, serverOverloaded } from "../errors/api-error";
 import { pickWorker } from "./pick-worker";
 import { readSseData } from "./sse";
 import { listWorkers, loadOf, markDown, markUp, refreshHealth, type WorkerEntry } from "./worker-registry";
-import type { Env } from "../env";
+import { intSetting, type Env } from "../env";
 
 export interface UpstreamRequest {
   model: string;
@@ -73,9 +73,9 @@ export async function connectUpstream(
   signal: AbortSignal,
   waitUntil: (p: Promise<unknown>) => void,
 ): Promise<UpstreamConnection> {
+  const connectTimeoutMs = intSetting(env, "UPSTREAM_CONNECT_TIMEOUT_MS", DEFAULT_CONNECT_TIMEOUT_MS);
   const workers = await listWorkers(env);
   await refreshHealth(env, workers, waitUntil);
-  const connectTimeoutMs = Number(env.UPSTREAM_CONNECT_TIMEOUT_MS ?? DEFAULT_CONNECT_TIMEOUT_MS);
   const tried = new Set<string>();
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

@@ -6,6 +6,7 @@
 // at a time, so only a day's last part can still have its rows in D1; a run that comes back to a
 // day first deletes the last part's rows from D1 again. Readers also merge by request id.
 // Runs are bounded by an operation budget (budget.ts) and scheduled often, so they never overlap.
+import { intSetting } from "../env";
 import { OperationBudget } from "./budget";
 import { listDayParts, readPart } from "./day-parts";
 import type { RetentionEnv } from "./env";
@@ -20,11 +21,6 @@ export interface ArchiveRun {
   partsWritten: number;
   // Nothing older than the retention window is left in D1.
   done: boolean;
-}
-
-export function retentionDays(raw: string | undefined): number {
-  const days = Number(raw ?? DEFAULT_RETENTION_DAYS);
-  return Number.isSafeInteger(days) && days >= 1 ? days : DEFAULT_RETENTION_DAYS;
 }
 
 // Rows completed before this instant (a UTC midnight) are archived.
@@ -96,5 +92,5 @@ export async function archiveExpiredUsage(
 // The cron trigger's work (wrangler.toml [triggers]).
 export async function runUsageRetention(env: RetentionEnv, now = Date.now()): Promise<ArchiveRun | null> {
   if (!env.USAGE_ARCHIVE) return null;
-  return archiveExpiredUsage(env.DB, env.USAGE_ARCHIVE, { now, retentionDays: retentionDays(env.RETENTION_DAYS) });
+  return archiveExpiredUsage(env.DB, env.USAGE_ARCHIVE, { now, retentionDays: intSetting(env, "RETENTION_DAYS", DEFAULT_RETENTION_DAYS) });
 }
