@@ -25,9 +25,9 @@ def tokens(n: int, seed: int) -> torch.Tensor:
 
 
 def run_step(model, cache, steps, expanded=False):
-    """steps: [(ids, block_table, num_cached)] -> logits of every new token, packed. `expanded` sends
-    decodes through the prefill path too."""
-    meta = AttentionMetadata.build([(table, cached, len(ids)) for ids, table, cached in steps], block_size=BLOCK)
+    """steps: [(ids, block_table, num_cached)] -> logits of every new token, packed. `expanded`
+    sends decodes through the prefill path too."""
+    meta = AttentionMetadata.build([(t, cached, len(ids)) for ids, t, cached in steps], BLOCK)
     if expanded:
         meta = dataclasses.replace(meta, num_decodes=0)
     ids = torch.cat([ids for ids, _, _ in steps])
@@ -35,15 +35,18 @@ def run_step(model, cache, steps, expanded=False):
     return model.compute_logits(model(ids, positions, meta, cache))
 
 
+def dense(model, seq):
+    return model.forward_dense(seq[None])[0]
+
+
 def test_incremental_decoding_equals_full_forward(model):
     seq = tokens(30, 0)
-    full = model.forward_dense(seq[None])[0]
     cache = model.allocate_kv_cache(16, BLOCK)
     table = [9, 3, 12, 0, 4, 15, 7, 1]
     out = [run_step(model, cache, [(seq[:11], table, 0)])]
-    out += [run_step(model, cache, [(seq[11:18], table, 11)])]  # a second prefill chunk over a cached prefix
-    out += [run_step(model, cache, [(seq[p : p + 1], table, p)]) for p in range(18, 30)]
-    assert rel_err(torch.cat(out), full) <= TOLERANCE
+    out += [run_step(model, cache, [(seq[11:18], table, 11)])]  # a chunk over a cached prefix
+    out += [run_step(model, cache, [(seq[p:p + 1], table, p)]) for p in range(18, 30)]
+    assert rel_err(torch.cat(out), dense(model, seq)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -69,17 +72,18 @@ def test_absorbed_decode_equals_expanded(tmp_path, dtype):
 
 
 def test_variable_length_batch_equals_each_sequence_alone(model):
-    # one step mixing a fresh prompt, a chunk over a cached prefix, and a decode
-    seqs = [tokens(n, 20 + n) for n in (7, 13, 10)]
-    alone = [model.forward_dense(s[None])[0] for s in seqs]
-    tables = [[5, 11], [2, 8, 0, 14], [3, 6, 13]]
+    seqs = [tokens(n, 20 + n) for n in (7, 13, 10, 8)]
+    alone = [dense(model, s) for s in seqs]
+    tables = [[5, 11], [2, 8, 0, 14], [3, 6, 13], [1, 4]]
     cache = model.allocate_kv_cache(16, BLOCK)
-    cached = [0, 6, 9]
-    run_step(model, cache, [(s[:c], t, 0) for s, t, c in zip(seqs, tables, cached) if c])
-    # the first sequence had nothing cached; the prefix step above only included the others
+    cached = [0, 6, 9, 0]
+    # fresh prompts of equal length, packed
+    prefixes = run_step(model, cache, [(s[:6], t, 0) for s, t in zip(seqs[1:3], tables[1:3])])
+    assert rel_err(prefixes, torch.cat([a[:6] for a in alone[1:3]])) <= TOLERANCE
+    run_step(model, cache, [(seqs[2][6:9], tables[2], 6)])
+    # one step mixing a fresh prompt, a chunk over a cached prefix, a lone token and another prompt
     packed = run_step(model, cache, [(s[c:], t, c) for s, t, c in zip(seqs, tables, cached)])
-    expected = torch.cat([a[c:] for a, c in zip(alone, cached)])
-    assert rel_err(packed, expected) <= TOLERANCE
+    assert rel_err(packed, torch.cat([a[c:] for a, c in zip(alone, cached)])) <= TOLERANCE
 
 
 def test_batched_decode_of_unequal_contexts_equals_each_alone(model):
@@ -88,22 +92,19 @@ def test_batched_decode_of_unequal_contexts_equals_each_alone(model):
     tables = [[6 * i + j for j in range(6)][::-1] for i in range(len(seqs))]
     cache = model.allocate_kv_cache(30, BLOCK)
     run_step(model, cache, [(s[:n], t, 0) for s, t, n in zip(seqs, tables, lengths)])
-    out = []
-    for step in range(4):
-        out.append(run_step(model, cache, [(s[n + step : n + step + 1], t, n + step)
-                                           for s, t, n in zip(seqs, tables, lengths)]))
-    got = torch.stack(out, dim=1)  # [B, 4, V]
+    steps = [run_step(model, cache, [(s[n + i:n + i + 1], t, n + i)
+                                     for s, t, n in zip(seqs, tables, lengths)]) for i in range(4)]
+    got = torch.stack(steps, dim=1)  # [B, 4, V]
     for b, (s, n) in enumerate(zip(seqs, lengths)):
-        assert rel_err(got[b], model.forward_dense(s[None])[0, n:]) <= TOLERANCE
+        assert rel_err(got[b], dense(model, s)[n:]) <= TOLERANCE
 
 
 def test_padded_dense_batch_equals_each_sequence_alone(model):
     # right padding never affects earlier positions under the causal mask
     a, b = tokens(9, 1), tokens(15, 2)
-    padded = torch.stack([torch.cat([a, torch.zeros(6, dtype=torch.long)]), b])
-    batch = model.forward_dense(padded)
-    assert rel_err(batch[0, :9], model.forward_dense(a[None])[0]) <= TOLERANCE
-    assert rel_err(batch[1], model.forward_dense(b[None])[0]) <= TOLERANCE
+    batch = model.forward_dense(torch.stack([torch.cat([a, torch.zeros(6, dtype=torch.long)]), b]))
+    assert rel_err(batch[0, :9], dense(model, a)) <= TOLERANCE
+    assert rel_err(batch[1], dense(model, b)) <= TOLERANCE
 
 
 def test_cache_holds_normalised_latent_and_rotated_rope_key(model):
@@ -118,19 +119,11 @@ def test_cache_holds_normalised_latent_and_rotated_rope_key(model):
     stored = torch.cat([cache[0, 2], cache[0, 0, :2]])
     assert torch.allclose(stored, entry)
     # the latent half is RMS-normalised (times its weight)
-    latent = stored[:, : c.kv_lora_rank] / attn.kv_a_layernorm.weight
+    latent = stored[:, :c.kv_lora_rank] / attn.kv_a_layernorm.weight
     assert torch.allclose(latent.pow(2).mean(-1), torch.ones(6), atol=1e-4)
 
 
-def test_equal_length_fresh_prompts_batched_equal_each_alone(model):
-    seqs = [tokens(8, 60 + i) for i in range(3)]
-    cache = model.allocate_kv_cache(8, BLOCK)
-    packed = run_step(model, cache, [(s, [2 * i + 1, 2 * i], 0) for i, s in enumerate(seqs)])
-    expected = torch.cat([model.forward_dense(s[None])[0] for s in seqs])
-    assert rel_err(packed, expected) <= TOLERANCE
-
-
-def test_a_prefill_chunk_leaves_the_decoders_in_the_absorbed_form(model):
+def test_a_prefill_chunk_leaves_the_decoders_in_the_absorbed_form(model, monkeypatch):
     seen = []
 
     class Recording(TorchAttention):
@@ -138,20 +131,17 @@ def test_a_prefill_chunk_leaves_the_decoders_in_the_absorbed_form(model):
             seen.append(("decode", query.shape[0], meta.max_context_len))
             return super().decode(query, cache, meta, latent_dim)
 
-        def prefill(self, q_nope, q_pe, k_nope, k_pe, v, meta, scale):
-            seen.append(("prefill", q_nope.shape[0], meta.context_lens))
-            return super().prefill(q_nope, q_pe, k_nope, k_pe, v, meta, scale)
+        def prefill(self, q_nope, *args):
+            seen.append(("prefill", q_nope.shape[0], args[-2].context_lens))
+            return super().prefill(q_nope, *args)
 
-    attention = model.layers[0].self_attn
-    saved, attention.attention = attention.attention, Recording()
-    try:
-        seqs = [tokens(n, 80 + n) for n in (6, 9, 11)]
-        cache = model.allocate_kv_cache(12, BLOCK)
-        tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
-        run_step(model, cache, [(s[:5], t, 0) for s, t in zip(seqs, tables)])
-        seen.clear()
-        run_step(model, cache, [(seqs[0][5:6], tables[0], 5), (seqs[1][5:6], tables[1], 5), (seqs[2][5:], tables[2], 5)])
-    finally:
-        attention.attention = saved
+    monkeypatch.setattr(model.layers[0].self_attn, "attention", Recording())
+    seqs = [tokens(n, 80 + n) for n in (6, 9, 11)]
+    cache = model.allocate_kv_cache(12, BLOCK)
+    tables = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    run_step(model, cache, [(s[:5], t, 0) for s, t in zip(seqs, tables)])
+    seen.clear()
+    run_step(model, cache, [(seqs[0][5:6], tables[0], 5), (seqs[1][5:6], tables[1], 5),
+                            (seqs[2][5:], tables[2], 5)])
     # two decodes read their 6-token contexts in latent space; only the chunk's sequence is expanded
     assert seen == [("decode", 2, 6), ("prefill", 6, [11])]
