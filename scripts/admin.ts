@@ -5,12 +5,13 @@ import { parseArgs } from "node:util";
 import { generateApiKey, randomHex } from "../workers/gateway/src/auth/api-keys";
 import { KEY_STATE_MAX_AGE_MS } from "../workers/gateway/src/auth/key-state";
 import { formatAmount, parseAmount } from "../workers/gateway/src/billing/money";
+import { auditValues, INSERT_AUDIT_ENTRY } from "../workers/gateway/src/dashboard/audit-entry";
 import { newResetToken, RESET_TOKEN_TTL_MS, resetLink } from "../workers/gateway/src/dashboard/password-reset";
 import { isSealed, sealWorkerSecret } from "../workers/gateway/src/upstream/worker-secret";
 import { checkWorkerUrl } from "../workers/gateway/src/upstream/worker-url";
 import { ensureLocalWorkerSecretKey } from "./lib/dev-vars.mjs";
 import { deadSettlements, reconcile } from "./lib/settlements";
-import { applyMigrations, query, sqlInt, sqlString, type D1Target } from "./lib/local-d1";
+import { applyMigrations, query, sqlInt, sqlString, withValues, type D1Target } from "./lib/local-d1";
 
 const HELP = `Usage: npm run admin -- <command> [options]
   Add --remote (and --env production) for the deployed database; then WORKER_SECRET_KEY must be
@@ -112,9 +113,8 @@ function waitUntilInForce(): void {
 // change touched a row.
 const ACTOR = `cli:${userInfo().username}`;
 function audited(sql: string, action: string, targetId: string | null, details: Record<string, unknown> = {}): string {
-  return `${sql};
-INSERT INTO audit_log (actor, action, target, details, created_at)
-  SELECT ${sqlString(ACTOR)}, ${sqlString(action)}, ${sqlString(targetId)}, ${sqlString(JSON.stringify(details))}, ${Date.now()} WHERE changes() > 0`;
+  const entry = withValues(INSERT_AUDIT_ENTRY, auditValues({ actor: ACTOR, actorUserId: null, action, target: targetId, details }));
+  return `${sql};\n${entry} WHERE changes() > 0`;
 }
 
 function print(data: unknown, text: () => string): void {

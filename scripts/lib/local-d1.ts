@@ -24,6 +24,18 @@ export function sqlInt(value: number | null | undefined): string {
   return String(value);
 }
 
+// `wrangler d1 execute --command` takes no bound parameters: a statement's `?` placeholders are
+// filled with its values as SQL literals, in order.
+export function withValues(sql: string, values: ReadonlyArray<string | number | null>): string {
+  let next = 0;
+  const filled = sql.replace(/\?/g, () => {
+    const value = values[next++];
+    return typeof value === "number" ? sqlInt(value) : sqlString(value);
+  });
+  if (next !== values.length) throw new Error(`${values.length} values for ${next} placeholders`);
+  return filled;
+}
+
 function locationArgs(target: D1Target): string[] {
   if (target.remote) return ["--remote", ...(target.env ? ["--env", target.env] : [])];
   return ["--local", ...(target.persistTo ? ["--persist-to", target.persistTo] : [])];

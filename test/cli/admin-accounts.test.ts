@@ -44,11 +44,14 @@ describe("operator CLI: accounts", () => {
 
   it("records its changes in the audit log as cli:<OS user>, and nothing for a change that failed", () => {
     const { id: account } = admin("create-account", "--name", "audited");
-    admin("grant", "--account", account, "--amount", "3", "--note", "promo");
+    admin("grant", "--account", account, "--amount", "3", "--note", "promo's? offer");
     const revoke = spawnSync(tsx, ["scripts/admin.ts", "revoke-key", "--key", "key_missing", "--persist-to", persistTo], { cwd: repoRoot, encoding: "utf8" });
     expect(revoke.status).not.toBe(0);
 
-    const log = query<{ actor: string; action: string; target: string; details: string }>(target, "SELECT actor, action, target, details FROM audit_log ORDER BY id");
+    const log = query<{ actor: string; actor_user_id: null; action: string; target: string; details: string; created_at: number }>(
+      target,
+      "SELECT actor, actor_user_id, action, target, details, created_at FROM audit_log ORDER BY id",
+    );
     const actor = `cli:${userInfo().username}`;
     expect(log.map((e) => [e.actor, e.action, e.target])).toEqual([
       [actor, "reset-password", "pat@example.com"],
@@ -56,7 +59,8 @@ describe("operator CLI: accounts", () => {
       [actor, "create-account", account],
       [actor, "grant", account],
     ]);
-    expect(JSON.parse(log[3]!.details)).toMatchObject({ amount_micros: 3_000_000, note: "promo" });
+    expect(JSON.parse(log[3]!.details)).toMatchObject({ amount_micros: 3_000_000, note: "promo's? offer" });
+    expect(log.every((e) => e.actor_user_id === null && Date.now() - e.created_at < 120_000)).toBe(true);
     expect(log.map((e) => e.details).join("")).not.toMatch(/[0-9a-f]{64}/); // no reset token in the log
   }, 120_000);
 });

@@ -1,9 +1,11 @@
 // The audit log of operator actions: who did what, when, with which parameters. Every change an
 // admin makes through the dashboard's admin API is recorded by the middleware below once it has
-// succeeded (secrets in its body are masked); the operator CLI records its own (scripts/admin.ts).
+// succeeded (secrets in its body are masked); the operator CLI records its own (scripts/admin.ts)
+// with the same statement (audit-entry.ts).
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
+import { auditValues, INSERT_AUDIT_ENTRY, type AuditEntry } from "./audit-entry";
 import type { DashboardAppEnv } from "./env";
 import { invalidInput } from "./errors";
 
@@ -22,20 +24,6 @@ const ACTIONS: Record<string, string> = {
   "PATCH /models/:id": "update-model",
   "POST /dead-settlements/:id/resettle": "resettle",
 };
-
-export interface AuditEntry {
-  actor: string;
-  actorUserId: string | null;
-  action: string;
-  target: string | null;
-  details: Record<string, unknown>;
-}
-
-export function auditStatement(db: D1Database, entry: AuditEntry): D1PreparedStatement {
-  return db
-    .prepare("INSERT INTO audit_log (actor, actor_user_id, action, target, details, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-    .bind(entry.actor, entry.actorUserId, entry.action, entry.target, JSON.stringify(entry.details), Date.now());
-}
 
 function masked(body: unknown): unknown {
   if (!body || typeof body !== "object" || Array.isArray(body)) return body;
@@ -64,13 +52,14 @@ export const auditAdminChanges = createMiddleware<DashboardAppEnv>(async (c, nex
   const route = adminRoute(c);
   const session = c.get("session");
   const params = c.req.param() as Record<string, string>;
-  await auditStatement(c.env.DB, {
+  const entry: AuditEntry = {
     actor: session.email,
     actorUserId: session.userId,
     action: ACTIONS[`${c.req.method} ${route}`] ?? `${c.req.method} ${route}`,
     target: params.id ?? null,
     details: { ...(Object.keys(params).length > 0 ? { params } : {}), body: masked(await requestBody(copy)) },
-  }).run();
+  };
+  await c.env.DB.prepare(INSERT_AUDIT_ENTRY).bind(...auditValues(entry)).run();
 });
 
 interface AuditRow {
