@@ -14,7 +14,7 @@ import torch
 from gpu_worker.engine.engine import build_runner
 from gpu_worker.model.loader import load_model
 
-from .launcher import HEARTBEAT_S, agree_on_cache_blocks, rank_report
+from .launcher import HEARTBEAT_S, agree_on_cache_blocks
 from .process_group import init_rank, rank_device
 from .steps import follow
 
@@ -53,7 +53,10 @@ def _report_while_parent_lives(rank: int, device: str, progress: dict, reports, 
     gone."""
     def loop() -> None:
         while os.getppid() == parent_pid:
-            reports.put({"rank": rank, **rank_report(progress["state"], progress["steps"], device)})
+            report = {"rank": rank, **progress, "device": device, "pid": os.getpid()}
+            if torch.device(device).type == "cuda":
+                report["memory_allocated_bytes"] = torch.cuda.memory_allocated(device)
+            reports.put(report)
             time.sleep(HEARTBEAT_S)
         os._exit(1)
     threading.Thread(target=loop, name="rank-report", daemon=True).start()

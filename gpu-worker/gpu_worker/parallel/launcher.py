@@ -30,13 +30,11 @@ SILENCE_LIMIT_S = 60.0
 class Ranks:
     """Rank 0's view of every rank: its own, and the followers' latest reports."""
 
-    def __init__(self, size: int, processes: dict[int, mp.Process], reports: mp.Queue):
-        self.size = size
-        self.processes = processes
-        self.reports = reports
-        self.latest: dict[int, dict] = {}
-        self.seen: dict[int, float] = {}
-        self.lost: dict[int, str] = {}
+    def __init__(self, processes: dict[int, mp.Process], reports: mp.Queue):
+        self.processes, self.reports = processes, reports
+        self.latest: dict[int, dict] = {}  # rank -> its last report
+        self.seen: dict[int, float] = {}   # rank -> when that came
+        self.lost: dict[int, str] = {}     # rank -> why it is gone
         self._lock = threading.Lock()
         threading.Thread(target=self._watch, name="rank-watch", daemon=True).start()
 
@@ -44,22 +42,22 @@ class Ranks:
         while True:
             try:
                 report = self.reports.get(timeout=0.25)
-                with self._lock:
-                    self.latest[report["rank"]] = report
-                    self.seen[report["rank"]] = time.monotonic()
             except queue.Empty:
-                pass
+                report = None
             except (EOFError, OSError):
                 return
             now = time.monotonic()
             with self._lock:
+                if report is not None:
+                    self.latest[report["rank"]], self.seen[report["rank"]] = report, now
                 for rank, process in self.processes.items():
+                    silent = now - self.seen.get(rank, now)
                     if rank in self.lost:
                         continue
                     if not process.is_alive():
                         self.lost[rank] = f"rank {rank} exited with code {process.exitcode}"
-                    elif self.latest.get(rank, {}).get("state") == "ready" and now - self.seen[rank] > SILENCE_LIMIT_S:
-                        self.lost[rank] = f"rank {rank} silent for {now - self.seen[rank]:.0f} s"
+                    elif self.latest.get(rank, {}).get("state") == "ready" and silent > SILENCE_LIMIT_S:
+                        self.lost[rank] = f"rank {rank} silent for {silent:.0f} s"
 
     @property
     def failure(self) -> str | None:
@@ -72,9 +70,9 @@ class Ranks:
         now = time.monotonic()
         with self._lock:
             for rank, process in sorted(self.processes.items()):
-                report = self.latest.get(rank, {"state": "starting"})
-                out.append(dict(report, rank=rank, pid=process.pid, alive=rank not in self.lost,
-                                seconds_since_report=round(now - self.seen[rank], 1) if rank in self.seen else None))
+                since = round(now - self.seen[rank], 1) if rank in self.seen else None
+                out.append(dict(self.latest.get(rank, {"state": "starting"}), rank=rank, pid=process.pid,
+                                alive=rank not in self.lost, seconds_since_report=since))
         return out
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -92,11 +90,10 @@ def start_followers(args: Namespace, port: int) -> Ranks:
     reports = context.Queue()
     processes = {}
     for rank in range(1, args.tensor_parallel_size):
-        process = context.Process(target=run_follower, args=(rank, vars(args), port, reports, os.getpid()),
-                                  name=f"gpu-worker-rank-{rank}", daemon=True)
-        process.start()
-        processes[rank] = process
-    return Ranks(args.tensor_parallel_size, processes, reports)
+        processes[rank] = context.Process(target=run_follower, name=f"gpu-worker-rank-{rank}", daemon=True,
+                                          args=(rank, vars(args), port, reports, os.getpid()))
+        processes[rank].start()
+    return Ranks(processes, reports)
 
 
 def agree_on_cache_blocks(model, config: EngineConfig, device, control) -> int:
@@ -105,10 +102,3 @@ def agree_on_cache_blocks(model, config: EngineConfig, device, control) -> int:
     blocks = torch.tensor([cache_blocks(model, config, torch.device(device))])
     dist.all_reduce(blocks, op=dist.ReduceOp.MIN, group=control)
     return int(blocks.item())
-
-
-def rank_report(state: str, steps: int, device: str) -> dict:
-    report = {"state": state, "steps": steps, "device": device, "pid": os.getpid()}
-    if torch.device(device).type == "cuda":
-        report["memory_allocated_bytes"] = torch.cuda.memory_allocated(device)
-    return report

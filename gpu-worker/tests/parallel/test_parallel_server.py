@@ -61,23 +61,17 @@ def start_parallel(checkpoint: Path, disk: Path, *extra: str):
     raise AssertionError("server did not become healthy")
 
 
-def start_single(checkpoint: Path):
-    """The single-process worker, in this process, as tests/server/test_http.py runs it."""
-    cfg = EngineConfig(num_cache_blocks=48, max_batch_tokens=256, max_model_len=512)
-    state = build_state(checkpoint, cfg, ["deepseek-chat", "deepseek-reasoner"])
-    return LocalServer(state)
-
-
 @pytest.fixture(scope="module")
 def workers(checkpoints, tmp_path_factory):
-    """kind -> (single-process URL, parallel URL, parallel process)."""
+    """kind -> (single-process URL, parallel URL, parallel process). The single-process worker runs in
+    this process, as tests/server/test_http.py runs it."""
     started, singles = {}, []
     try:
         for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):
-            single = start_single(checkpoints[kind])
-            singles.append(single)
+            cfg = EngineConfig(num_cache_blocks=48, max_batch_tokens=256, max_model_len=512)
+            singles.append(LocalServer(build_state(checkpoints[kind], cfg, ["deepseek-chat"])))
             process, url = start_parallel(checkpoints[kind], tmp_path_factory.mktemp(f"disk_{kind}"), *extra)
-            started[kind] = (single.url, url, process)
+            started[kind] = (singles[-1].url, url, process)
         yield started
     finally:
         for _, _, process in started.values():
@@ -88,33 +82,22 @@ def workers(checkpoints, tmp_path_factory):
             single.stop()
 
 
-def greedy(url: str, prompt: str, stream: bool = False, usage: dict | None = None) -> tuple[str, int]:
+def greedy(url: str, prompt: str) -> tuple[str, dict]:
+    """(the answer, its usage) of 12 greedy tokens."""
     body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-            "max_tokens": 12, "stream": stream, "stream_options": {"include_usage": True}}
-    with httpx.Client(base_url=url, timeout=120) as client:
-        if not stream:
-            r = client.post("/v1/chat/completions", json=body)
-            assert r.status_code == 200, r.text
-            if usage is not None:
-                usage.update(r.json()["usage"])
-            return r.json()["choices"][0]["message"]["content"], r.json()["usage"]["completion_tokens"]
-        text, usage = "", None
-        with client.stream("POST", "/v1/chat/completions", json=body) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: {"):
-                    chunk = httpx.Response(200, content=line[6:]).json()
-                    text += "".join(c["delta"].get("content") or "" for c in chunk["choices"])
-                    usage = chunk.get("usage") or usage
-        return text, usage["completion_tokens"]
+            "max_tokens": 12}
+    r = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"], r.json()["usage"]
 
 
 @pytest.mark.parametrize("kind", ["bf16", "fp8"])
 def test_greedy_tokens_equal_the_single_process_worker(workers, kind):
     single, parallel, _ = workers[kind]
-    for i, prompt in enumerate(PROMPTS):
-        expected = greedy(single, prompt)
-        assert expected[1] == 12 and expected[0]
-        assert greedy(parallel, prompt, stream=i == 0) == expected, (kind, prompt)
+    for prompt in PROMPTS:
+        text, usage = greedy(single, prompt)
+        assert usage["completion_tokens"] == 12 and text
+        assert greedy(parallel, prompt)[0] == text, (kind, prompt)
 
 
 def test_health_and_metrics_cover_every_rank(workers):
@@ -143,11 +126,10 @@ def test_blocks_read_back_from_the_disk_tier_reach_every_rank(workers):
         greedy(url, " ".join(f"filler{n}x{i}" for i in range(90)))
     cache = httpx.get(url + "/health").json()["cache"]
     assert cache["spilled_blocks"] > 0 and cache["disk_blocks"] > 0
-    usage = {}
-    again = greedy(url, prompt, usage=usage)
+    again, usage = greedy(url, prompt)
     assert usage["prompt_cache_hit_tokens"] >= 128
     assert httpx.get(url + "/health").json()["cache"]["disk_hit_blocks"] > cache["disk_hit_blocks"]
-    assert again == greedy(single, prompt)
+    assert again == greedy(single, prompt)[0]
 
 
 def test_a_dead_rank_makes_the_worker_unhealthy(workers):
