@@ -9,6 +9,7 @@ body, because the gateway counts tokens from exactly that text.
 import json
 import math
 import re
+from decimal import Decimal
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -60,7 +61,9 @@ def js_number(value) -> str:
         return "0"
     if x.is_integer() and abs(x) < 2**53:
         return str(int(x))
-    digits, exponent = _shortest_digits(abs(x))
+    # repr gives the shortest decimal digits that round-trip, as JS does: x = digits * 10**exponent
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
     sign = "-" if x < 0 else ""
     k = len(digits)
     n = exponent + k  # position of the decimal point relative to the digits
@@ -73,16 +76,3 @@ def js_number(value) -> str:
     e = n - 1
     mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
     return sign + mantissa + "e" + ("+" if e >= 0 else "-") + str(abs(e))
-
-
-def _shortest_digits(x: float) -> tuple[str, int]:
-    """The shortest round-tripping decimal digits of x and their exponent (x = digits * 10**exp)."""
-    mantissa, _, exp = repr(x).partition("e")
-    int_part, _, frac_part = mantissa.partition(".")
-    if frac_part == "0":
-        frac_part = ""
-    digits = (int_part + frac_part).lstrip("0")
-    exponent = (int(exp) if exp else 0) - len(frac_part)
-    stripped = digits.rstrip("0")
-    exponent += len(digits) - len(stripped)
-    return stripped or "0", exponent

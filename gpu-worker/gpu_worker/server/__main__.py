@@ -24,9 +24,14 @@ from .worker import build_state
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state):
+    def __init__(self, config: uvicorn.Config, state, banner: str):
         super().__init__(config)
-        self.worker_state = state
+        self.worker_state, self.banner = state, banner
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.banner, flush=True)
 
     def handle_exit(self, sig, frame) -> None:
         self.worker_state.draining = True
@@ -36,11 +41,12 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)  # returns once running requests have finished
         # uvicorn re-raises the signal after run() returns, so the engine is stopped here: the
         # prefix cache is spilled to the disk tier for the next worker.
-        self.worker_state.draining = True
-        self.worker_state.engine.shutdown()
-        if self.worker_state.ranks is not None and self.worker_state.ranks.failure is None:
-            self.worker_state.engine.engine.runner.step_listener.stop()  # the follower ranks exit
-            self.worker_state.ranks.stop()
+        state = self.worker_state
+        state.draining = True
+        state.engine.shutdown()
+        if state.ranks is not None and state.ranks.failure is None:
+            state.engine.engine.runner.step_listener.stop()  # the follower ranks exit
+            state.ranks.stop()
         logging.getLogger("gpu_worker.server").info("engine stopped; prefix cache kept on disk")
 
 
@@ -57,7 +63,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("gpu_worker.server")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,32 +72,23 @@ def main(argv=None) -> None:
     if args.tensor_parallel_size > 1:
         port = free_port()
         ranks = start_followers(args, port)
-        _, control = init_rank(0, args.tensor_parallel_size, port, args.device, args.enable_expert_parallel,
-                               args.collective_timeout)
+        _, control = init_rank(0, args.tensor_parallel_size, port, args.device,
+                               args.enable_expert_parallel, args.collective_timeout)
         log.info("rank 0 of %d joined (%s)", args.tensor_parallel_size,
                  "expert parallel" if args.enable_expert_parallel else "tensor parallel")
     if not args.secret:
         log.warning("no --secret / GPU_WORKER_SECRET: requests are not authenticated")
     state = build_state(args.checkpoint, engine_config(args, ""), args.served_models, args.secret,
-                        device=args.device, dtype=DTYPES[args.dtype], max_reasoning_tokens=args.max_reasoning_tokens,
-                        ranks=ranks, control=control,
+                        device=args.device, dtype=DTYPES[args.dtype], ranks=ranks, control=control,
+                        max_reasoning_tokens=args.max_reasoning_tokens,
                         kernel_backend=args.kernel_backend, keep_fp8=keep_fp8(args))
-    stats = state.engine.stats()
-    log.info("engine ready: %d cache blocks of 64 tokens, models %s", stats["total_cache_blocks"], args.served_models)
-    app = build_app(state)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="off",
-                            timeout_graceful_shutdown=None)
-    server = DrainingServer(config, state)
-
-    original_startup = server.startup
-
-    async def startup(sockets=None):
-        await original_startup(sockets)
-        if server.started:
-            print(f"gpu-worker listening on http://{args.host}:{args.port} "
-                  f"(models: {', '.join(args.served_models)}; device: {args.device})", flush=True)
-    server.startup = startup
-    server.run()
+    log.info("engine ready: %d cache blocks of 64 tokens, models %s",
+             state.engine.stats()["total_cache_blocks"], args.served_models)
+    config = uvicorn.Config(build_app(state), host=args.host, port=args.port, lifespan="off",
+                            log_level=args.log_level, timeout_graceful_shutdown=None)
+    banner = (f"gpu-worker listening on http://{args.host}:{args.port} "
+              f"(models: {', '.join(args.served_models)}; device: {args.device})")
+    DrainingServer(config, state, banner).run()
     sys.exit(0)
 
 

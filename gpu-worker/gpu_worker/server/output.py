@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .detokenizer import IncrementalDetokenizer
-from .parsers import ReasoningParser, ToolCallParser
-from .stop_strings import StopStringMatcher
+from .parsers import ReasoningParser, StopStringMatcher, ToolCallParser
 
 
 @dataclass

@@ -1,12 +1,12 @@
-"""Streaming parsers over the model's output text.
+"""Streaming matchers over the model's output text, which comes in arbitrary pieces: each holds
+back only what could still be the start of a marker.
 
+StopStringMatcher ends the output at a stop string, which never reaches the client.
 ReasoningParser splits deepseek-reasoner output into the chain of thought (until `</think>`)
 and the answer. ToolCallParser turns DeepSeek's tool-call tokens into OpenAI tool calls:
 
   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
   ...more calls...<｜tool▁calls▁end｜>
-
-Both take text in arbitrary pieces and hold back only what could still be a marker.
 """
 from __future__ import annotations
 
@@ -17,11 +17,46 @@ from dataclasses import dataclass, field
 from gpu_worker.prompt.chat_format import (THINK_BEGIN, THINK_END, TOOL_CALL_BEGIN, TOOL_CALL_END,
                                            TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_SEP)
 
-from .stop_strings import partial_suffix_len
-
 _CALL_RE = re.compile(
     r"^\s*(?P<type>[^\n]*?)" + re.escape(TOOL_SEP) + r"(?P<name>[^\n]*)\n(?P<rest>.*)$", re.S)
 _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*\n?(?P<args>.*?)\n?```\s*$", re.S)
+
+
+
+def release(pending: str, *markers: str) -> tuple[str, str]:
+    """(what can go out, what is held back): the held part is the longest suffix of pending that
+    is a proper prefix of a marker."""
+    hold = max((n for m in markers for n in range(1, min(len(pending) + 1, len(m)))
+                if pending.endswith(m[:n])), default=0)
+    return pending[: len(pending) - hold], pending[len(pending) - hold:]
+
+
+class StopStringMatcher:
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.stopped = False
+        self.matched: str | None = None  # which stop string ended the output (vLLM's stop_reason)
+
+    def push(self, text: str) -> str:
+        """Text that is safe to emit now; sets .stopped when a stop string completed."""
+        if self.stopped:
+            return ""
+        if not self.stops:
+            return text
+        self.pending += text
+        hits = [(i, s) for s, i in ((s, self.pending.find(s)) for s in self.stops) if i >= 0]
+        if hits:
+            first, self.matched = min(hits)
+            self.stopped = True
+            out, self.pending = self.pending[:first], ""
+            return out
+        out, self.pending = release(self.pending, *self.stops)
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return "" if self.stopped else out
 
 
 class ReasoningParser:
@@ -57,8 +92,7 @@ class ReasoningParser:
             self.in_reasoning, self.pending = False, ""
             return self._part("reasoning", reasoning.rstrip("\n")), self._part("content", content)
         # Hold back trailing newlines too: they may be the ones right before `</think>`.
-        hold = partial_suffix_len(self.pending, THINK_END)
-        body = self.pending[: len(self.pending) - hold].rstrip("\n")
+        body = release(self.pending, THINK_END)[0].rstrip("\n")
         self.pending = self.pending[len(body):]
         return self._part("reasoning", body), ""
 
@@ -99,8 +133,7 @@ def streamable_arguments(body: str) -> str:
     if close >= 0:
         args = args[:close]
     else:
-        hold = max(partial_suffix_len(args, "\n```"), partial_suffix_len(args, TOOL_CALL_END))
-        args = args[: len(args) - hold]
+        args = release(args, "\n```", TOOL_CALL_END)[0]
     return args.rstrip()
 
 
@@ -131,9 +164,7 @@ class ToolCallParser:
         if not self.in_calls:
             i = self.pending.find(TOOL_CALLS_BEGIN)
             if i < 0:
-                hold = partial_suffix_len(self.pending, TOOL_CALLS_BEGIN)
-                delta.content = self.pending[: len(self.pending) - hold]
-                self.pending = self.pending[len(delta.content):]
+                delta.content, self.pending = release(self.pending, TOOL_CALLS_BEGIN)
                 return delta
             delta.content, self.pending = self.pending[:i], self.pending[i + len(TOOL_CALLS_BEGIN):]
             self.in_calls = True

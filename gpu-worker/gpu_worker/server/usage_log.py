@@ -1,10 +1,8 @@
 """Per-request usage records for reconciliation: GET /v1/usage behind the worker secret.
 
-Every finished generation (ok, stopped, aborted or failed) of a gateway request leaves one record
-keyed by its x-request-id with the tokens the worker served. The gateway bills from the usage it
-streams; this is the worker's own account, so that `npm run admin -- reconcile` can find any
-request served but never settled. Records live in memory (the last MAX_RECORDS, at most
-RETAIN_SECONDS), so the reconciliation window is this process's lifetime within that bound.
+Every finished generation of a gateway request (its x-request-id) leaves one record of the tokens
+served, the worker's own account against which `npm run admin -- reconcile` finds any request
+served but never settled. In memory: the last MAX_RECORDS, at most RETAIN_SECONDS old.
 """
 from __future__ import annotations
 

@@ -20,19 +20,34 @@ CHAT = "/v1/chat/completions"
 ALL_USAGE = {"include_usage": True, "continuous_usage_stats": True}
 
 
+@contextmanager
+def worker(checkpoint, blocks=TOTAL_BLOCKS, disk_cache_dir=None, **kw):
+    """(url, state) of a worker on the embedded model with a 1024-token context, over uvicorn."""
+    config = EngineConfig(num_cache_blocks=blocks, max_batch_tokens=256, max_model_len=1024,
+                          disk_cache_dir=disk_cache_dir)
+    server = LocalServer(build_state(checkpoint, config, ["deepseek-chat", "deepseek-reasoner"],
+                                     secret=SECRET, **kw))
+    try:
+        yield server.url, server.state
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def server(embedded_checkpoint_dir, tmp_path_factory):
-    cfg = EngineConfig(num_cache_blocks=TOTAL_BLOCKS, max_batch_tokens=256, max_model_len=1024,
-                       disk_cache_dir=str(tmp_path_factory.mktemp("disk")))
-    state = build_state(embedded_checkpoint_dir, cfg, ["deepseek-chat", "deepseek-reasoner"], secret=SECRET)
-    server = LocalServer(state)
-    yield server.url, state
-    server.stop()
+    with worker(embedded_checkpoint_dir, disk_cache_dir=str(tmp_path_factory.mktemp("disk"))) as s:
+        yield s
+
+
+@contextmanager
+def connect(url):
+    with httpx.Client(base_url=url, headers=AUTH, timeout=120) as c:
+        yield c
 
 
 @pytest.fixture
 def client(server):
-    with httpx.Client(base_url=server[0], headers=AUTH, timeout=60) as c:
+    with connect(server[0]) as c:
         yield c
 
 

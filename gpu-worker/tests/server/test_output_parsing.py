@@ -2,14 +2,20 @@
 import json
 
 import pytest
+from tokenizers import Tokenizer
 
+from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR
 from gpu_worker.prompt.chat_format import (TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN,
                                            TOOL_CALLS_END, TOOL_SEP)
 from gpu_worker.server.output import OutputDelta, OutputProcessor
-from gpu_worker.server.parsers import ReasoningParser, ToolCallParser
-from gpu_worker.server.stop_strings import StopStringMatcher
+from gpu_worker.server.parsers import ReasoningParser, StopStringMatcher, ToolCallParser
 
 EOS = 1
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer.from_file(str(DEFAULT_TOKENIZER_DIR / "tokenizer.json"))
 
 
 def ids(tok, text):
