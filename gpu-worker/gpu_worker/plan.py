@@ -2,12 +2,11 @@
 
     python -m gpu_worker.plan --checkpoint-config deepseek-v3 --gpus 8 --gpu-memory 141GB
 
-Counts, per rank, what `python -m gpu_worker.server --tensor-parallel-size N [--enable-expert-parallel]`
-keeps on a GPU: the weights as the checkpoint stores them (FP8 e4m3 + one float32 scale per 128x128
-block; embeddings, lm_head and norms in bf16, the router in float32 as the model holds it), the
-replicated latent KV cache, the activations of the largest step and the communication buffers, then
-the largest batch of full-context sequences that fits. The weights are the parameters of the model
-itself, built on the meta device; the other terms are formulas of the config.
+Counts, per rank, what `python -m gpu_worker.server --tensor-parallel-size N
+[--enable-expert-parallel]` keeps on a GPU: the weights (the model's own parameters, built on the
+meta device: e4m3 with float32 128x128 block scales for an FP8 checkpoint), the replicated latent
+KV cache, the activations of the largest step and the communication buffers; then the largest batch
+of full-context sequences that fits.
 """
 
 from __future__ import annotations
@@ -28,13 +27,17 @@ from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
 from gpu_worker.parallel.state import Parallel, using
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-NAMED_CONFIGS = {"deepseek-v3": "deepseek-v3.json", "deepseek-v3-0324": "deepseek-v3.json",
-                 "deepseek-r1": "deepseek-v3.json"}  # one architecture, identical config.json fields
+# one architecture, identical config.json fields
+NAMED_CONFIGS = {name: "deepseek-v3.json" for name in ("deepseek-v3", "deepseek-v3-0324", "deepseek-r1")}
 
 BF16, FP32 = 2, 4
 BLOCK_TOKENS = 64  # the engine's cache block
-# CUDA context, cuBLAS workspaces, NCCL's own channels and allocator slack, per GPU: an assumption, not measured.
+# CUDA context, cuBLAS workspaces, NCCL's channels and allocator slack per GPU: assumed, not measured.
 RUNTIME_RESERVE = 3 * 2**30
+# parameter name -> weight group, first match
+_GROUPS = (("embed_tokens", "embedding"), ("lm_head", "lm_head"), ("norm", "norms"),
+           ("self_attn", "attention"), ("mlp.gate.", "router"), ("mlp.experts", "routed"),
+           ("mlp.shared_experts", "shared"), ("mlp", "dense"))
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,9 @@ class Line:
     bytes: int
 
 
-# parameter name -> weight group, first match
-_GROUPS = (("embed_tokens", "embedding"), ("lm_head", "lm_head"), ("norm", "norms"),
-           ("self_attn", "attention"), ("mlp.gate.", "router"), ("mlp.experts", "routed"),
-           ("mlp.shared_experts", "shared"), ("mlp", "dense"))
-
-
 def weight_lines(c: ModelConfig, ranks: int, expert_parallel: bool) -> list[Line]:
-    """Bytes per rank of every weight group: rank 0's parameters of the model as the server builds
-    it (here on the meta device: shapes, no memory), plus the bf16 W_UK / W_UV copies of its
-    kv_b_proj that the decode path derives on first use. The MTP layer is not loaded."""
+    """Bytes of rank 0's parameters by group, and of the bf16 W_UK / W_UV copies of its kv_b_proj
+    that the decode path derives on first use. The MTP layer is not loaded."""
     with using(Parallel(rank=0, size=ranks, expert_parallel=expert_parallel)):
         model = DeepseekV3ForCausalLM(c, dtype=torch.bfloat16, device="meta", kernel_backend="torch")
     size = Counter()
@@ -78,17 +74,11 @@ def weight_lines(c: ModelConfig, ranks: int, expert_parallel: bool) -> list[Line
     return [Line(label, size[group]) for group, label in labels.items()]
 
 
-def kv_bytes_per_token(c: ModelConfig, kv_bytes: int = BF16) -> int:
-    """Every rank holds the whole latent (kv_lora_rank + rope per token per layer): MLA's heads all read the
-    same latent, so a head split cannot split the cache."""
-    return c.num_hidden_layers * c.kv_cache_dim * kv_bytes
-
-
-def activation_bytes(c: ModelConfig, ranks: int, expert_parallel: bool, step_tokens: int, context: int,
-                     max_seqs: int) -> int:
-    """Peak transient memory of one layer of the largest step (bf16 activations): hidden states, projections,
-    one prefilling sequence's keys/values expanded over the whole context (attention itself in a fused
-    kernel, no score matrix), the expert rows of the MoE, and the sampled rows' float32 logits."""
+def activation_bytes(c: ModelConfig, ranks: int, expert_parallel: bool, step_tokens: int,
+                     context: int, max_seqs: int) -> int:
+    """Peak transient memory of one layer of the largest step (bf16): hidden states, projections,
+    one prefilling sequence's keys/values expanded over the whole context (attention in a fused
+    kernel, no score matrix), the MoE's expert rows, and the sampled rows' float32 logits."""
     t, dim, heads = step_tokens, c.hidden_size, c.num_attention_heads // ranks
     hidden = 2 * t * dim
     projections = t * ((c.q_lora_rank or 0) + c.kv_cache_dim + heads * (c.qk_head_dim + c.v_head_dim))
@@ -101,40 +91,22 @@ def activation_bytes(c: ModelConfig, ranks: int, expert_parallel: bool, step_tok
 
 def expert_rows(c: ModelConfig, ranks: int, expert_parallel: bool, tokens: int) -> tuple[int, int]:
     """(token copies one rank's experts may receive in a step, their intermediate width)."""
-    if expert_parallel:  # a token picks at most top_k experts, and at most E/N of them live on one rank
-        return tokens * min(c.num_experts_per_tok, c.n_routed_experts // ranks), c.moe_intermediate_size
+    if expert_parallel:  # a token picks at most top_k experts, at most E/N of them on one rank
+        copies = min(c.num_experts_per_tok, c.n_routed_experts // ranks)
+        return tokens * copies, c.moe_intermediate_size
     return tokens * c.num_experts_per_tok, c.moe_intermediate_size // ranks
 
 
 def communication_bytes(c: ModelConfig, ranks: int, expert_parallel: bool, step_tokens: int) -> int:
-    """Buffers of the collectives of one MoE layer (all-reduces run in place): with expert parallelism the
-    all-to-all send and receive buffers of dispatch and of combine, sized for the worst case, plus the
-    all-gather of the token chunks; without, none beyond the in-place all-reduce."""
+    """Buffers of one MoE layer's collectives beyond the in-place all-reduces: with expert
+    parallelism, the all-to-all send and receive buffers of dispatch and of combine (worst case)
+    and the all-gather of the token chunks."""
     if not expert_parallel or ranks == 1:
         return 0
     chunk = math.ceil(step_tokens / ranks)
-    send = chunk * c.num_experts_per_tok * c.hidden_size * BF16
-    receive = expert_rows(c, ranks, True, step_tokens)[0] * c.hidden_size * BF16
-    gather = ranks * chunk * c.hidden_size * BF16
-    return 2 * (send + receive) + gather
-
-
-def parse_size(text: str) -> int:
-    """'141GB' (10^9), '141GiB' (2^30), or plain bytes."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (e.g. 141GB or 139GiB)")
-    unit = (match.group(2) or "B").upper()
-    scale = (2**10 if "I" in unit else 10**3) ** "BKMGT".index(unit[0])
-    return int(float(match.group(1)) * scale)
-
-
-def load_config(spec: str) -> ModelConfig:
-    """A name from gpu_worker/configs, a config.json, or a checkpoint directory holding one."""
-    path = CONFIG_DIR / NAMED_CONFIGS[spec] if spec in NAMED_CONFIGS else Path(spec)
-    if path.is_dir():
-        path = path / "config.json"
-    return ModelConfig.from_hf_dict(json.loads(path.read_text()))
+    send = chunk * c.num_experts_per_tok
+    receive = expert_rows(c, ranks, True, step_tokens)[0]
+    return (2 * (send + receive) + ranks * chunk) * c.hidden_size * BF16
 
 
 @dataclass(frozen=True)
@@ -142,9 +114,9 @@ class Plan:
     weights: list[Line]
     activations: int
     communication: int
-    reserve: int
     kv_per_token: int
     gpu_memory: int
+    reserve: int = RUNTIME_RESERVE
 
     @property
     def weight_bytes(self) -> int:
@@ -152,7 +124,8 @@ class Plan:
 
     @property
     def cache_budget(self) -> int:
-        return self.gpu_memory - self.weight_bytes - self.activations - self.communication - self.reserve
+        used = self.weight_bytes + self.activations + self.communication + self.reserve
+        return self.gpu_memory - used
 
     def sequence_bytes(self, context: int) -> int:
         return math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS * self.kv_per_token
@@ -163,35 +136,52 @@ class Plan:
 
 def make_plan(c: ModelConfig, ranks: int, gpu_memory: int, expert_parallel: bool = True,
               context: int = 65536, step_tokens: int = 2048, max_seqs: int = 256) -> Plan:
-    return Plan(weights=weight_lines(c, ranks, expert_parallel),
-                activations=activation_bytes(c, ranks, expert_parallel, step_tokens, context, max_seqs),
-                communication=communication_bytes(c, ranks, expert_parallel, step_tokens),
-                reserve=RUNTIME_RESERVE, kv_per_token=kv_bytes_per_token(c), gpu_memory=gpu_memory)
+    # Every rank holds the whole latent cache: MLA's heads all read one latent per token, so a
+    # head split cannot split it.
+    return Plan(weight_lines(c, ranks, expert_parallel),
+                activation_bytes(c, ranks, expert_parallel, step_tokens, context, max_seqs),
+                communication_bytes(c, ranks, expert_parallel, step_tokens),
+                c.num_hidden_layers * c.kv_cache_dim * BF16, gpu_memory)
 
 
-def _gib(n: int) -> str:
-    return f"{n:>16,d} B {n / 2**30:9.2f} GiB"
+def render(plan: Plan, c: ModelConfig, args: argparse.Namespace) -> str:
+    def row(name: str, n: int, width: int = 54) -> str:
+        return f"{name:<{width}}{n:>16,d} B {n / 2**30:9.2f} GiB"
 
-
-def render(plan: Plan, c: ModelConfig, ranks: int, expert_parallel: bool, context: int, step_tokens: int,
-           max_seqs: int) -> str:
-    mode = f"TP{ranks}" + (f" + EP{ranks}" if expert_parallel else "")
+    mode = f"TP{args.gpus}" + ("" if args.no_expert_parallel else f" + EP{args.gpus}")
     quant = "FP8 e4m3, 128x128 block scales" if c.fp8_block_size else "bf16"
-    out = [f"memory plan per rank: {mode}, weights {quant}, step of {step_tokens} tokens, {max_seqs} sampled rows",
-           "weights:"]
-    out += [f"  {line.name:<52}{_gib(line.bytes)}" for line in plan.weights]
-    out += [f"  {'total weights':<52}{_gib(plan.weight_bytes)}",
-            f"{'activations (largest step, one layer)':<54}{_gib(plan.activations)}",
-            f"{'communication buffers':<54}{_gib(plan.communication)}",
-            f"{'runtime reserve (CUDA, NCCL, allocator; assumed)':<54}{_gib(plan.reserve)}",
-            f"{'GPU memory':<54}{_gib(plan.gpu_memory)}",
-            f"{'left for the latent KV cache':<54}{_gib(plan.cache_budget)}",
-            f"KV cache: {plan.kv_per_token:,} B per token ({c.num_hidden_layers} layers x {c.kv_cache_dim} bf16 "
-            "values), replicated on every rank"]
-    for ctx in sorted({4096, 16384, 32768, context}):
+    out = [f"memory plan per rank: {mode}, weights {quant}, step of {args.max_batch_tokens} tokens, "
+           f"{args.max_num_seqs} sampled rows", "weights:"]
+    out += [row(f"  {line.name}", line.bytes) for line in plan.weights]
+    out += [row("  total weights", plan.weight_bytes),
+            row("activations (largest step, one layer)", plan.activations),
+            row("communication buffers", plan.communication),
+            row("runtime reserve (CUDA, NCCL, allocator; assumed)", plan.reserve),
+            row("GPU memory", plan.gpu_memory),
+            row("left for the latent KV cache", plan.cache_budget),
+            f"KV cache: {plan.kv_per_token:,} B per token ({c.num_hidden_layers} layers x "
+            f"{c.kv_cache_dim} bf16 values), replicated on every rank"]
+    for ctx in sorted({4096, 16384, 32768, args.context}):
         out.append(f"  {ctx:>6}-token sequences: {plan.sequence_bytes(ctx) / 2**30:6.2f} GiB each "
                    f"-> largest batch {plan.max_sequences(ctx)}")
     return "\n".join(out)
+
+
+def parse_size(text: str) -> int:
+    """'141GB' (10^9), '141GiB' (2^30), or plain bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 141GB or 139GiB)")
+    unit = (match.group(2) or "B").upper()
+    return int(float(match.group(1)) * (2**10 if "I" in unit else 10**3) ** "BKMGT".index(unit[0]))
+
+
+def load_config(spec: str) -> ModelConfig:
+    """A name from gpu_worker/configs, a config.json, or a checkpoint directory holding one."""
+    path = CONFIG_DIR / NAMED_CONFIGS[spec] if spec in NAMED_CONFIGS else Path(spec)
+    if path.is_dir():
+        path = path / "config.json"
+    return ModelConfig.from_hf_dict(json.loads(path.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,13 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.checkpoint_config)
-        memory = parse_size(args.gpu_memory)
-        ep = not args.no_expert_parallel
-        plan = make_plan(config, args.gpus, memory, ep, args.context, args.max_batch_tokens, args.max_num_seqs)
+        plan = make_plan(config, args.gpus, parse_size(args.gpu_memory), not args.no_expert_parallel,
+                         args.context, args.max_batch_tokens, args.max_num_seqs)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(render(plan, config, args.gpus, ep, args.context, args.max_batch_tokens, args.max_num_seqs))
+    print(render(plan, config, args))
     return 0 if plan.max_sequences(args.context) > 0 else 1
 
 

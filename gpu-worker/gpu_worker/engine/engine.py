@@ -14,7 +14,7 @@ from .memory_profile import cache_blocks_that_fit
 from .model_runner import ModelRunner
 from .sampler import OutputCounts, Sampler, SamplingBatch
 from .scheduler import Scheduler
-from .sequence import SamplingParams, Sequence, SequenceStatus, TokenLogprob
+from .sequence import SamplingParams, Sequence, TokenLogprob
 
 log = logging.getLogger("gpu_worker.engine")
 
@@ -114,7 +114,6 @@ class LLMEngine:
         seq = self.sequences.get(request_id)
         if seq is not None:
             self._release(seq)
-            seq.status = SequenceStatus.FINISHED
             seq.finish_reason = seq.finish_reason or reason
         return seq
 
@@ -156,9 +155,6 @@ class LLMEngine:
             seq.finish_reason = "stop"
         elif seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
             seq.finish_reason = "length"
-        else:
-            return
-        seq.status = SequenceStatus.FINISHED
 
     # ---- convenience for tests and benchmarks --------------------------------------------------
     def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],

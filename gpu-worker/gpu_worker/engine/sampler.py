@@ -14,29 +14,16 @@ seed at admission.
 """
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from .sequence import Sequence, TokenLogprob
 
-_M32 = 0xFFFFFFFF
-_MUL1, _MUL2 = 0x7FEB352D, 0x846CA68B
-
-
-def mix32(x: int) -> int:
-    """A 32-bit integer hash (xorshift-multiply rounds, "lowbias32")."""
-    x = x & _M32
-    x = x ^ (x >> 16)
-    x = (x * _MUL1) & _M32
-    x = x ^ (x >> 15)
-    x = (x * _MUL2) & _M32
-    return x ^ (x >> 16)
-
-
 def uniform(seed: int, step: int) -> float:
     """The random number of one request at one output position, in (0, 1), 53 bits."""
-    key = mix32(seed & _M32) ^ mix32(((seed >> 32) & _M32) + 0x9E3779B9)
-    hi, lo = mix32(key ^ mix32(2 * step + 1)), mix32(key ^ mix32(2 * step + 2))
-    return ((hi << 21 | lo >> 11) + 0.5) / 2.0 ** 53
+    digest = hashlib.blake2b(f"{seed}:{step}".encode(), digest_size=8).digest()
+    return ((int.from_bytes(digest, "little") >> 11) + 0.5) / 2.0 ** 53
 
 
 class OutputCounts:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .block_manager import BlockManager
-from .sequence import Sequence, SequenceStatus
+from .sequence import Sequence
 
 
 class Chunk(NamedTuple):
@@ -66,7 +66,6 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence) -> None:
         self.remove(seq)
-        seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.waiting.appendleft(seq)
 
@@ -107,7 +106,6 @@ class Scheduler:
                 bm.free(seq)
                 self.waiting.appendleft(seq)
                 break
-            seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             batch.append(ScheduledSeq(seq, num_new))
             budget -= num_new

@@ -1,7 +1,6 @@
 """A request inside the engine: its tokens, its cache blocks and how it samples."""
 from __future__ import annotations
 
-import enum
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -25,12 +24,6 @@ class SamplingParams:
         return self.temperature <= 1e-5
 
 
-class SequenceStatus(enum.Enum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    FINISHED = "finished"
-
-
 @dataclass
 class TokenLogprob:
     token_id: int
@@ -51,14 +44,13 @@ class Sequence:
         self.num_prompt_tokens = len(prompt_ids)
         self.params = params
         self.namespace = namespace
-        self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
         self.block_keys: list[bytes] = []  # prefix-cache keys of its full blocks, in order
         # Tokens whose latents are in the cache (prefix hits included).
         self.num_computed_tokens = 0
         # Prompt tokens served from the prefix cache at first admission; what usage reports.
         self.num_cached_prompt_tokens: int | None = None
-        self.finish_reason: str | None = None
+        self.finish_reason: str | None = None  # set when it finishes
         self.logprobs: list[TokenLogprob] = []
         # The sampler's noise stream: the request's seed, or a random one.
         self.seed = params.seed if params.seed is not None else random.getrandbits(63)
@@ -78,7 +70,7 @@ class Sequence:
 
     @property
     def is_finished(self) -> bool:
-        return self.status == SequenceStatus.FINISHED
+        return self.finish_reason is not None
 
     @property
     def table_key(self) -> tuple[int, int]:
