@@ -44,6 +44,18 @@ async function overflowing(p: Page): Promise<string[]> {
   });
 }
 
+// Clicks a form's submit button twice in one task, as a double click does before any answer;
+// whether the button was disabled in between.
+async function doubleSubmit(p: Page, label: string): Promise<boolean> {
+  return p.evaluate((text) => {
+    const button = [...document.querySelectorAll<HTMLButtonElement>("button[type=submit]")].find((b) => b.textContent === text)!;
+    button.click();
+    const disabled = button.disabled;
+    button.click();
+    return disabled;
+  }, label);
+}
+
 describe.skipIf(!existsSync(CHROMIUM_PATH))("dashboard in a browser", () => {
   beforeAll(async () => {
     upstream = await startFakeUpstream();
@@ -286,5 +298,31 @@ describe.skipIf(!existsSync(CHROMIUM_PATH))("dashboard in a browser", () => {
     await page.getByLabel("Password").fill("a reset long password");
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("heading", { name: "Usage" }).waitFor();
+  });
+
+  it("sends the key, worker and password forms once however fast they are submitted", async () => {
+    await page.getByRole("link", { name: "API keys" }).click();
+    await page.getByLabel("Name of the new key").fill("double-click");
+    expect(await doubleSubmit(page, "Create key")).toBe(true);
+    await page.getByTestId("new-key").waitFor();
+    await expect.poll(() => page.getByRole("button", { name: "Create key" }).isEnabled()).toBe(true);
+    const keys = (await (await context.request.get(`${gateway.url}/dashboard/api/keys`)).json()).data;
+    expect(keys.filter((k: any) => k.name === "double-click")).toHaveLength(1);
+
+    const url = `http://127.0.0.1:9/double-${Date.now()}`;
+    await page.goto(`${gateway.url}/dashboard/admin/workers`);
+    await page.getByLabel("URL").fill(url);
+    await page.getByLabel("Secret").fill("a worker secret");
+    expect(await doubleSubmit(page, "Add worker")).toBe(true);
+    await page.getByRole("cell", { name: url }).waitFor();
+    expect(await gateway.sql(`SELECT id FROM gpu_workers WHERE url = '${url}'`)).toHaveLength(1);
+
+    await page.getByRole("link", { name: "Account", exact: true }).click();
+    const form = page.getByRole("form", { name: "Change password" });
+    await form.getByLabel("Current password").fill("a reset long password");
+    await form.getByLabel("New password").fill("a third long password");
+    expect(await doubleSubmit(page, "Change password")).toBe(true);
+    await page.getByText("Password changed. Other browsers were signed out.").waitFor();
+    expect(await form.getByRole("alert").isHidden()).toBe(true);
   });
 });

@@ -38,8 +38,8 @@ export function confirmDialog(title: string, text: string, confirmLabel: string)
   });
 }
 
-// A form's submit handler: the button is disabled while `action` runs; a failure is shown in
-// `error` and enables the button again (on success the action usually navigates away).
+// A form's submit handler: the button is disabled while `action` runs, so a double click sends
+// one request; a failure is shown in `error`.
 export function submitting(error: ReturnType<typeof errorBox>, submit: HTMLButtonElement, action: () => Promise<void>) {
   return async (event: Event) => {
     event.preventDefault();
@@ -49,6 +49,7 @@ export function submitting(error: ReturnType<typeof errorBox>, submit: HTMLButto
       await action();
     } catch (err) {
       error.show(messageOf(err));
+    } finally {
       submit.disabled = false;
     }
   };

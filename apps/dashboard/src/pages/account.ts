@@ -2,7 +2,7 @@
 // everywhere (ends every session of this user).
 import { api, currentSession, setSession } from "../api";
 import { field, h } from "../dom";
-import { confirmDialog, errorBox, messageOf } from "../notice";
+import { confirmDialog, errorBox, messageOf, submitting } from "../notice";
 import { navigate } from "../router";
 
 export function accountPage(main: HTMLElement): void {
@@ -22,19 +22,14 @@ export function accountPage(main: HTMLElement): void {
   const next = h("input", { type: "password", name: "new-password", autocomplete: "new-password", required: true, minlength: "10" });
   const passwordError = errorBox();
   const passwordStatus = h("p", { role: "status", class: "muted" });
-  const changePassword = async (event: Event) => {
-    event.preventDefault();
-    passwordError.show(null);
+  const passwordSubmit = h("button", { type: "submit" }, "Change password");
+  const changePassword = submitting(passwordError, passwordSubmit, async () => {
     passwordStatus.textContent = "";
-    try {
-      const res = await api<{ csrf_token: string }>("POST", "/auth/password", { current_password: current.value, new_password: next.value });
-      setSession({ ...session, csrf: res.csrf_token });
-      current.value = next.value = "";
-      passwordStatus.textContent = "Password changed. Other browsers were signed out.";
-    } catch (err) {
-      passwordError.show(messageOf(err));
-    }
-  };
+    const res = await api<{ csrf_token: string }>("POST", "/auth/password", { current_password: current.value, new_password: next.value });
+    setSession({ ...session, csrf: res.csrf_token });
+    current.value = next.value = "";
+    passwordStatus.textContent = "Password changed. Other browsers were signed out.";
+  });
   main.append(
     h("h1", null, "Account"),
     h(
@@ -57,7 +52,7 @@ export function accountPage(main: HTMLElement): void {
       field("New password", next, "At least 10 characters. Every other browser signed in to this account will be signed out."),
       passwordError,
       passwordStatus,
-      h("button", { type: "submit" }, "Change password"),
+      passwordSubmit,
     ),
   );
 }

@@ -2,7 +2,7 @@
 import { api } from "../api";
 import { field, h, replace, table } from "../dom";
 import { when } from "../format";
-import { confirmDialog, errorBox, messageOf } from "../notice";
+import { confirmDialog, errorBox, messageOf, submitting } from "../notice";
 
 export async function adminWorkersPage(main: HTMLElement): Promise<void> {
   const list = h("div");
@@ -11,6 +11,7 @@ export async function adminWorkersPage(main: HTMLElement): Promise<void> {
   const url = h("input", { type: "url", required: true, placeholder: "https://gpu-1.example.com" });
   const secret = h("input", { type: "password", required: true, minlength: "8", autocomplete: "off" });
   const models = h("input", { type: "text", required: true, value: "deepseek-chat, deepseek-reasoner" });
+  const addSubmit = h("button", { type: "submit" }, "Add worker");
   const modelList = (text: string) => text.split(",").map((m) => m.trim()).filter(Boolean);
 
   const refresh = async () => {
@@ -80,24 +81,18 @@ export async function adminWorkersPage(main: HTMLElement): Promise<void> {
       "form",
       {
         class: "card inline-form",
-        onsubmit: async (e: Event) => {
-          e.preventDefault();
-          error.show(null);
-          try {
-            await api("POST", "/admin/workers", { id: id.value || undefined, url: url.value, secret: secret.value, models: modelList(models.value) });
-            id.value = url.value = secret.value = "";
-            await refresh();
-          } catch (err) {
-            error.show(messageOf(err));
-          }
-        },
+        onsubmit: submitting(error, addSubmit, async () => {
+          await api("POST", "/admin/workers", { id: id.value || undefined, url: url.value, secret: secret.value, models: modelList(models.value) });
+          id.value = url.value = secret.value = "";
+          await refresh();
+        }),
       },
       field("Id", id),
       field("URL", url),
       h("p", { class: "muted" }, "Deployed gateways reach workers by https:// hostname only (e.g. through Cloudflare Tunnel); http:// and IP addresses work in local development."),
       field("Secret", secret),
       field("Models (comma-separated)", models),
-      h("button", { type: "submit" }, "Add worker"),
+      addSubmit,
     ),
     error,
     list,

@@ -2,9 +2,8 @@
 import { api } from "../api";
 import { field, h, replace, table } from "../dom";
 import { when } from "../format";
-import { confirmDialog, errorBox, messageOf } from "../notice";
+import { confirmDialog, errorBox, messageOf, submitting } from "../notice";
 import type { KeyRow } from "../../../../workers/gateway/src/dashboard/wire-types";
-
 
 function newKeyPanel(name: string, key: string, onDone: () => void): HTMLElement {
   const input = h("input", { type: "text", readonly: true, value: key, class: "mono", "aria-label": "New API key", "data-testid": "new-key" });
@@ -47,6 +46,7 @@ export async function keysPage(main: HTMLElement): Promise<void> {
   const created = h("div");
   const list = h("div");
   const name = h("input", { type: "text", name: "name", maxlength: "64", required: true, placeholder: "e.g. laptop, CI" });
+  const createSubmit = h("button", { type: "submit" }, "Create key");
 
   const refresh = async () => {
     const { data } = await api<{ data: KeyRow[] }>("GET", "/keys");
@@ -97,21 +97,15 @@ export async function keysPage(main: HTMLElement): Promise<void> {
       "form",
       {
         class: "card inline-form",
-        onsubmit: async (event: Event) => {
-          event.preventDefault();
-          error.show(null);
-          try {
-            const key = await api<KeyRow & { key: string }>("POST", "/keys", { name: name.value });
-            name.value = "";
-            replace(created, newKeyPanel(key.name, key.key, () => replace(created)));
-            await refresh();
-          } catch (err) {
-            error.show(messageOf(err));
-          }
-        },
+        onsubmit: submitting(error, createSubmit, async () => {
+          const key = await api<KeyRow & { key: string }>("POST", "/keys", { name: name.value });
+          name.value = "";
+          replace(created, newKeyPanel(key.name, key.key, () => replace(created)));
+          await refresh();
+        }),
       },
       field("Name of the new key", name),
-      h("button", { type: "submit" }, "Create key"),
+      createSubmit,
     ),
     error,
     created,
