@@ -1,8 +1,6 @@
-"""DeepSeek-V3 causal LM: embedding, decoder layers (MLA + dense MLP or DeepSeekMoE), final norm, head.
-
-`forward` runs a packed variable-length batch against the paged latent cache (the serving path);
-`forward_dense` runs padded-free [B, S] batches with no cache (reference path for tests).
-"""
+"""DeepSeek-V3 causal LM: embedding, decoder layers (MLA + dense MLP or DeepSeekMoE), final norm,
+head. `forward` runs a packed variable-length batch against the paged latent cache (the serving
+path); `forward_dense` runs [B, S] batches with no cache (the reference path for tests)."""
 
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ from torch import nn
 from gpu_worker.parallel.collectives import gather_vocab, vocab_parallel_embedding
 from gpu_worker.parallel.state import current
 
-from .attention_metadata import AttentionMetadata
 from . import fp8
+from .attention_metadata import AttentionMetadata
 from .backend import resolve_kernel_backend
 from .config import ModelConfig
 from .layers import RMSNorm, SwiGLU, empty_param
@@ -24,16 +22,16 @@ from .rope import RotaryTable
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, index: int, dtype: torch.dtype, device=None, kernel_backend: str = "torch"):
+    def __init__(self, config: ModelConfig, index: int, dtype: torch.dtype, device, kernel_backend):
         super().__init__()
-        eps = config.rms_norm_eps
-        self.input_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
-        self.self_attn = MLAttention(config, dtype, device, kernel_backend=kernel_backend)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps, dtype, device)
+        dim, eps = config.hidden_size, config.rms_norm_eps
+        self.input_layernorm = RMSNorm(dim, eps, dtype, device)
+        self.self_attn = MLAttention(config, dtype, device, kernel_backend)
+        self.post_attention_layernorm = RMSNorm(dim, eps, dtype, device)
         if config.is_moe_layer(index):
-            self.mlp = MoE(config, dtype, device, kernel_backend=kernel_backend)
+            self.mlp = MoE(config, dtype, device, kernel_backend)
         else:
-            self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, dtype, device, tensor_parallel=True,
+            self.mlp = SwiGLU(dim, config.intermediate_size, dtype, device, tensor_parallel=True,
                               quantized=fp8.keeps_fp8(config), kernel_backend=kernel_backend)
 
     def forward(self, h, freqs, meta: AttentionMetadata, cache: torch.Tensor) -> torch.Tensor:
@@ -42,8 +40,7 @@ class DecoderLayer(nn.Module):
 
     def forward_dense(self, h, freqs) -> torch.Tensor:
         h = h + self.self_attn.forward_dense(self.input_layernorm(h), freqs)
-        batch, seq, dim = h.shape
-        return h + self.mlp(self.post_attention_layernorm(h).view(-1, dim)).view(batch, seq, dim)
+        return h + self.mlp(self.post_attention_layernorm(h).flatten(0, 1)).view_as(h)
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple[torch.Tensor, tuple]]:
         return {
@@ -64,7 +61,8 @@ class DeepseekV3ForCausalLM(nn.Module):
         # vocab-parallel: this rank's rows of the embedding and lm_head (the last rank's tail is padding)
         rows, self.vocab_part = current().padded_part(config.vocab_size)
         self.embed_tokens = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
-        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device, self.kernel_backend) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype, device, self.kernel_backend)
+                                    for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
         self.lm_head = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
         self.rotary = RotaryTable(config, device=device)
@@ -74,8 +72,8 @@ class DeepseekV3ForCausalLM(nn.Module):
         return self.embed_tokens.device
 
     def checkpoint_layout(self) -> dict[str, tuple | None]:
-        """Hugging Face tensor name -> (our parameter, index of the slice it fills[, this rank's slice of the
-        checkpoint tensor, default all of it]), or None for a tensor another rank holds."""
+        """Hugging Face tensor name -> (our parameter, index of the slice it fills[, this rank's
+        part of the checkpoint tensor, default all of it]), or None for another rank's tensor."""
         vocab = (slice(0, self.vocab_part.stop - self.vocab_part.start),)
         layout = {
             "model.embed_tokens.weight": (self.embed_tokens, vocab, (self.vocab_part,)),
@@ -90,22 +88,16 @@ class DeepseekV3ForCausalLM(nn.Module):
         """[layers, num_blocks, block_size, kv_lora_rank + qk_rope_head_dim]: per token the normalised
         latent then the rotated rope key."""
         c = self.config
-        return torch.zeros(
-            c.num_hidden_layers, num_blocks, block_size, c.kv_cache_dim, dtype=self.dtype, device=self.device
-        )
+        return torch.zeros(c.num_hidden_layers, num_blocks, block_size, c.kv_cache_dim,
+                           dtype=self.dtype, device=self.device)
 
     @torch.inference_mode()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        meta: AttentionMetadata,
-        kv_cache: torch.Tensor,
-    ) -> torch.Tensor:
-        """Packed new tokens [T] at positions [T] -> final hidden states [T, hidden] (before the final
-        norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
+                kv_cache: torch.Tensor) -> torch.Tensor:
+        """Packed new tokens [T] at positions [T] -> final hidden states [T, hidden] (before the
+        final norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
         if kv_cache.shape[2] != meta.block_size:
-            raise ValueError(f"cache block size {kv_cache.shape[2]} != metadata block size {meta.block_size}")
+            raise ValueError(f"cache block size {kv_cache.shape[2]} != {meta.block_size} (metadata)")
         freqs = self.rotary.lookup(positions)
         h = vocab_parallel_embedding(input_ids, self.embed_tokens)
         for i, layer in enumerate(self.layers):
@@ -120,8 +112,7 @@ class DeepseekV3ForCausalLM(nn.Module):
     @torch.inference_mode()
     def forward_dense(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, S] token ids (positions 0..S-1, no cache) -> float32 logits [B, S, vocab]."""
-        seq = input_ids.shape[1]
-        freqs = self.rotary.lookup(torch.arange(seq, device=input_ids.device))
+        freqs = self.rotary.lookup(torch.arange(input_ids.shape[1], device=input_ids.device))
         h = vocab_parallel_embedding(input_ids, self.embed_tokens)
         for layer in self.layers:
             h = layer.forward_dense(h, freqs)
