@@ -4,14 +4,19 @@ A block is free (no owner, no key), in use (ref_count > 0) or cached (ref_count 
 key still maps to it, so a later request with the same prefix can take it back). Cached blocks
 are evicted least recently used first; with a disk tier they are written there on eviction and
 read back on a later hit.
+
+A full block's key hashes every token from 0 to its end, seeded with the model fingerprint and
+the cache namespace (one per account): two accounts with the same prompt never share a key, and
+a disk tier shared by two checkpoints never serves one's latents to the other.
 """
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from .disk_cache import DiskCache
-from .prefix_hash import chain_seed, extend_chain
 from .sequence import Sequence
 
 
@@ -87,8 +92,14 @@ class BlockManager:
 
     # ---- prefix reuse -----------------------------------------------------------------------
     def hashes(self, seq: Sequence) -> list[bytes]:
-        seed = chain_seed(seq.namespace, self.salt)
-        return extend_chain(seq.block_keys, seed, seq.token_ids, self.block_size)
+        """The keys of seq's full blocks (seq.block_keys, extended as it grows)."""
+        keys = seq.block_keys
+        for i in range(len(keys), len(seq) // self.block_size):
+            seed = f"prefix-cache\x00{self.salt}\x00{seq.namespace}".encode()
+            h = hashlib.sha256(keys[-1] if keys else hashlib.sha256(seed).digest())
+            h.update(array("q", self._tokens(seq, i)).tobytes())
+            keys.append(h.digest())
+        return keys
 
     def match_prefix(self, seq: Sequence) -> PrefixMatch:
         """Longest run of full blocks from token 0 that need no compute.

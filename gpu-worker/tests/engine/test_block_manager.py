@@ -1,5 +1,4 @@
 from gpu_worker.engine.block_manager import BlockManager
-from gpu_worker.engine.prefix_hash import chain_seed, extend_chain
 from gpu_worker.engine.sequence import SamplingParams, Sequence
 
 BS = 4
@@ -19,12 +18,14 @@ def admit(bm, s, then_free=False):
     return reused
 
 
-def test_hash_chain_depends_on_all_previous_tokens_and_namespace():
-    a = extend_chain([], chain_seed("x"), [1, 2, 3, 4, 5, 6, 7, 8], BS)
-    b = extend_chain([], chain_seed("x"), [9, 2, 3, 4, 5, 6, 7, 8], BS)
-    c = extend_chain([], chain_seed("y"), [1, 2, 3, 4, 5, 6, 7, 8], BS)
-    assert len(a) == 2 and a[1] != b[1] and a[0] != c[0] and a[1] != c[1]
-    assert extend_chain([], chain_seed("x"), [1, 2, 3, 4, 5], BS) == a[:1]  # partial block not hashed
+def test_hash_chain_depends_on_all_previous_tokens_the_namespace_and_the_salt():
+    bm = BlockManager(4, BS)
+    a = bm.hashes(seq([1, 2, 3, 4, 5, 6, 7, 8], ns="x"))
+    b = bm.hashes(seq([9, 2, 3, 4, 5, 6, 7, 8], ns="x"))
+    c = bm.hashes(seq([1, 2, 3, 4, 5, 6, 7, 8], ns="y"))
+    d = BlockManager(4, BS, salt="other weights").hashes(seq([1, 2, 3, 4, 5, 6, 7, 8], ns="x"))
+    assert len(a) == 2 and a[1] != b[1] and a[0] != c[0] and a[1] != c[1] and a[0] != d[0]
+    assert bm.hashes(seq([1, 2, 3, 4, 5], ns="x")) == a[:1]  # partial block not hashed
 
 
 def test_prefix_reuse_counts_whole_blocks_and_leaves_last_token_to_compute():
