@@ -26,10 +26,14 @@ def random_routing(tokens, experts, top_k, seed=0, only=None):
     return torch.rand(tokens, top_k, generator=g) + 0.1, ids
 
 
+def close(out, expected):
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
 # (tokens, experts, top-k, dim, inter): one token among 64 experts; more tokens than a block; top-8;
 # sizes that are no multiple of any block; one expert; prefill-like (64-row blocks)
-CASES = [(1, 64, 6, 32, 16), (37, 8, 3, 32, 16), (5, 16, 8, 48, 24), (19, 5, 2, 40, 20), (3, 1, 1, 16, 8),
-         (45, 2, 2, 32, 16)]
+CASES = [(1, 64, 6, 32, 16), (37, 8, 3, 32, 16), (5, 16, 8, 48, 24), (19, 5, 2, 40, 20),
+         (3, 1, 1, 16, 8), (45, 2, 2, 32, 16)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "T{}-E{}-k{}-dim{}-inter{}".format(*c))
@@ -38,26 +42,25 @@ def test_fused_experts_equal_the_reference(case):
     gate_up, down = random_experts(experts, dim, inter)
     weights, ids = random_routing(tokens, experts, top_k)
     x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(1))
-    out = fused_experts(x, weights, ids, gate_up, down)
-    torch.testing.assert_close(out, experts_reference(x, weights, ids, gate_up, down), rtol=1e-5, atol=1e-5)
+    expected = experts_reference(x, weights, ids, gate_up, down)
+    close(fused_experts(x, weights, ids, gate_up, down), expected)
 
 
 def test_experts_no_token_chose_and_ids_held_elsewhere():
     gate_up, down = random_experts(16, 32, 16, seed=2)
-    weights, ids = random_routing(9, 16, 3, seed=3, only=[2, 3, 11, 12])  # 12 of 16 experts get nothing
+    weights, ids = random_routing(9, 16, 3, seed=3, only=[2, 3, 11, 12])  # 12 of 16 get nothing
     x = torch.randn(9, 32, generator=torch.Generator().manual_seed(4))
     expected = experts_reference(x, weights, ids, gate_up, down)
-    torch.testing.assert_close(fused_experts(x, weights, ids, gate_up, down), expected, rtol=1e-5, atol=1e-5)
+    close(fused_experts(x, weights, ids, gate_up, down), expected)
     # ids outside [0, E) (another rank's experts) add nothing, as if their weight were zero
-    foreign = ids.clone()
+    foreign, zeroed = ids.clone(), weights.clone()
     foreign[:, 0] = torch.tensor([-1, 16, 40] * 3)
-    zeroed = weights.clone()
     zeroed[:, 0] = 0
-    expected = experts_reference(x, zeroed, ids, gate_up, down)
-    torch.testing.assert_close(fused_experts(x, weights, foreign, gate_up, down), expected, rtol=1e-5, atol=1e-5)
+    close(fused_experts(x, weights, foreign, gate_up, down),
+          experts_reference(x, zeroed, ids, gate_up, down))
 
 
-def test_bfloat16():
+def test_bfloat16_and_no_tokens():
     gate_up, down = random_experts(8, 64, 32, seed=5, dtype=torch.bfloat16)
     weights, ids = random_routing(11, 8, 2, seed=6)
     x = torch.randn(11, 64, generator=torch.Generator().manual_seed(7)).bfloat16()
@@ -66,40 +69,30 @@ def test_bfloat16():
     expected = experts_reference(x.float(), weights, ids, gate_up.float(), down.float())
     # bf16 rounds the activations and the output (8 bits): a few ulp of the largest output
     assert (out.float() - expected).abs().max() <= 2**-6 * expected.abs().max()
-
-
-def test_no_tokens():
-    gate_up, down = random_experts(4, 16, 8)
-    out = fused_experts(torch.empty(0, 16), torch.empty(0, 2), torch.empty(0, 2, dtype=torch.int64), gate_up, down)
-    assert out.shape == (0, 16)
+    empty = fused_experts(x[:0], weights[:0], ids[:0], gate_up, down)
+    assert empty.shape == (0, 64)
 
 
 def test_alignment_pads_each_expert_to_whole_blocks_without_host_sync():
     ids = torch.tensor([[3, 0], [3, 1], [0, 3], [5, 3]])
     with no_host_sync():
-        pairs, block_experts = align_by_expert(ids, num_experts=4, block=4)  # expert 5 is held elsewhere
+        pairs, block_experts = align_by_expert(ids, num_experts=4, block=4)  # 5 is held elsewhere
     flat = ids.flatten()
     assert pairs.shape[0] == 4 * block_experts.shape[0] >= 8 + 4 * 3
     for b, expert in enumerate(block_experts.tolist()):
-        block = pairs[4 * b: 4 * b + 4]
-        real = block[block < 8]
-        if expert >= 0:
-            assert (flat[real] == expert).all()
-        else:
-            assert ((flat[real] < 0) | (flat[real] >= 4)).all()
-    covered = pairs[pairs < 8]
-    assert sorted(covered.tolist()) == list(range(8))  # every pair exactly once
+        block = pairs[4 * b:4 * b + 4]
+        real = flat[block[block < 8]]
+        assert (real == expert).all() if expert >= 0 else ((real < 0) | (real >= 4)).all()
+    assert sorted(pairs[pairs < 8].tolist()) == list(range(8))  # every pair exactly once
     assert [e for e in block_experts.tolist() if e >= 0] == [0, 1, 3]
 
 
-# FP8 error bound. The e4m3 weights are exactly the dequantised ones, so only the two activation
-# quantisations (x before gate_up, silu(gate) * up before down; 1x128 groups) differ from the reference
-# run on the dequantised weights in fp32. Each moves a value by at most 2^-4 of itself (3 mantissa bits,
-# round to nearest; the subnormal floor is far below these values' scales). `fp8_moe_error_bound`
-# carries that through both products and the SwiGLU (|silu'| <= 1.1) per token and expert.
-
-
 def fp8_moe_error_bound(x, weights, ids, gate_up, down):
+    """FP8 error bound. The e4m3 weights are exactly the dequantised ones, so only the two
+    activation quantisations (x before gate_up, silu(gate) * up before down; 1x128 groups) differ
+    from the reference on the dequantised weights in fp32. Each moves a value by at most 2^-4 of
+    itself (3 mantissa bits, round to nearest; the subnormal floor is far below). Carried
+    through both products and the SwiGLU (|silu'| <= 1.1), per token and expert."""
     u = 2.0**-4
     bound = torch.zeros_like(x)
     inter = down.shape[-1]
@@ -115,49 +108,50 @@ def fp8_moe_error_bound(x, weights, ids, gate_up, down):
     return bound * 1.0001 + 1e-6
 
 
+def quantize_stacked(weights, split=None):
+    """Each expert's e4m3 weight and scales; gate and up rows quantised as the two checkpoint
+    tensors they are (each with its own blocks)."""
+    parts = [[fp8.quantize(w)] if split is None else
+             [fp8.quantize(w[:split]), fp8.quantize(w[split:])] for w in weights]
+    return (torch.stack([torch.cat([q for q, _ in p]) for p in parts]),
+            torch.stack([torch.cat([s for _, s in p]) for p in parts]))
+
+
 @pytest.mark.parametrize("case", [(1, 32, 6, 160, 136), (13, 4, 2, 96, 130), (6, 8, 8, 130, 64)],
                          ids=lambda c: "T{}-E{}-k{}-dim{}-inter{}".format(*c))
 def test_fp8_experts_within_the_stated_bound(case):
     tokens, experts, top_k, dim, inter = case
     gate_up, down = random_experts(experts, dim, inter, seed=8)
-    gate_up_q, gate_up_s = zip(*[stacked_quantize(w, inter) for w in gate_up])
-    down_q, down_s = zip(*[fp8.quantize(w) for w in down])
-    gate_up_q, gate_up_s, down_q, down_s = map(torch.stack, (gate_up_q, gate_up_s, down_q, down_s))
-    gate_up_deq, down_deq = fp8.dequantize(gate_up_q, gate_up_s, split=inter), fp8.dequantize(down_q, down_s)
-    assert torch.equal(gate_up_deq[-1], fp8.dequantize(gate_up_q[-1], gate_up_s[-1], split=inter))  # stacked = one by one
+    gate_up_q, gate_up_s = quantize_stacked(gate_up, inter)
+    down_q, down_s = quantize_stacked(down)
+    gate_up_deq = fp8.dequantize(gate_up_q, gate_up_s, split=inter)
+    down_deq = fp8.dequantize(down_q, down_s)
     weights, ids = random_routing(tokens, experts, top_k, seed=9)
     x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(10))
 
     out = fused_experts(x, weights, ids, gate_up_q, down_q, gate_up_s, down_s)
     expected = experts_reference(x, weights, ids, gate_up_deq, down_deq)
-    assert ((out - expected).abs() <= fp8_moe_error_bound(x, weights, ids, gate_up_deq, down_deq)).all()
+    bound = fp8_moe_error_bound(x, weights, ids, gate_up_deq, down_deq)
+    assert ((out - expected).abs() <= bound).all()
     assert (out - expected).abs().max() > 0  # the activations really were quantised
-
-
-def stacked_quantize(gate_up, inter):
-    """gate and up rows quantised as the two checkpoint tensors they are (each with its own blocks)."""
-    (g, gs), (u, us) = fp8.quantize(gate_up[:inter]), fp8.quantize(gate_up[inter:])
-    return torch.cat((g, u)), torch.cat((gs, us))
 
 
 def test_a_shared_expert_folded_in_as_expert_e_with_weight_one():
     tokens, experts, top_k, dim, inter = 23, 6, 2, 40, 24
-    gate_up, down = random_experts(experts + 1, dim, inter, seed=11)  # the last one is the shared expert
+    gate_up, down = random_experts(experts + 1, dim, inter, seed=11)  # the last one is shared
     weights, ids = random_routing(tokens, experts, top_k, seed=12)
     x = torch.randn(tokens, dim, generator=torch.Generator().manual_seed(13))
     shared = (gate_up[experts], down[experts], None, None)
     shared_gate, shared_up = (gate_up[experts] @ x.T).split(inter)
     shared_out = (down[experts] @ (F.silu(shared_gate) * shared_up)).T
     routed = gate_up[:experts], down[:experts]
-
-    out = fused_experts(x, weights, ids, *routed, shared=shared)
-    torch.testing.assert_close(out, experts_reference(x, weights, ids, *routed) + shared_out, rtol=1e-5, atol=1e-5)
+    close(fused_experts(x, weights, ids, *routed, shared=shared),
+          experts_reference(x, weights, ids, *routed) + shared_out)
     # an id from elsewhere that happens to equal E reaches no expert, not the shared one
-    foreign = ids.clone()
+    foreign, zeroed = ids.clone(), weights.clone()
     foreign[0, 0] = experts
-    zeroed = weights.clone()
     zeroed[0, 0] = 0
-    out = fused_experts(x, weights, foreign, *routed, shared=shared)
-    torch.testing.assert_close(out, experts_reference(x, zeroed, ids, *routed) + shared_out, rtol=1e-5, atol=1e-5)
+    close(fused_experts(x, weights, foreign, *routed, shared=shared),
+          experts_reference(x, zeroed, ids, *routed) + shared_out)
     with pytest.raises(ValueError, match="routed experts' shapes"):
         fused_experts(x, weights, ids, *routed, shared=(gate_up[0, :8], down[0], None, None))
