@@ -1,5 +1,4 @@
-"""DeepSeekMoE: sigmoid router with group-limited top-k, routed experts dispatched by expert, shared
-experts."""
+"""DeepSeekMoE: sigmoid router with group-limited top-k, routed experts, shared experts."""
 
 from __future__ import annotations
 
@@ -18,13 +17,11 @@ from .layers import SwiGLU, empty_param
 
 
 class Router(nn.Module):
-    """Chooses num_experts_per_tok experts per token and their weights.
-
-    The correction bias only steers *selection*; the weights are the unbiased sigmoid scores of the
-    chosen experts, normalised and multiplied by routed_scaling_factor. Groups outside the best
-    topk_group (a group scores the sum of its two best biased scores) are masked with -inf, as in
-    DeepSeek's reference and transformers 5.x. float32, so that expert choice does not depend on the
-    activation dtype."""
+    """Chooses num_experts_per_tok experts per token and their weights. The correction bias only
+    steers *selection*; the weights are the chosen experts' unbiased sigmoid scores, normalised and
+    scaled. Groups outside the best topk_group (a group scores the sum of its two best biased
+    scores) are masked with -inf, as in DeepSeek's reference and transformers 5.x. float32, so
+    that the choice does not depend on the activation dtype."""
 
     def __init__(self, config: ModelConfig, device=None, kernel_backend: str = "torch"):
         super().__init__()
@@ -61,15 +58,9 @@ class Router(nn.Module):
 
 class RoutedExperts(nn.Module):
     """This rank's routed experts' SwiGLU weights, stacked: gate_up [E, 2*inter, dim], down
-    [E, dim, inter].
-
-    One rank: all experts, whole. Expert parallel: experts [e0, e1) whole, ids local to the rank.
-    Tensor parallel: all experts, a 1/N slice of each one's intermediate width (partial sums).
-
-    FP8 (config.fp8_block_size set): the weights stay e4m3 as the checkpoint ships them, with fp32
-    scales per 128x128 block: gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's block
-    rows, then up's), down_scale [E, ceil(dim/128), ceil(inter/128)]. The Triton backend multiplies
-    them as they are (W8A8); the torch reference dequantises them, then multiplies."""
+    [E, dim, inter]. Expert parallel: experts [e0, e1) whole, ids local to the rank. Tensor
+    parallel: all experts, a 1/N slice of each one's intermediate width (partial sums). FP8: e4m3
+    as the checkpoint ships them, with scales laid out as fused_experts takes them."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None,
                  kernel_backend: str = "torch"):
@@ -96,8 +87,8 @@ class RoutedExperts(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
                 shared: SwiGLU | None = None) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x)  [T, dim] (+ shared(x): a
-        SwiGLU of one expert's width, run as one more expert; triton backend only)."""
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x) [T, dim] (+ shared(x),
+        run as one more expert: triton backend only)."""
         if self.fused:
             extra = None if shared is None else (
                 shared.gate_up_proj.weight, shared.down_proj.weight,
@@ -109,15 +100,13 @@ class RoutedExperts(nn.Module):
         return experts_reference(x, weights, ids, *self.dequantized(x.dtype))
 
     def dequantized(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gate_up, down) in `dtype` (the FP8 weights times their block scales)."""
         if not self.fp8:
             return self.gate_up_proj, self.down_proj
         return (fp8.dequantize(self.gate_up_proj, self.gate_up_scale, dtype, split=self.inter),
                 fp8.dequantize(self.down_proj, self.down_scale, dtype))
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple | None]:
-        """name -> (parameter, index, this rank's slice of the checkpoint tensor); None for other
-        ranks' experts."""
+        """name -> (parameter, index, this rank's part); None for other ranks' experts."""
         gate, up = slice(0, self.inter), slice(self.inter, 2 * self.inter)
         rows, cols = (self.inter_part,), (slice(None), self.inter_part)
         # (checkpoint name, parameter, index within the expert, this rank's part); then the scales
@@ -160,13 +149,11 @@ def experts_reference(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
 
 
 class MoE(nn.Module):
-    """Routed experts plus the shared experts.
-
-    On the triton backend a single shared expert (DeepSeek-V3's) is folded into the routed experts'
-    launches as one more expert every token chooses with weight 1: the same bytes read, four launches
-    fewer per layer. It stays a separate SwiGLU under expert parallelism (replicated, it runs on the
-    token's own rank while the routed copies travel), when there are several (V2-Lite's two form one
-    wider MLP) and on the torch reference."""
+    """Routed experts plus the shared experts. On the triton backend a single shared expert (V3's)
+    is folded into the routed experts' launches as one more expert every token takes with weight
+    1: the same bytes read, four launches fewer per layer. It stays a separate SwiGLU under expert
+    parallelism (replicated, it runs on the token's own rank), when there are several (V2-Lite's two
+    form one wider MLP) and on the torch reference."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None,
                  kernel_backend: str = "torch"):
