@@ -1,23 +1,19 @@
-"""The engine loop's time outside the model per step, with one stream and with many concurrent ones.
+"""The engine thread's time per step outside the model, with HTTP streams and with the engine alone.
 
-    python bench/bench_engine_loop.py [--checkpoint DIR] [--streams 1,64] [--tokens 48] [--json]
+    python bench/bench_engine_loop.py --checkpoint DIR [--device cpu] [--streams 1,64] [--tokens N]
 
-Clients in another process stream chat completions with a stop string from the worker on a local
-socket, so detokenisation, stop strings, parsing and SSE encoding run (on the server's event loop, which
-shares the interpreter with the engine thread); the same batch sizes through the engine alone are the
-baseline. Per step: the model's time (forward + logits) and the rest of the iteration, medians.
+Streaming clients in another process make the server's event loop, which shares the interpreter
+with the engine thread, detokenise, match a stop string and encode SSE; the same batches through
+the engine alone are the baseline. Prints a JSON line of per-step medians (ms) per run.
 """
-from __future__ import annotations
-
 import argparse
-import asyncio
 import json
 import multiprocessing as mp
 import os
 import statistics
 import sys
-import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import torch
 
@@ -25,134 +21,88 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gpu_worker.engine.config import EngineConfig  # noqa: E402
 from gpu_worker.engine.sequence import SamplingParams  # noqa: E402
+from gpu_worker.server.local_server import LocalServer  # noqa: E402
+from gpu_worker.server.worker import build_state  # noqa: E402
+
+PROMPT = "Write a long story about the sea."
 
 
-def _stream_clients(url: str, streams: int, tokens: int, result) -> None:
+def stream_clients(url: str, streams: int, tokens: int) -> int:
+    """The SSE chunks that streams concurrent streaming requests receive."""
     import httpx
 
-    body = {"model": "deepseek-chat", "stream": True, "max_tokens": tokens, "temperature": 0.8, "seed": 1,
-            "stop": ["\u2603never\u2603"], "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": "Write a long story about the sea."}]}
+    body = {"model": "deepseek-chat", "stream": True, "max_tokens": tokens, "temperature": 0.8,
+            "stop": ["\u2603never\u2603"], "messages": [{"role": "user", "content": PROMPT}]}
 
-    async def one(client: httpx.AsyncClient, i: int) -> int:
-        chunks = 0
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=dict(body, seed=i)) as r:
-            async for line in r.aiter_lines():
-                chunks += line.startswith("data: ")
-        return chunks
+    def one(seed: int) -> int:
+        request = dict(json=dict(body, seed=seed), timeout=600)
+        with httpx.stream("POST", f"{url}/v1/chat/completions", **request) as response:
+            return sum(line.startswith("data: ") for line in response.iter_lines())
 
-    async def main() -> list[int]:
-        async with httpx.AsyncClient(timeout=600) as client:
-            return await asyncio.gather(*(one(client, i) for i in range(streams)))
-
-    result.put(sum(asyncio.run(main())))
+    with ThreadPoolExecutor(streams) as pool:
+        return sum(pool.map(one, range(streams)))
 
 
-class StepTimer:
-    """Wraps the engine's step and the runner's forward to time each."""
-
-    def __init__(self, engine):
-        self.starts: list[float] = []
-        self.model: list[float] = []
-        self.batch: list[int] = []
-        self.sampling: list[float] = []
-        step, run, sampler = engine.step, engine.runner.run, engine.sampler
-
-        def timed_sampler(logits, batch):
-            t = time.perf_counter()
-            out = sampler(logits, batch)
-            self.sampling.append(time.perf_counter() - t)
-            return out
-
-        def timed_run(batch):
-            t = time.perf_counter()
-            out = run(batch)
-            if out is not None and out.is_cuda:
-                torch.cuda.synchronize()
-            self.model.append(time.perf_counter() - t)
-            self.batch.append(len(batch))
-            return out
-
-        def timed_step():
-            self.starts.append(time.perf_counter())
-            return step()
-
-        engine.step, engine.runner.run, engine.sampler = timed_step, timed_run, timed_sampler
-
-    def reset(self) -> None:
-        self.starts.clear(), self.model.clear(), self.batch.clear(), self.sampling.clear()
-
-    def summary(self) -> dict:
-        # iteration i: from step i's start to step i+1's; the last step has no end and is dropped
-        n = min(len(self.starts) - 1, len(self.model))
-        iters = [self.starts[i + 1] - self.starts[i] for i in range(n)]
-        outside = [it - m for it, m in zip(iters, self.model[:n])]
-        ms = lambda xs: round(statistics.median(xs) * 1000, 3) if xs else None
-        return {"steps": n, "median_batch": statistics.median(self.batch[:n]) if n else 0,
-                "model_ms": ms(self.model[:n]), "outside_model_ms": ms(outside), "sampler_ms": ms(self.sampling),
-                "outside_share": round(statistics.median(o / it for o, it in zip(outside, iters)), 4) if n else None}
+def timed(spans: list, fn):
+    """fn, appending each call's (start, end) in ms to spans."""
+    def call(*args):
+        start = time.perf_counter()
+        out = fn(*args)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        spans.append((start * 1000, time.perf_counter() * 1000))
+        return out
+    return call
 
 
-def run(checkpoint: str | None, streams: list[int], tokens: int, device: str) -> dict:
-    from gpu_worker.server.local_server import LocalServer
-    from gpu_worker.server.worker import build_state
-    tmp = tempfile.TemporaryDirectory()
-    if checkpoint is None:
-        from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, make_checkpoint
-        checkpoint = make_checkpoint(os.path.join(tmp.name, "ckpt"), seed=0, tokenizer_dir=DEFAULT_TOKENIZER_DIR)
+def main(args) -> None:
+    streams = [int(s) for s in args.streams.split(",")]
     config = EngineConfig(num_cache_blocks=max(64, 2 * max(streams)), max_batch_tokens=4096,
                           max_num_seqs=max(streams), max_model_len=1024)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    state = build_state(checkpoint, config, ["deepseek-chat"], device=device, dtype=dtype)
-    timer = StepTimer(state.engine.engine)
+    dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
+    state = build_state(args.checkpoint, config, ["deepseek-chat"], device=args.device, dtype=dtype)
+    engine, spans = state.engine.engine, {"step": [], "model": [], "sampler": []}
+    engine.step = timed(spans["step"], engine.step)
+    engine.runner.run = timed(spans["model"], engine.runner.run)
+    engine.sampler = timed(spans["sampler"], engine.sampler)
     server = LocalServer(state)
-    url = server.url
-    ctx = mp.get_context("spawn")
-    results = {"device": device, "tokens_per_stream": tokens, "runs": []}
-    engine = state.engine.engine
-    prompt = state.renderer.tokenizer.encode("Write a long story about the sea.").ids
+    prompt = state.renderer.tokenizer.encode(PROMPT).ids
+
+    def http_streams(n: int) -> int:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as clients:
+            return clients.submit(stream_clients, server.url, n, args.tokens).result()
+
+    def engine_alone(n: int) -> int:  # the engine thread is idle now: drive the engine from here
+        params = [SamplingParams(temperature=0.8, max_tokens=args.tokens, ignore_eos=True, seed=s)
+                  for s in range(n)]
+        engine.generate([prompt] * n, params, namespace=f"alone-{n}")
+        return 0
+
     try:
-        for n in [1] + streams:  # the first run warms up
-            timer.reset()
-            queue = ctx.Queue()
-            client = ctx.Process(target=_stream_clients, args=(url, n, tokens, queue))
-            client.start()
-            chunks = queue.get(timeout=1200)
-            client.join()
-            results["runs"].append({"path": "http streams", "streams": n, "sse_chunks": chunks, **timer.summary()})
-            # the engine thread is idle now (nothing submitted), so the engine can be driven from here
-            timer.reset()
-            params = [SamplingParams(temperature=0.8, max_tokens=tokens, ignore_eos=True, seed=i) for i in range(n)]
-            engine.generate([prompt] * n, params, namespace=f"alone-{n}")
-            results["runs"].append({"path": "engine alone", "streams": n, "sse_chunks": 0, **timer.summary()})
-        del results["runs"][:2]
+        for path in (http_streams, engine_alone):  # warm-up
+            path(1)
+        for n in streams:
+            for path in (http_streams, engine_alone):
+                for times in spans.values():
+                    times.clear()
+                chunks = path(n)
+                model, sampler = ([b - a for a, b in spans[k]] for k in ("model", "sampler"))
+                starts = [start for start, _ in spans["step"]]
+                iterations = [b - a for a, b in zip(starts, starts[1:])]  # the last has no end
+                figures = {"model_ms": model, "sampler_ms": sampler,
+                           "outside_model_ms": [it - m for it, m in zip(iterations, model)]}
+                medians = {k: round(statistics.median(v), 3) for k, v in figures.items()}
+                print(json.dumps({"path": path.__name__, "streams": n, "sse_chunks": chunks,
+                                  "steps": len(iterations), **medians}))
     finally:
         server.stop()
-        tmp.cleanup()
-    return results
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default=None, help="default: the embedded model, built in a temp dir")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--streams", default="1,64", help="comma-separated concurrent stream counts")
-    ap.add_argument("--tokens", type=int, default=48, help="output tokens per stream")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    results = run(args.checkpoint, [int(s) for s in args.streams.split(",")], args.tokens, args.device)
-    if args.json:
-        print(json.dumps(results))
-        return
-    print("| path | streams | steps | median batch | model ms/step | outside model ms/step | of which sampler ms "
-          "| outside share |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results["runs"]:
-        print(f"| {r['path']} | {r['streams']} | {r['steps']} | {r['median_batch']} | {r['model_ms']} | {r['outside_model_ms']} "
-              f"| {r['sampler_ms']} | {r['outside_share']:.1%} |")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="e.g. .data/checkpoints/embedded")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--streams", default="1,64", help="comma-separated concurrent stream counts")
+    ap.add_argument("--tokens", type=int, default=48, help="output tokens per stream")
+    torch.set_num_threads(1)
+    main(ap.parse_args())
