@@ -29,16 +29,6 @@ class Block:
 
 
 @dataclass
-class CacheStats:  # reported as is under /health's "cache"
-    lookups: int = 0
-    queried_tokens: int = 0
-    hit_tokens: int = 0
-    disk_hit_blocks: int = 0
-    evicted_blocks: int = 0
-    spilled_blocks: int = 0
-
-
-@dataclass
 class PrefixMatch:
     device_blocks: list[int]  # blocks already holding this prefix on the device
     disk_keys: list[bytes]    # following blocks found on disk
@@ -56,7 +46,8 @@ class BlockManager:
         self.cached_ids: OrderedDict[int, None] = OrderedDict()  # ref 0 with key; oldest first
         self.key_to_block: dict[bytes, int] = {}
         self.disk, self.cache = disk, cache
-        self.stats = CacheStats()
+        self.stats = dict.fromkeys(("lookups", "queried_tokens", "hit_tokens", "disk_hit_blocks",
+                                    "evicted_blocks", "spilled_blocks"), 0)  # /health's "cache"
 
     @property
     def num_blocks(self) -> int:
@@ -78,7 +69,7 @@ class BlockManager:
         else:
             block_id, _ = self.cached_ids.popitem(last=False)
             block = self.blocks[block_id]
-            self.stats.evicted_blocks += 1
+            self.stats["evicted_blocks"] += 1
             self._spill(block)
             del self.key_to_block[block.key]
             block.key, block.token_ids = None, ()
@@ -88,7 +79,7 @@ class BlockManager:
     def _spill(self, block: Block) -> None:
         if self.disk is not None and block.key not in self.disk:
             self.disk.save(block.key, self.cache.read_block(block.block_id), list(block.token_ids))
-            self.stats.spilled_blocks += 1
+            self.stats["spilled_blocks"] += 1
 
     # ---- prefix reuse -----------------------------------------------------------------------
     def hashes(self, seq: Sequence) -> list[bytes]:
@@ -142,12 +133,12 @@ class BlockManager:
             self.cache.write_block(block_id, latents)
             self._register(self.blocks[block_id], keys[i], self._tokens(seq, i))
             seq.block_table.append(block_id)
-            self.stats.disk_hit_blocks += 1
+            self.stats["disk_hit_blocks"] += 1
         reused = len(seq.block_table) * self.block_size
         seq.num_computed_tokens = reused
-        self.stats.lookups += 1
-        self.stats.queried_tokens += len(seq)
-        self.stats.hit_tokens += reused
+        self.stats["lookups"] += 1
+        self.stats["queried_tokens"] += len(seq)
+        self.stats["hit_tokens"] += reused
         return reused
 
     def _register(self, block: Block, key: bytes, tokens) -> None:

@@ -1,7 +1,6 @@
 """The engine loop: admit requests, schedule a step, run the model, sample, finish."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -181,7 +180,7 @@ class LLMEngine:
             "free_cache_blocks": bm.num_free_blocks,
             "total_cache_blocks": bm.num_blocks,
             "cache": {"block_size": bm.block_size, "cached_blocks": len(bm.key_to_block),
-                      **dataclasses.asdict(bm.stats),
+                      **bm.stats,
                       "disk_blocks": len(self.disk) if self.disk else 0,
                       "disk_bytes": self.disk.total_bytes if self.disk else 0},
         }

@@ -20,6 +20,7 @@ import torch
 
 from .sequence import Sequence, TokenLogprob
 
+
 def uniform(seed: int, step: int) -> float:
     """The random number of one request at one output position, in (0, 1), 53 bits."""
     digest = hashlib.blake2b(f"{seed}:{step}".encode(), digest_size=8).digest()
@@ -73,7 +74,6 @@ class SamplingBatch:
         self.greedy = packed[:, 6] > 0
         self.counts = counts if any(penalised) else None
         self.all_greedy = all(p.greedy for p in params)
-        self.any_greedy = any(p.greedy for p in params)
         self.any_top_p = any(p.top_p < 1.0 and not p.greedy for p in params)
         self.logprob_rows = [i for i, p in enumerate(params) if p.logprobs]
         self.top_logprobs = [params[i].top_logprobs for i in self.logprob_rows]
@@ -88,35 +88,26 @@ def nucleus_mask(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return probs >= ordered.gather(1, last)
 
 
-def apply_penalties(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-    """logits - frequency * count - presence * (count > 0), in place, for the whole batch."""
-    counts = batch.counts.table.index_select(0, batch.count_rows)
-    logits -= batch.frequency_penalty[:, None] * counts + batch.presence_penalty[:, None] * (counts > 0).float()
-    return logits
-
-
 class Sampler:
     @torch.inference_mode()
     def choose(self, logits: torch.Tensor, batch: SamplingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Chosen ids [B] on the device and, when any row asks for logprobs, the log-softmax of those
         rows. Nothing here waits for the device. Overwrites logits."""
         logits = logits.float()
-        if batch.counts is not None:
-            apply_penalties(logits, batch)
+        if batch.counts is not None:  # logits - frequency * count - presence * (count > 0)
+            counts = batch.counts.table.index_select(0, batch.count_rows)
+            logits -= batch.frequency_penalty[:, None] * counts
+            logits -= batch.presence_penalty[:, None] * (counts > 0).float()
         logprobs = torch.log_softmax(logits[batch.logprob_rows], dim=-1) if batch.logprob_rows else None
-        greedy = logits.argmax(dim=-1) if batch.any_greedy else None
-        if batch.all_greedy:
-            chosen = greedy
-        else:
+        chosen = logits.argmax(dim=-1)
+        if not batch.all_greedy:
             probs = torch.softmax(logits.div_(batch.temperature[:, None]), dim=-1)
             if batch.any_top_p:
                 probs = probs.masked_fill_(~nucleus_mask(probs, batch.top_p), 0.0)
             cdf = probs.cumsum_(dim=-1)
             # right=True: a zero-probability token is an empty interval, never hit.
-            chosen = torch.searchsorted(cdf, batch.uniform[:, None] * cdf[:, -1:], right=True).squeeze(1)
-            chosen = chosen.clamp_(max=cdf.shape[-1] - 1)
-            if greedy is not None:
-                chosen = torch.where(batch.greedy, greedy, chosen)
+            drawn = torch.searchsorted(cdf, batch.uniform[:, None] * cdf[:, -1:], right=True)
+            chosen = torch.where(batch.greedy, chosen, drawn.squeeze(1).clamp_(max=cdf.shape[-1] - 1))
         if batch.counts is not None:
             ones = torch.ones(chosen.shape, device=chosen.device)
             batch.counts.table.index_put_((batch.count_rows, chosen), ones, accumulate=True)
@@ -127,14 +118,10 @@ class Sampler:
         chosen, logprobs = self.choose(logits, batch)
         tokens = chosen.tolist()
         out: list[TokenLogprob | None] = [None] * len(tokens)
-        if logprobs is None:
-            return tokens, out
-        k = max(batch.top_logprobs)
-        top_vals, top_ids = logprobs.topk(k, dim=-1) if k else (None, None)
-        rows = torch.tensor(batch.logprob_rows, device=logprobs.device)
-        chosen_lp = logprobs.gather(1, chosen[rows][:, None]).squeeze(1).tolist()
-        top_vals, top_ids = (top_vals.tolist(), top_ids.tolist()) if k else ([], [])
-        for j, (i, n) in enumerate(zip(batch.logprob_rows, batch.top_logprobs)):
-            top = list(zip(top_ids[j][:n], top_vals[j][:n])) if n else []
-            out[i] = TokenLogprob(tokens[i], chosen_lp[j], top)
+        if logprobs is not None:
+            rows = batch.logprob_rows
+            chosen_lp = logprobs.gather(1, chosen[rows][:, None]).squeeze(1).tolist()
+            top_vals, top_ids = (t.tolist() for t in logprobs.topk(max(batch.top_logprobs), dim=-1))
+            for j, (i, n) in enumerate(zip(rows, batch.top_logprobs)):
+                out[i] = TokenLogprob(tokens[i], chosen_lp[j], list(zip(top_ids[j][:n], top_vals[j][:n])))
         return tokens, out

@@ -110,14 +110,14 @@ def test_disk_tier_round_trip_and_restart(setup, tmp_path):
     first = setup.engine(num_cache_blocks=8, disk_cache_dir=d)
     cold = first.generate([p], GREEDY)[0]
     first.generate(setup.prompts(2, 3.9, 3.9, seed=7), GREEDY)  # evicts p's blocks to disk
-    assert first.block_manager.stats.spilled_blocks >= 3
+    assert first.block_manager.stats["spilled_blocks"] >= 3
     warm = first.generate([p], GREEDY)[0]
     assert warm.num_cached_prompt_tokens == 3 * b and warm.output_ids == cold.output_ids
     first.shutdown()
     restarted = setup.engine(num_cache_blocks=8, disk_cache_dir=d)
     again = restarted.generate([p], GREEDY)[0]
     assert again.num_cached_prompt_tokens == 3 * b and again.output_ids == cold.output_ids
-    assert restarted.block_manager.stats.disk_hit_blocks == 3
+    assert restarted.block_manager.stats["disk_hit_blocks"] == 3
     assert restarted.generate([p], GREEDY, namespace="b")[0].num_cached_prompt_tokens == 0
 
 

@@ -1,17 +1,20 @@
-"""Sharded forwards on 2 and 4 gloo ranks equal the single-process forward (float32 logits within 1e-5)."""
+"""Sharded forwards on 2 and 4 gloo ranks equal the single-process forward (float32 logits within
+1e-5)."""
+import os
 from dataclasses import replace
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from gpu_worker.model import fp8
 from gpu_worker.model.attention_metadata import AttentionMetadata
 from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.loader import dequantize_part, load_model
+from gpu_worker.parallel.process_group import free_port, init_rank
 from gpu_worker.parallel.state import current, using
-
-from ranks import run_ranks
 from tests.model.tiny import hf_config, rel_err
 
 TOLERANCE = 1e-5
@@ -19,6 +22,22 @@ BLOCK = 4
 # 4 heads, intermediate 48, 8 experts of width 16: all divide by 2 and 4; vocab 101 does not (padded shard)
 CONFIG = hf_config("qlora_yarn_4groups_1dense", num_hidden_layers=3)
 SEQS = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(1))
+
+
+def _rank_entry(rank, size, port, fn, args, out_dir):
+    torch.set_num_threads(1)
+    init_rank(rank, size, port, timeout_s=60)
+    torch.save(fn(*args), f"{out_dir}/rank{rank}.pt")
+    dist.barrier()
+    # Leave without tearing the process group down: a rank whose peers already exited can abort
+    # (SIGABRT) in gloo's teardown, failing a run whose results are all written.
+    os._exit(0)
+
+
+def run_ranks(size: int, out_dir, fn, *args) -> list:
+    """fn(*args) on `size` gloo ranks (CPU processes), as the worker's ranks run: what each returns."""
+    mp.spawn(_rank_entry, args=(size, free_port(), fn, args, str(out_dir)), nprocs=size, join=True)
+    return [torch.load(f"{out_dir}/rank{r}.pt") for r in range(size)]
 
 
 def logits_of(checkpoint) -> dict:
