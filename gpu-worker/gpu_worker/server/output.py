@@ -48,10 +48,8 @@ class OutputProcessor:
         """Answer text (after any reasoning): tool calls are parsed out when tools were given."""
         if self.tools is None:
             delta.content += text
-            return
-        tool_delta = self.tools.push(text)
-        delta.content += tool_delta.content
-        delta.tool_calls += tool_delta.calls
+        else:
+            self.tools.push(text, delta)
 
     def push(self, token_ids: list[int]) -> OutputDelta:
         delta = OutputDelta()

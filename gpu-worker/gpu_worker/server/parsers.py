@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
 
 from gpu_worker.prompt.chat_format import (THINK_BEGIN, THINK_END, TOOL_CALL_BEGIN, TOOL_CALL_END,
                                            TOOL_CALLS_BEGIN, TOOL_CALLS_END, TOOL_SEP)
@@ -20,7 +19,6 @@ from gpu_worker.prompt.chat_format import (THINK_BEGIN, THINK_END, TOOL_CALL_BEG
 _CALL_RE = re.compile(
     r"^\s*(?P<type>[^\n]*?)" + re.escape(TOOL_SEP) + r"(?P<name>[^\n]*)\n(?P<rest>.*)$", re.S)
 _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*\n?(?P<args>.*?)\n?```\s*$", re.S)
-
 
 
 def release(pending: str, *markers: str) -> tuple[str, str]:
@@ -42,21 +40,18 @@ class StopStringMatcher:
         """Text that is safe to emit now; sets .stopped when a stop string completed."""
         if self.stopped:
             return ""
-        if not self.stops:
-            return text
         self.pending += text
-        hits = [(i, s) for s, i in ((s, self.pending.find(s)) for s in self.stops) if i >= 0]
+        hits = [(self.pending.find(s), s) for s in self.stops if s in self.pending]
         if hits:
             first, self.matched = min(hits)
-            self.stopped = True
-            out, self.pending = self.pending[:first], ""
+            out, self.pending, self.stopped = self.pending[:first], "", True
             return out
         out, self.pending = release(self.pending, *self.stops)
         return out
 
     def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return "" if self.stopped else out
+        out, self.pending = self.pending, ""  # nothing is pending once stopped
+        return out
 
 
 class ReasoningParser:
@@ -137,12 +132,6 @@ def streamable_arguments(body: str) -> str:
     return args.rstrip()
 
 
-@dataclass
-class ToolDelta:
-    content: str = ""
-    calls: list[dict] = field(default_factory=list)  # OpenAI delta.tool_calls entries
-
-
 class ToolCallParser:
     """Content passes through until the calls-begin marker; then calls are collected.
 
@@ -156,33 +145,35 @@ class ToolCallParser:
         self.calls: list[dict] = []  # OpenAI message tool_calls
         self._sent_args: str | None = None  # the current call's arguments sent; None: not announced
 
-    def push(self, text: str) -> ToolDelta:
-        delta = ToolDelta()
+    def push(self, text: str, delta) -> None:
+        """Adds this piece's content and tool_calls entries to delta (an output.OutputDelta)."""
         if self.done:
-            return delta
+            return
         self.pending += text
         if not self.in_calls:
             i = self.pending.find(TOOL_CALLS_BEGIN)
             if i < 0:
-                delta.content, self.pending = release(self.pending, TOOL_CALLS_BEGIN)
-                return delta
-            delta.content, self.pending = self.pending[:i], self.pending[i + len(TOOL_CALLS_BEGIN):]
-            self.in_calls = True
+                content, self.pending = release(self.pending, TOOL_CALLS_BEGIN)
+                delta.content += content
+                return
+            delta.content += self.pending[:i]
+            self.pending, self.in_calls = self.pending[i + len(TOOL_CALLS_BEGIN):], True
         while True:
             begin = self.pending.find(TOOL_CALL_BEGIN)
             if begin < 0:
                 if TOOL_CALLS_END in self.pending:
                     self.done, self.pending = True, ""
-                return delta
+                return
             body_start = begin + len(TOOL_CALL_BEGIN)
             end = self.pending.find(TOOL_CALL_END, body_start)
             body = self.pending[body_start:] if end < 0 else self.pending[body_start:end]
-            if self._sent_args is None and TOOL_SEP in body and "\n" in body.split(TOOL_SEP, 1)[1]:
-                self._announce(body.split(TOOL_SEP, 1)[1].split("\n", 1)[0].strip(), delta)
+            after_sep = body.partition(TOOL_SEP)[2]
+            if self._sent_args is None and "\n" in after_sep:
+                self._announce(after_sep.split("\n", 1)[0].strip(), delta)
             if end < 0:
                 if self._sent_args is not None:
                     self._stream_arguments(streamable_arguments(body), delta)
-                return delta
+                return
             name, args = parse_call_body(body)
             if self._sent_args is None:
                 self._announce(name, delta)
@@ -191,18 +182,18 @@ class ToolCallParser:
             self._sent_args = None
             self.pending = self.pending[end + len(TOOL_CALL_END):]
 
-    def _announce(self, name: str, delta: ToolDelta) -> None:
-        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                "function": {"name": name, "arguments": ""}}
-        delta.calls.append({"index": len(self.calls), **call, "function": dict(call["function"])})
-        self.calls.append(call)
+    def _announce(self, name: str, delta) -> None:
+        call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function"}
+        delta.tool_calls.append({"index": len(self.calls), **call,
+                                 "function": {"name": name, "arguments": ""}})
+        self.calls.append(dict(call, function={"name": name, "arguments": ""}))
         self._sent_args = ""
 
-    def _stream_arguments(self, args: str, delta: ToolDelta) -> None:
+    def _stream_arguments(self, args: str, delta) -> None:
         sent = self._sent_args
         if args.startswith(sent) and len(args) > len(sent):
             piece = {"arguments": args[len(sent):]}
-            delta.calls.append({"index": len(self.calls) - 1, "function": piece})
+            delta.tool_calls.append({"index": len(self.calls) - 1, "function": piece})
             self._sent_args = args
 
     def flush(self) -> str:

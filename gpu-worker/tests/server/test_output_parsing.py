@@ -108,9 +108,10 @@ def test_tool_calls_parsed_from_tokens_and_streamed_with_index(tokenizer):
 def test_tool_call_parser_on_text_in_odd_pieces():
     text = (f"{TOOL_CALLS_BEGIN}{TOOL_CALL_BEGIN}function{TOOL_SEP}f\n```json\n{{\"a\": [1, 2]}}\n```"
             f"{TOOL_CALL_END}{TOOL_CALLS_END}")
-    p = ToolCallParser()
-    deltas = [p.push(text[i:i + 3]) for i in range(0, len(text), 3)]
-    assert "".join(d.content for d in deltas) == "" and p.flush() == ""
+    p, delta = ToolCallParser(), OutputDelta()
+    for i in range(0, len(text), 3):
+        p.push(text[i:i + 3], delta)
+    assert delta.content == "" and p.flush() == ""
     assert p.calls[0]["function"]["name"] == "f" and json.loads(p.calls[0]["function"]["arguments"]) == {"a": [1, 2]}
 
 
