@@ -35,24 +35,21 @@ def random_fp8_weight(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Te
 @pytest.mark.parametrize("shape", [(1, 32), (3, 200), (5, 384), (2, 1)])
 def test_act_quant_equals_the_torch_quantisation(shape):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(*shape, generator=g) * torch.logspace(-3, 2, shape[1])  # groups of very different size
-    x[0, :5] = torch.tensor([0.0, 1e-9, -1e-7, 3.0, -3.0])[: shape[1]]  # subnormal and tiny values
+    x = torch.randn(*shape, generator=g) * torch.logspace(-3, 2, shape[1])  # groups of unlike size
+    x[0, :5] = torch.tensor([0.0, 1e-9, -1e-7, 3.0, -3.0])[:shape[1]]  # subnormal and tiny values
     q, scale = act_quant(x)
     q_ref, scale_ref = fp8.quantize_activations(x)
     assert torch.equal(scale, scale_ref)
     assert torch.equal(q.float(), q_ref.float())  # the same e4m3 values (a zero's sign may differ)
 
 
-def test_act_quant_rounds_up_across_a_power_of_two():
-    # x / s just under 128 must become 128, not 64 (Triton's interpreter cast gets this wrong by itself)
+def test_act_quant_rounds_up_across_a_power_of_two_and_scales_zeros_finitely():
+    # x / s just under 128 must become 128, not 64 (Triton's interpreter cast alone gets it wrong)
     x = torch.tensor([[127.9, 31.9, 448.0, -0.015, 0.0009765625 * 1.5]])
     q, _ = act_quant(x)
     assert q.float().tolist()[0][:3] == [128.0, 32.0, 448.0]
     assert torch.equal(q.float(), fp8.quantize_activations(x)[0].float())
-
-
-def test_an_all_zero_group_quantises_to_zeros_with_a_finite_scale():
-    q, scale = act_quant(torch.zeros(2, 130))
+    q, scale = act_quant(torch.zeros(2, 130))  # an all-zero group
     assert (q.float() == 0).all() and torch.isfinite(scale).all() and (scale > 0).all()
 
 
@@ -80,7 +77,8 @@ def test_bfloat16_activations_and_output():
     expected = x.float() @ dequantised.T
     assert out.dtype == torch.bfloat16 and out.shape == (2, 3, 96)
     bound = activation_error_bound(x.view(-1, 160).float(), dequantised).view(2, 3, 96)
-    assert ((out.float() - expected).abs() <= bound + 2.0**-7 * expected.abs()).all()  # + bf16 output rounding
+    bound += 2.0**-7 * expected.abs()  # the bf16 output's rounding
+    assert ((out.float() - expected).abs() <= bound).all()
 
 
 def test_a_weight_stacked_from_two_parts_uses_each_parts_scale_blocks():

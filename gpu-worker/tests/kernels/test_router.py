@@ -11,15 +11,8 @@ from tests.model.tiny import hf_config
 
 # (experts, groups, groups kept, top-k, normalised): group sizes and counts that are not powers of two,
 # one group, all groups kept, DeepSeek-V3's 8 groups keep 4 with top-8
-CASES = [
-    (8, 4, 2, 3, True),
-    (16, 8, 3, 4, True),
-    (64, 8, 4, 8, True),
-    (24, 4, 2, 5, True),
-    (12, 3, 1, 2, True),
-    (8, 1, 1, 2, False),
-    (16, 4, 4, 6, True),
-]
+CASES = [(8, 4, 2, 3, True), (16, 8, 3, 4, True), (64, 8, 4, 8, True), (24, 4, 2, 5, True),
+         (12, 3, 1, 2, True), (8, 1, 1, 2, False), (16, 4, 4, 6, True), (32, 8, 2, 6, True)]
 
 
 def random_router(experts, groups, kept, top_k, normalised, seed=0) -> Router:
@@ -50,13 +43,6 @@ def test_fused_router_equals_the_reference(case, tokens):
                                router.topk_group, router.normalise, router.scale)
     assert ids.dtype == torch.int64 and weights.dtype == torch.float32
     weights, ids = by_expert(weights, ids)
+    # the same experts (so none from a dropped group: tests/model/test_moe.py), the same weights
     assert torch.equal(ids, expected_ids)
     torch.testing.assert_close(weights, expected_weights, rtol=1e-6, atol=1e-7)
-
-
-def test_no_token_in_a_dropped_group_is_chosen():
-    router = random_router(32, 8, 2, 6, True, seed=3)
-    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(4))
-    _, ids = fused_route(F.linear(x, router.weight), router.e_score_correction_bias, 6, 8, 2, True, 2.5)
-    assert all(len(set((row // 4).tolist())) <= 2 for row in ids)
-    assert all(len(set(row.tolist())) == 6 for row in ids)  # six distinct experts per token

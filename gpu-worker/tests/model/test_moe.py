@@ -74,22 +74,25 @@ def moe_pair(name: str, dtype=torch.float32, seed=0) -> tuple[MoE, MoE]:
     return reference, fused
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("tokens", [1, 21])
-def test_triton_moe_layer_equals_the_torch_reference(name, tokens):
-    reference, fused = moe_pair(name)
-    assert fused.folds_shared == (hf_config(name)["n_shared_experts"] == 1)  # one shared expert rides along
-    x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(tokens))
-    torch.testing.assert_close(fused(x), reference(x), rtol=1e-5, atol=1e-5)
-    assert torch.equal(fused.gate(x)[1].sort(dim=-1).values, reference.gate(x)[1].sort(dim=-1).values)
+# every test config at a decode's and a prefill's token count in float32; one in bfloat16
+LAYER_CASES = [(name, tokens, torch.float32) for name in sorted(CONFIGS) for tokens in (1, 21)]
+LAYER_CASES.append(("qlora_yarn_8groups_all_moe", 9, torch.bfloat16))
 
 
-def test_triton_moe_layer_in_bfloat16():
-    reference, fused = moe_pair("qlora_yarn_8groups_all_moe", dtype=torch.bfloat16)
-    x = torch.randn(9, 32, generator=torch.Generator().manual_seed(1)).bfloat16()
+@pytest.mark.parametrize("name, tokens, dtype", LAYER_CASES)
+def test_triton_moe_layer_equals_the_torch_reference(name, tokens, dtype):
+    reference, fused = moe_pair(name, dtype)
+    # a single shared expert rides along with the routed ones
+    assert fused.folds_shared == (hf_config(name)["n_shared_experts"] == 1)
+    x = torch.randn(tokens, 32, generator=torch.Generator().manual_seed(tokens)).to(dtype)
     expected, out = reference(x).float(), fused(x).float()
-    # both round to bf16 (8 significant bits), at different points: within a few of its steps
-    assert (out - expected).abs().max() <= 2**-5 * expected.abs().max()
+    if dtype == torch.bfloat16:
+        # both round to bf16 (8 significant bits), at different points: within a few of its steps
+        assert (out - expected).abs().max() <= 2**-5 * expected.abs().max()
+        return
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    chosen = [moe.gate(x)[1].sort(dim=-1).values for moe in (fused, reference)]
+    assert torch.equal(*chosen)
 
 
 @contextlib.contextmanager
