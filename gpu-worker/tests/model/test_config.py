@@ -1,28 +1,17 @@
+import json
 import math
+from pathlib import Path
 
 import pytest
 
+import gpu_worker
 from gpu_worker.model.config import ModelConfig, UnsupportedConfig
 
 from tiny import hf_config
 
-# architecture fields of deepseek-ai/DeepSeek-V3's config.json (see shared/docs/deepseek-v3-configs.md §3)
-DEEPSEEK_V3 = {
-    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "ep_size": 1,
-    "first_k_dense_replace": 3, "hidden_act": "silu", "hidden_size": 7168, "intermediate_size": 18432,
-    "kv_lora_rank": 512, "max_position_embeddings": 163840, "moe_intermediate_size": 2048, "moe_layer_freq": 1,
-    "n_group": 8, "n_routed_experts": 256, "n_shared_experts": 1, "norm_topk_prob": True,
-    "num_attention_heads": 128, "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 128,
-    "num_nextn_predict_layers": 1, "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
-    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
-                            "weight_block_size": [128, 128]},
-    "rms_norm_eps": 1e-06,
-    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
-                     "original_max_position_embeddings": 4096, "type": "yarn"},
-    "rope_theta": 10000, "routed_scaling_factor": 2.5, "scoring_func": "sigmoid", "tie_word_embeddings": False,
-    "topk_group": 4, "topk_method": "noaux_tc", "torch_dtype": "bfloat16", "v_head_dim": 128, "vocab_size": 129280,
-    "attention_bias": False, "bos_token_id": 0, "eos_token_id": 1,
-}
+# deepseek-ai/DeepSeek-V3's config.json, as the memory plan reads it
+V3_CONFIG = Path(gpu_worker.__file__).parent / "configs" / "deepseek-v3.json"
+DEEPSEEK_V3 = json.loads(V3_CONFIG.read_text())
 
 
 def test_reads_deepseek_v3_config():
