@@ -1,10 +1,9 @@
-"""Runs the engine on a background thread; the HTTP server talks to it from asyncio.
+"""The engine on its own thread; the HTTP server talks to it from asyncio.
 
-Requests and cancellations are handed over through a locked inbox and applied between steps,
-so the engine's own structures are only ever touched by its thread. Each request's tokens go
-back to the caller's event loop on an asyncio.Queue (None: it failed, see .error);
-detokenisation, stop strings and SSE encoding happen there, never on the engine's thread. A
-step's outputs cross to the event loop in one wake-up, not one per request.
+Requests and cancellations wait in a locked inbox until the next step, so only the engine's thread
+touches its structures. Tokens go back on an asyncio.Queue per request (None: it failed, see
+.error), a step's outputs in one wake-up of the event loop, where detokenisation, stop strings and
+SSE encoding happen, never on the engine's thread.
 """
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ class AsyncEngine:
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
 
-    # ---- called from the event loop ------------------------------------------------------------
+    # ---- called from the event loop
     def submit(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                namespace: str) -> RequestHandle:
         self.engine.check_fits(len(prompt_ids), params.max_tokens)
@@ -80,7 +79,7 @@ class AsyncEngine:
         self._thread.join(timeout=30)
         self.engine.shutdown()
 
-    # ---- the engine thread ------------------------------------------------------------------
+    # ---- the engine thread
     def _apply_inbox(self) -> None:
         with self._cv:
             while not (self._adds or self._aborts or self.engine.has_work() or self._stop):

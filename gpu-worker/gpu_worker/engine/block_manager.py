@@ -5,9 +5,9 @@ key still maps to it, so a later request with the same prefix can take it back).
 are evicted least recently used first; with a disk tier they are written there on eviction and
 read back on a later hit.
 
-A full block's key hashes every token from 0 to its end, seeded with the model fingerprint and
-the cache namespace (one per account): two accounts with the same prompt never share a key, and
-a disk tier shared by two checkpoints never serves one's latents to the other.
+A full block's key is a SHA-256 chain over every token from 0 to its end, seeded with the model
+fingerprint and the cache namespace (one per account): accounts never share a key, and a disk
+tier shared by two checkpoints never serves one's latents to the other.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ class Block:
     block_id: int
     ref_count: int = 0
     key: bytes | None = None
-    token_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -37,8 +36,7 @@ class PrefixMatch:
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int = 64, salt: str = "",
                  disk: DiskCache | None = None, cache=None):
-        """cache: the ModelRunner whose blocks these are (read_block / write_block), for the disk
-        tier."""
+        """cache: the ModelRunner holding the blocks (read_block, write_block), for the disk tier."""
         self.block_size = block_size
         self.salt = salt
         self.blocks = [Block(i) for i in range(num_blocks)]
@@ -60,9 +58,6 @@ class BlockManager:
     def blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
 
-    def _tokens(self, seq: Sequence, i: int) -> list[int]:
-        return seq.token_ids[i * self.block_size:(i + 1) * self.block_size]
-
     def _take_block(self) -> int:
         if self.free_ids:
             block_id = self.free_ids.popleft()
@@ -72,23 +67,23 @@ class BlockManager:
             self.stats["evicted_blocks"] += 1
             self._spill(block)
             del self.key_to_block[block.key]
-            block.key, block.token_ids = None, ()
+            block.key = None
         self.blocks[block_id].ref_count = 1
         return block_id
 
     def _spill(self, block: Block) -> None:
         if self.disk is not None and block.key not in self.disk:
-            self.disk.save(block.key, self.cache.read_block(block.block_id), list(block.token_ids))
+            self.disk.save(block.key, self.cache.read_block(block.block_id))
             self.stats["spilled_blocks"] += 1
 
-    # ---- prefix reuse -----------------------------------------------------------------------
+    # ---- prefix reuse
     def hashes(self, seq: Sequence) -> list[bytes]:
         """The keys of seq's full blocks (seq.block_keys, extended as it grows)."""
-        keys = seq.block_keys
-        for i in range(len(keys), len(seq) // self.block_size):
+        keys, bs = seq.block_keys, self.block_size
+        for i in range(len(keys), len(seq) // bs):
             seed = f"prefix-cache\x00{self.salt}\x00{seq.namespace}".encode()
             h = hashlib.sha256(keys[-1] if keys else hashlib.sha256(seed).digest())
-            h.update(array("q", self._tokens(seq, i)).tobytes())
+            h.update(array("q", seq.token_ids[i * bs:(i + 1) * bs]).tobytes())
             keys.append(h.digest())
         return keys
 
@@ -98,13 +93,10 @@ class BlockManager:
         Only blocks that end before the last token count: that token must run through the model
         to give the logits for the first sampled token.
         """
-        keys = self.hashes(seq)[: (len(seq) - 1) // self.block_size]
         device, disk = [], []
-        for i, key in enumerate(keys):
-            block_id = self.key_to_block.get(key)
-            if (not disk and block_id is not None
-                    and self.blocks[block_id].token_ids == tuple(self._tokens(seq, i))):
-                device.append(block_id)
+        for key in self.hashes(seq)[: (len(seq) - 1) // self.block_size]:
+            if not disk and key in self.key_to_block:
+                device.append(self.key_to_block[key])
             elif self.disk is not None and key in self.disk:
                 disk.append(key)
             else:
@@ -124,14 +116,13 @@ class BlockManager:
                 del self.cached_ids[block_id]
             block.ref_count += 1
             seq.block_table.append(block_id)
-        keys = self.hashes(seq)
-        for i in range(len(match.device_blocks), len(match.device_blocks) + len(match.disk_keys)):
-            latents = self.disk.load(keys[i], self._tokens(seq, i))
+        for key in match.disk_keys:
+            latents = self.disk.load(key)
             if latents is None:  # vanished or unreadable: compute from here on
                 break
             block_id = self._take_block()
             self.cache.write_block(block_id, latents)
-            self._register(self.blocks[block_id], keys[i], self._tokens(seq, i))
+            self._register(self.blocks[block_id], key)
             seq.block_table.append(block_id)
             self.stats["disk_hit_blocks"] += 1
         reused = len(seq.block_table) * self.block_size
@@ -141,11 +132,10 @@ class BlockManager:
         self.stats["hit_tokens"] += reused
         return reused
 
-    def _register(self, block: Block, key: bytes, tokens) -> None:
-        if key in self.key_to_block:
-            return  # an identical block exists already; this one stays private
-        block.key, block.token_ids = key, tuple(tokens)
-        self.key_to_block[key] = block.block_id
+    def _register(self, block: Block, key: bytes) -> None:
+        if key not in self.key_to_block:  # else an identical block exists: this one stays private
+            block.key = key
+            self.key_to_block[key] = block.block_id
 
     def register_full_blocks(self, seq: Sequence) -> None:
         """Give keys to seq's blocks that became full of computed tokens."""
@@ -153,9 +143,9 @@ class BlockManager:
         for i in range(min(seq.num_computed_tokens // self.block_size, len(keys))):
             block = self.blocks[seq.block_table[i]]
             if block.key is None:
-                self._register(block, keys[i], self._tokens(seq, i))
+                self._register(block, keys[i])
 
-    # ---- growth and release ----------------------------------------------------------------
+    # ---- growth and release
     def ensure_capacity(self, seq: Sequence, num_tokens: int) -> bool:
         need = self.blocks_for(num_tokens) - len(seq.block_table)
         if need > self.num_free_blocks:

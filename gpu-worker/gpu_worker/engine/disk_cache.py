@@ -1,10 +1,9 @@
 """Disk tier of the prefix cache: evicted blocks' latents, one file per block key.
 
-Bounded by bytes with least-recently-used eviction (file mtime is the clock, so the order
-survives a restart). Files are written to a temporary name and renamed, so a crash never
-leaves a half-written block that a later worker would load. Writes happen on a background
-thread so that evicting a block never waits for the disk; a block still queued for writing
-is served from memory.
+Bounded by bytes, least recently used evicted first (file mtime is the clock, so the order
+survives a restart). A file is written under a temporary name and renamed: a crash never leaves
+half a block for a later worker. Writes run on a background thread, so evicting a block never
+waits for the disk; a block still queued is served from memory.
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ class DiskCache:
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
         self._index: OrderedDict[str, int] = OrderedDict()  # key hex -> bytes, oldest first
-        self._queued: dict[str, tuple[torch.Tensor, list[int]]] = {}
+        self._queued: dict[str, torch.Tensor] = {}
         self._writes: queue.Queue[str] = queue.Queue(maxsize=max_queued_writes)
         self.total_bytes = 0
         self.writes = 0
@@ -61,7 +60,7 @@ class DiskCache:
     def __len__(self) -> int:
         return len(self._index)
 
-    def save(self, key: bytes, latents: torch.Tensor, token_ids: list[int]) -> None:
+    def save(self, key: bytes, latents: torch.Tensor) -> None:
         """Queue one block's latents [num_layers, block_size, latent_dim] for writing.
 
         The copy to host memory happens here, so the device block can be reused at once."""
@@ -72,7 +71,7 @@ class DiskCache:
                 return
             if hex_key in self._queued:
                 return
-            self._queued[hex_key] = (latents.detach().to("cpu").contiguous(), list(token_ids))
+            self._queued[hex_key] = latents.detach().to("cpu").contiguous()
         self._writes.put(hex_key)  # blocks when the disk falls far behind: back-pressure
 
     def flush(self) -> None:
@@ -83,17 +82,17 @@ class DiskCache:
         while True:
             hex_key = self._writes.get()
             try:
-                self._write(hex_key, *self._queued[hex_key])
+                self._write(hex_key, self._queued[hex_key])
             finally:
                 with self._lock:
                     self._queued.pop(hex_key, None)
                 self._writes.task_done()
 
-    def _write(self, hex_key: str, latents: torch.Tensor, token_ids: list[int]) -> None:
+    def _write(self, hex_key: str, latents: torch.Tensor) -> None:
         path = self._path(hex_key)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
-            save_file({"latents": latents, "token_ids": torch.tensor(token_ids, dtype=torch.int64)}, tmp)
+            save_file({"latents": latents}, tmp)
             os.replace(tmp, path)
             size = os.path.getsize(path)
         except OSError as exc:  # disk full or gone: the block is simply not kept
@@ -106,26 +105,21 @@ class DiskCache:
             self.writes += 1
             self._evict_over_budget()
 
-    def load(self, key: bytes, token_ids: list[int]) -> torch.Tensor | None:
-        """The stored latents, or None when absent, unreadable or for other tokens."""
+    def load(self, key: bytes) -> torch.Tensor | None:
+        """The stored latents, or None when absent or unreadable."""
         hex_key = key.hex()
         with self._lock:
-            queued = self._queued.get(hex_key)
-            if queued is None and hex_key not in self._index:
+            latents = self._queued.get(hex_key)
+            if latents is None and hex_key not in self._index:
                 return None
-        if queued is not None:
-            latents, stored_ids = queued
-        else:
+        if latents is None:
             try:
-                data = load_file(self._path(hex_key))
+                latents = load_file(self._path(hex_key))["latents"]
             except Exception:
                 self._drop(hex_key)
                 return None
-            latents, stored_ids = data["latents"], data["token_ids"].tolist()
             with contextlib.suppress(OSError):
                 os.utime(self._path(hex_key))
-        if list(stored_ids) != list(token_ids):
-            return None
         with self._lock:
             if hex_key in self._index:
                 self._index.move_to_end(hex_key)
