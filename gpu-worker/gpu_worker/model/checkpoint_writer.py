@@ -49,42 +49,30 @@ def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor
     return weights
 
 
-def write_checkpoint(
-    out_dir: str | Path,
-    hf_config: dict[str, Any],
-    weights: dict[str, torch.Tensor],
-    dtype: torch.dtype = torch.bfloat16,
-    quantize_fp8: bool = False,
-    max_shard_bytes: int | None = None,
-) -> Path:
+def write_checkpoint(out_dir: str | Path, hf_config: dict[str, Any],
+                     weights: dict[str, torch.Tensor], dtype: torch.dtype = torch.bfloat16,
+                     quantize_fp8: bool = False, max_shard_bytes: int | None = None) -> Path:
     """Write config.json and model.safetensors (or shards + index) under out_dir.
 
     quantize_fp8: 2-D projection weights are stored as float8_e4m3fn with 128x128 `weight_scale_inv`
     blocks and config.json gets DeepSeek's quantization_config."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = dict(hf_config)
-    config["torch_dtype"] = str(dtype).removeprefix("torch.")
+    config = dict(hf_config, torch_dtype=str(dtype).removeprefix("torch."))
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in weights.items():
         if quantize_fp8 and tensor.dim() == 2 and not any(part in name for part in _NOT_QUANTIZED):
-            q, scale = fp8.quantize(tensor)
-            tensors[name] = q
-            tensors[name + "_scale_inv"] = scale
+            tensors[name], tensors[name + "_scale_inv"] = fp8.quantize(tensor)
         elif name.endswith("e_score_correction_bias"):
             tensors[name] = tensor.to(torch.float32).contiguous()
         else:
             tensors[name] = tensor.to(dtype).contiguous()
     if quantize_fp8:
-        config["quantization_config"] = {
-            "activation_scheme": "dynamic",
-            "fmt": "e4m3",
-            "quant_method": "fp8",
-            "weight_block_size": [128, 128],
-        }
+        config["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                         "quant_method": "fp8", "weight_block_size": [128, 128]}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
-    for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
+    for stale in out.glob("model*.safetensors*"):  # shards and index of an earlier write
         stale.unlink()
     shards = _split(tensors, max_shard_bytes)
     if len(shards) == 1:
@@ -94,7 +82,7 @@ def write_checkpoint(
     for i, shard in enumerate(shards):
         file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, out / file, metadata={"format": "pt"})
-        weight_map.update({name: file for name in shard})
+        weight_map.update(dict.fromkeys(shard, file))
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
