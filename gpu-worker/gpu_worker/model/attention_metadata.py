@@ -1,14 +1,8 @@
-"""Describes one packed forward step over a paged latent KV cache.
-
-A step runs the new tokens of B sequences packed into one [T] batch. Sequence b owns tokens
-cu_query_lens[b]:cu_query_lens[b+1]; after the step it has context_lens[b] tokens in the cache
-(previously cached + new), stored in the physical blocks listed in its row of block_tables.
-
-The step splits in two parts, each with its own attention path (mla.py):
-- decode: the leading `num_decodes` sequences, one new token each (tokens 0..D-1), absorbed form
-  over the paged cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay
-  it from static buffers;
-- prefill: the other sequences (prompts, or chunks over a cached prefix), expanded form over packed
+"""One packed forward step over a paged latent KV cache: the new tokens of B sequences in one [T]
+batch, split in two parts with their own attention path (mla.py):
+- decode: the leading `num_decodes` sequences, one new token each, absorbed form over the paged
+  cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay it;
+- prefill: the others (prompts, or chunks over a cached prefix), expanded form over packed
   variable-length contexts. Never graphed, so it may keep host lists.
 """
 
