@@ -20,9 +20,8 @@ from gpu_worker.prompt.chat_format import EOS, REASONER_MODEL
 from .detokenizer import TokenText
 from .metrics import Metrics
 from .output import OutputProcessor
-from .protocol import (RequestError, Usage, authorized, chat_logprobs, chat_top_logprobs,
-                       completion_logprobs, completion_top_logprobs, sampling_params, sse,
-                       stop_list, unauthorized)
+from .protocol import (RequestError, Usage, authorized, chat_logprobs, checked, completion_logprobs,
+                       sampling_params, sse, stop_list, unauthorized)
 from .usage_log import usage_endpoint
 
 SYSTEM_FINGERPRINT = "fp_gpu_worker"
@@ -184,14 +183,13 @@ def build_app(state: WorkerState) -> Starlette:
             return error.response()
         return wrapped
 
-    async def respond(request: Request, body: dict, gen: Generation, objects: tuple[str, str],
-                      whole, piece, empty: dict) -> Response:
-        """The JSON response or the SSE stream of a generation.
-
-        objects: the object of the response and of a chunk; whole(content, reasoning, logprobs):
-        the choice's fields of a JSON response; piece(delta, logprobs, finish_reason): a chunk's
-        choice, or None when there is nothing to send; empty: a failed chunk's choice fields."""
-        base = {"id": gen.id, "object": objects[0], "created": int(time.time()), "model": gen.model,
+    async def respond(request: Request, body: dict, gen: Generation, whole, piece) -> Response:
+        """The JSON response or the SSE stream of a generation. whole(content, reasoning, logprobs):
+        a JSON response's choice fields; piece(delta, logprobs, finish_reason): a chunk's choice,
+        or None when there is nothing to send."""
+        chat = gen.endpoint == "chat"
+        base = {"id": gen.id, "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": gen.model,
                 "system_fingerprint": SYSTEM_FINGERPRINT}
         headers = {"x-request-id": gen.id}
         stop = gen.processor.stop
@@ -205,7 +203,8 @@ def build_app(state: WorkerState) -> Starlette:
                 choice["stop_reason"] = stop.matched
             return JSONResponse(dict(base, choices=[choice], usage=gen.usage.to_dict()),
                                 headers=headers)
-        base["object"] = objects[1]
+        if chat:
+            base["object"] = "chat.completion.chunk"
         options = body.get("stream_options") or {}
 
         def chunk(choice: dict, final: bool) -> bytes:
@@ -225,8 +224,9 @@ def build_app(state: WorkerState) -> Starlette:
                     if choice is not None:
                         yield chunk(choice, final=finish is not None)
             except EngineFailure:
-                yield chunk({"index": 0, **empty, "logprobs": None,
-                             "finish_reason": "insufficient_system_resource"}, final=True)
+                failed = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
+                reason = "insufficient_system_resource"
+                yield chunk(dict(failed, logprobs=None, finish_reason=reason), final=True)
             yield sse("[DONE]")
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
@@ -239,7 +239,9 @@ def build_app(state: WorkerState) -> Starlette:
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "messages must be a non-empty list", param="messages")
         tools = body.get("tools") or None
-        top_logprobs = -1 if reasoner else chat_top_logprobs(body)
+        top_logprobs = -1  # off, else how many alternatives per token
+        if body.get("logprobs") and not reasoner:
+            top_logprobs = checked(body.get("top_logprobs") or 0, "top_logprobs", 0, 20, int)
         want_logprobs = top_logprobs >= 0
         params = sampling_params(body, reasoner, CHAT_MAX_TOKENS, top_logprobs)
         try:
@@ -294,8 +296,7 @@ def build_app(state: WorkerState) -> Starlette:
                 choice["stop_reason"] = processor.stop.matched
             return choice
 
-        return await respond(request, body, gen, ("chat.completion", "chat.completion.chunk"),
-                             whole, piece, {"delta": {}})
+        return await respond(request, body, gen, whole, piece)
 
     async def completions(request: Request) -> Response:
         """FIM and plain completion."""
@@ -308,7 +309,9 @@ def build_app(state: WorkerState) -> Starlette:
         suffix = body.get("suffix")
         if suffix is not None and not isinstance(suffix, str):
             raise RequestError(400, "suffix must be a string", param="suffix")
-        top_logprobs = completion_top_logprobs(body)
+        n = body.get("logprobs")  # alternatives per token; true: none
+        top_logprobs = (-1 if n is None or n is False
+                        else 0 if n is True else checked(n, "logprobs", 0, 20, int))
         want_logprobs = top_logprobs >= 0
         params = sampling_params(body, False, FIM_MAX_TOKENS, top_logprobs)
         processor = OutputProcessor(state.tokenizer, stop=stop_list(body), hidden_token_ids=state.eos_ids)
@@ -331,8 +334,7 @@ def build_app(state: WorkerState) -> Starlette:
             offset += len(delta.content)
             return {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish}
 
-        return await respond(request, body, gen, ("text_completion", "text_completion"),
-                             whole, piece, {"text": ""})
+        return await respond(request, body, gen, whole, piece)
 
     async def health(request: Request) -> Response:
         """503 with status "error" once an engine step has failed: the device state (a CUDA error is

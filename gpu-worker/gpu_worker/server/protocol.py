@@ -77,20 +77,6 @@ def sampling_params(body: dict, reasoner: bool, max_tokens_range: tuple[int, int
                           logprobs=top_logprobs >= 0, top_logprobs=max(top_logprobs, 0), seed=seed)
 
 
-def chat_top_logprobs(body: dict) -> int:
-    """-1 when logprobs are off, else how many alternatives per token."""
-    if not body.get("logprobs"):
-        return -1
-    return checked(body.get("top_logprobs") or 0, "top_logprobs", 0, 20, int)
-
-
-def completion_top_logprobs(body: dict) -> int:
-    n = body.get("logprobs")
-    if n is None or n is False:
-        return -1
-    return 0 if n is True else checked(n, "logprobs", 0, 20, int)
-
-
 @dataclass
 class Usage:
     prompt_tokens: int
