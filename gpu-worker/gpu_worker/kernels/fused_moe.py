@@ -121,15 +121,12 @@ def _expert_gemm(x, w, w_scale, shared, out, sorted_pairs, block_experts, route_
 def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gate_up: torch.Tensor,
                   down: torch.Tensor, gate_up_scale: torch.Tensor | None = None,
                   down_scale: torch.Tensor | None = None, shared: tuple | None = None) -> torch.Tensor:
-    """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim] in x's dtype.
-
-    x [T, dim]; weights [T, k] float32; ids [T, k] (ids outside [0, E) contribute nothing);
-    gate_up [E, 2 * inter, dim] (gate rows, then up rows), down [E, dim, inter], both bf16/fp16/fp32
-    or float8_e4m3fn with scales gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's
-    128-row blocks, then up's) and down_scale [E, ceil(dim/128), ceil(inter/128)].
-
-    shared: (gate_up [2 * inter, dim], down [dim, inter], their scales or None), one more expert added
-    to every token with weight 1 (contiguous, the same dtype and layout as one routed expert)."""
+    """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim] in x's dtype. x [T, dim];
+    weights [T, k] float32; ids [T, k] (ids outside [0, E) add nothing); gate_up [E, 2 * inter, dim]
+    (gate rows, then up rows), down [E, dim, inter], bf16/fp16/fp32 or e4m3 with scales
+    gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's block rows, then up's) and
+    down_scale [E, ceil(dim/128), ceil(inter/128)]. shared: (gate_up, down, their scales or None)
+    of one more expert every token takes with weight 1, laid out like one routed expert."""
     experts, _, dim = gate_up.shape
     if shared is not None:
         if shared[0].shape != gate_up.shape[1:] or shared[1].shape != down.shape[1:]:
