@@ -1,5 +1,5 @@
-"""The engine over a tiny paged stand-in model (fast) and over the embedded DeepSeek-V3-architecture
-model (random weights: equality, not content)."""
+"""The engine over a tiny DeepSeek-V3 model (fast) and over the embedded one (random weights:
+equality, not content)."""
 import random
 from dataclasses import dataclass
 
@@ -10,8 +10,7 @@ from gpu_worker.engine.config import EngineConfig
 from gpu_worker.engine.engine import LLMEngine
 from gpu_worker.engine.sequence import SamplingParams
 from gpu_worker.model.loader import load_model
-
-from .fake_model import FakeModel
+from tests.model.tiny import hf_config, random_model
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
 
@@ -33,14 +32,14 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def fake():
-    return Setup(FakeModel(), block=8, vocab=500)
+def tiny():
+    return Setup(random_model(hf_config()), block=8, vocab=101)
 
 
-@pytest.fixture(scope="module", params=["fake", "model"])
+@pytest.fixture(scope="module", params=["tiny", "embedded"])
 def setup(request):
-    if request.param == "fake":
-        return request.getfixturevalue("fake")
+    if request.param == "tiny":
+        return request.getfixturevalue("tiny")
     return Setup(load_model(request.getfixturevalue("embedded_checkpoint_dir")), block=64, vocab=128000)
 
 
@@ -121,18 +120,18 @@ def test_disk_tier_round_trip_and_restart(setup, tmp_path):
     assert restarted.generate([p], GREEDY, namespace="b")[0].num_cached_prompt_tokens == 0
 
 
-def test_disk_tier_is_bounded(fake, tmp_path):
+def test_disk_tier_is_bounded(tiny, tmp_path):
     d = tmp_path / "disk"
-    eng = fake.engine(num_cache_blocks=8, disk_cache_dir=str(d), disk_cache_max_bytes=6000)
-    eng.generate(fake.prompts(6, 5, 5), GREEDY)
+    eng = tiny.engine(num_cache_blocks=8, disk_cache_dir=str(d), disk_cache_max_bytes=6000)
+    eng.generate(tiny.prompts(6, 5, 5), GREEDY)
     eng.disk.flush()
     assert eng.disk.writes > 0 and eng.disk.total_bytes <= 6000
     assert sum(f.stat().st_size for f in d.iterdir()) <= 6000
 
 
-def test_cancellation_frees_every_block(fake):
-    eng = fake.engine(num_cache_blocks=64)
-    for i, p in enumerate(fake.prompts(4, 2.5, 3.7)):
+def test_cancellation_frees_every_block(tiny):
+    eng = tiny.engine(num_cache_blocks=64)
+    for i, p in enumerate(tiny.prompts(4, 2.5, 3.7)):
         eng.add_request(f"r{i}", p, SamplingParams(max_tokens=100, ignore_eos=True))
     for _ in range(3):
         eng.step()
@@ -143,30 +142,31 @@ def test_cancellation_frees_every_block(fake):
     assert all(b.ref_count == 0 for b in eng.block_manager.blocks)
 
 
-def test_seeded_sampling_is_reproducible_in_any_batch(fake):
-    p = fake.prompts(1, 0.6, 5)[0]
+def test_seeded_sampling_is_reproducible_in_any_batch(tiny):
+    p = tiny.prompts(1, 0.6, 5)[0]
     params = SamplingParams(temperature=0.9, top_p=0.9, seed=1234, max_tokens=10, ignore_eos=True)
-    alone = fake.engine().generate([p], params)[0].output_ids
-    others = fake.prompts(3, 0.6, 5, seed=5)
-    assert fake.engine().generate(others + [p], [GREEDY] * 3 + [params])[3].output_ids == alone
+    alone = tiny.engine().generate([p], params)[0].output_ids
+    others = tiny.prompts(3, 0.6, 5, seed=5)
+    assert tiny.engine().generate(others + [p], [GREEDY] * 3 + [params])[3].output_ids == alone
 
 
-def test_stop_token_and_max_tokens_finish_reasons(fake):
-    eng = fake.engine()
-    p = fake.prompts(1, 0.6, 5)[0]
+def test_stop_token_and_max_tokens_finish_reasons(tiny):
+    eng = tiny.engine()
+    p = tiny.prompts(1, 0.6, 5)[0]
     first = eng.generate([p], GREEDY)[0].output_ids
     s = eng.generate([p], SamplingParams(temperature=0, max_tokens=12, stop_token_ids=(first[2],)))[0]
-    assert s.finish_reason == "stop" and s.output_ids == first[:3]
+    end = next(i for i, t in enumerate(first) if t in (first[2], 1))  # 1: the default EOS id
+    assert s.finish_reason == "stop" and s.output_ids == first[:end + 1]
     s = eng.generate([p], SamplingParams(temperature=0, max_tokens=5, ignore_eos=True))[0]
     assert s.finish_reason == "length" and len(s.output_ids) == 5
 
 
-def test_presence_penalty_counts_live_on_the_device_for_the_request_only(fake):
-    eng = fake.engine()
-    p = fake.prompts(1, 0.6, 5)[0]
+def test_presence_penalty_counts_live_on_the_device_for_the_request_only(tiny):
+    eng = tiny.engine()
+    p = tiny.prompts(1, 0.6, 5)[0]
     repeat = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
     plain = eng.generate([p], repeat)[0].output_ids
-    assert len(set(plain)) < len(plain)  # greedy on the fake model repeats itself
+    assert len(set(plain)) < len(plain)  # greedy on the tiny model repeats itself
     penalised = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True, presence_penalty=100.0)
     both = eng.generate([p, p], [repeat, penalised])
     assert both[0].output_ids == plain  # its neighbour's penalty does not leak into it

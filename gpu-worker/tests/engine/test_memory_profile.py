@@ -6,26 +6,30 @@ import torch
 
 from gpu_worker.engine import memory_profile
 from gpu_worker.engine.config import EngineConfig
-from tests.engine.fake_model import FakeModel
+from tests.model.tiny import hf_config, random_model
 
 
 def test_profiling_step_runs_the_largest_batch_and_chunk(monkeypatch):
-    seen, before_measuring = [], []
+    model, tokens, measured = random_model(hf_config()), [], []
+    forward = model.forward
+
+    def counting(ids, *args):
+        tokens.append(ids.numel())
+        return forward(ids, *args)
 
     def fake_peak(device, run):
-        before_measuring.append(model.forward_tokens)
-        model.forward_tokens = 0
+        measured.append(len(tokens))
         run()
-        seen.append(model.forward_tokens)
-        return 1000 * len(seen)
+        return 1000 * len(measured)
+    monkeypatch.setattr(model, "forward", counting)
     monkeypatch.setattr(memory_profile, "_peak", fake_peak)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    model = FakeModel(vocab_size=64)
     config = EngineConfig(block_size=8, max_num_seqs=5, max_batch_tokens=24)
     mixed, decode = memory_profile.peak_step_bytes(model, config, max_model_len=40, device=torch.device("cpu"))
     assert (mixed, decode) == (1000, 2000)
-    assert seen == [5 + 24, 5]  # every decode plus a whole chunk; then the decodes alone
-    assert before_measuring[0] == 5  # a decode step ran first, unmeasured (lazily built weights)
+    # a decode step first, unmeasured (weights built on first use), then every decode plus a whole
+    # chunk, then the decodes alone
+    assert tokens == [5, 5 + 24, 5] and measured == [1, 2]
 
 
 def test_cache_takes_what_the_fraction_leaves(monkeypatch):
