@@ -1,5 +1,4 @@
-"""Small building blocks: parameters without initialisation, RMSNorm, Linear (model dtype or FP8), the
-SwiGLU MLP."""
+"""Building blocks: uninitialised parameters, RMSNorm, Linear (model dtype or FP8), SwiGLU."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ def empty_param(*shape: int, dtype: torch.dtype, device) -> nn.Parameter:
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) computed in float32, rounded to x's dtype, times weight (the references' rounding order)."""
+    """x / rms(x) in float32, rounded to x's dtype, times weight (the references' rounding)."""
 
     def __init__(self, dim: int, eps: float, dtype: torch.dtype, device=None):
         super().__init__()
@@ -34,13 +33,10 @@ class RMSNorm(nn.Module):
 
 
 class Linear(nn.Module):
-    """x @ W^T with W [out, in] in the model dtype, or, for an FP8 checkpoint, e4m3 as it ships with fp32
-    `weight_scale_inv` per 128x128 block. The Triton backend multiplies FP8 weights as they are (W8A8:
-    activations quantised per token per 128 channels); the torch reference dequantises, then multiplies.
-
-    split: W is two checkpoint tensors stacked along rows (gate/up, q_a/kv_a), the first `split` rows
-    long; each keeps its own scale blocks. A rank's part (tensor parallel) is any slice of rows or columns
-    that starts on a 128 boundary."""
+    """x @ W^T with W [out, in] in the model dtype, or e4m3 as an FP8 checkpoint ships it with
+    fp32 `weight_scale_inv` per 128x128 block: the Triton backend multiplies those as they are
+    (W8A8), the torch reference dequantises, then multiplies. split: W is two checkpoint tensors
+    stacked along rows (gate/up, q_a/kv_a), the first `split` rows long, each with its own blocks."""
 
     def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None,
                  quantized: bool = False, split: int | None = None, kernel_backend: str = "torch"):
@@ -67,8 +63,8 @@ class Linear(nn.Module):
         return fp8.dequantize(self.weight, self.weight_scale_inv, dtype, split=self.split)
 
     def entries(self, name: str, rows: slice | None = None, source: tuple = ()) -> dict[str, tuple]:
-        """Checkpoint layout entries of the tensor `name` (its `source` part) filling `rows` of W (all of
-        W when None), and of its scales when W is FP8."""
+        """Layout entries of checkpoint tensor `name` (its `source` part) filling `rows` of W (all
+        of W when None), and of its scales when W is FP8."""
         index = () if rows is None else (rows,)
         out = {name: (self.weight, index, source)}
         if self.weight_scale_inv is not None:
@@ -78,10 +74,9 @@ class Linear(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x)), with gate and up stored as one [2*inter, dim] matrix.
-
-    tensor_parallel: this rank holds a 1/N slice of the intermediate width (gate/up rows, down columns),
-    so `partial` is this rank's share of the output and `forward` all-reduces it."""
+    """down(silu(gate(x)) * up(x)), gate and up stored as one [2*inter, dim] matrix.
+    tensor_parallel: this rank holds a 1/N slice of the intermediate width, so `partial` is its
+    share of the output, which `forward` all-reduces."""
 
     def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None, tensor_parallel: bool = False,
                  quantized: bool = False, kernel_backend: str = "torch"):

@@ -1,13 +1,11 @@
-"""Rotary position embedding of the qk_rope_head_dim slice, with YaRN frequency blending.
+"""Rotary position embedding of the qk_rope_head_dim slice, with YaRN frequency blending (Hugging
+Face's `rope_scaling` semantics, also DeepSeek's `precompute_freqs_cis`), tabulated once for every
+position.
 
-Frequencies follow Hugging Face's `rope_scaling`/YaRN semantics (also DeepSeek's `precompute_freqs_cis`
-when max_seq_len > original_seq_len). The rotation table is computed once for every position up to
-max_position_embeddings and indexed per step.
-
-Layout: checkpoint rope weights produce *interleaved* pairs (x0, x1), (x2, x3), ... each rotated by one
-frequency (DeepSeek's convention; transformers' `rope_interleave=True`). We rotate each pair as one complex
-number, so the output stays interleaved; the cache holds k_pe in this layout. (transformers emits the
-rotated pairs de-interleaved; q_pe and k_pe share whichever permutation, so scores are identical.)
+Checkpoint rope weights produce *interleaved* pairs (x0, x1), (x2, x3), ... each rotated by one
+frequency (DeepSeek's convention; transformers' `rope_interleave=True`). Each pair is rotated as one
+complex number, so the output and the cached k_pe stay interleaved. (transformers emits the pairs
+de-interleaved; q_pe and k_pe share whichever permutation, so the scores are identical.)
 """
 
 from __future__ import annotations
