@@ -36,7 +36,7 @@ class Linear(nn.Module):
     """x @ W^T with W [out, in] in the model dtype, or e4m3 as an FP8 checkpoint ships it with
     fp32 `weight_scale_inv` per 128x128 block: the Triton backend multiplies those as they are
     (W8A8), the torch reference dequantises, then multiplies. split: W is two checkpoint tensors
-    stacked along rows (gate/up, q_a/kv_a), the first `split` rows long, each with its own blocks."""
+    stacked along rows (gate/up, q_a/kv_a), the first `split` rows long, each with own blocks."""
 
     def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None,
                  quantized: bool = False, split: int | None = None, kernel_backend: str = "torch"):
