@@ -4,6 +4,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
+from itertools import accumulate
 
 from starlette.responses import JSONResponse
 
@@ -49,26 +50,24 @@ def checked(value, name: str, lo, hi, types=(int, float), status: int = 422):
 
 def stop_list(body: dict) -> list[str]:
     stop = body.get("stop")
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        return [stop]
-    if isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 16:
-        return stop
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    if isinstance(stops, list) and len(stops) <= 16 and all(isinstance(s, str) for s in stops):
+        return stops
     raise RequestError(400, "stop must be a string or a list of at most 16 strings", param="stop")
 
 
 def sampling_params(body: dict, reasoner: bool, max_tokens_range: tuple[int, int],
                     top_logprobs: int) -> SamplingParams:
     """max_tokens_range: (default, largest allowed); top_logprobs: -1 when logprobs are off."""
-    default, largest = max_tokens_range
     max_tokens = body.get("max_tokens")
-    max_tokens = checked(default if max_tokens is None else max_tokens, "max_tokens", 1, largest,
-                         int, 400)
-    values = [default if body.get(name) is None else float(checked(body[name], name, lo, hi))
-              for name, default, lo, hi in SAMPLING_FIELDS]
-    defaults = [field[1] for field in SAMPLING_FIELDS]
-    temperature, top_p, frequency, presence = defaults if reasoner else values
+    if max_tokens is None:
+        max_tokens = max_tokens_range[0]
+    checked(max_tokens, "max_tokens", 1, max_tokens_range[1], int, 400)
+    values = [float(checked(body[name], name, lo, hi)) if body.get(name) is not None else unset
+              for name, unset, lo, hi in SAMPLING_FIELDS]
+    if reasoner:
+        values = [unset for _, unset, _, _ in SAMPLING_FIELDS]
+    temperature, top_p, frequency, presence = values
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise RequestError(422, "seed must be an integer", param="seed")
@@ -106,13 +105,9 @@ def chat_logprobs(text: TokenText, logprobs) -> dict:
 def completion_logprobs(text: TokenText, logprobs, offset: int) -> dict:
     """offset: where in the choice's text the first of these tokens starts."""
     tokens = [text.token_str(lp.token_id) for lp in logprobs]
-    offsets = []
-    for token in tokens:
-        offsets.append(offset)
-        offset += len(token)
     return {"tokens": tokens, "token_logprobs": [lp.logprob for lp in logprobs],
             "top_logprobs": [{text.token_str(t): v for t, v in lp.top} for lp in logprobs],
-            "text_offset": offsets}
+            "text_offset": list(accumulate(map(len, tokens), initial=offset))[:-1]}
 
 
 def sse(payload: dict | str) -> bytes:

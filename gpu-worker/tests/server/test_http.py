@@ -252,14 +252,6 @@ def test_fim_completions_stream_and_not(client):
     assert chunks[-1]["usage"] == out["usage"] | {k: chunks[-1]["usage"][k] for k in cache}
 
 
-def test_health_and_metrics(client):
-    h = client.get("/health").json()
-    assert h["models"] == ["deepseek-chat", "deepseek-reasoner"] and h["total_cache_blocks"] == TOTAL_BLOCKS
-    assert {"running", "waiting", "free_cache_blocks", "cache"} <= set(h)
-    m = client.get("/metrics")
-    assert m.status_code == 200 and "gpu_worker_requests_total" in m.text and "gpu_worker_free_cache_blocks" in m.text
-
-
 def test_openai_sdk_talks_to_the_worker(server):
     from openai import OpenAI
     sdk = OpenAI(base_url=server[0] + "/v1", api_key=SECRET)
@@ -345,3 +337,19 @@ def test_reasoner_splits_reasoning_from_content_stream_and_not(client, server):
     for usage in (body["usage"], chunks[-1]["usage"]):
         assert usage["completion_tokens"] == len(script)
         assert usage["completion_tokens_details"]["reasoning_tokens"] == reasoning_tokens
+
+
+def test_every_served_request_has_a_usage_record_with_what_it_was_sent(client):
+    whole = post(client, chat(max_tokens=4), headers={"x-request-id": "gw-whole"})["usage"]
+    streamed = stream(client, chat(max_tokens=3, stream_options={"include_usage": True}),
+                      headers={"x-request-id": "gw-stream"})[-1]["usage"]
+    page = client.get("/v1/usage", params={"limit": 5000}).json()["data"]
+    wrong = {"Authorization": f"Bearer {SECRET}x"}
+    assert client.get("/v1/usage", headers=wrong).status_code == 401
+    records = {r["request_id"]: r for r in page}
+    for rid, usage in (("gw-whole", whole), ("gw-stream", streamed)):
+        rec = records[rid]
+        for field in ("prompt_tokens", "prompt_cache_hit_tokens", "completion_tokens"):
+            assert rec[field] == usage[field]
+        assert (rec["endpoint"], rec["model"]) == ("chat", "deepseek-chat")
+        assert rec["finish_reason"] in ("stop", "length")

@@ -39,11 +39,12 @@ def tool_call_tokens(tok, calls):
     return out + [tok.token_to_id(TOOL_CALLS_END)]
 
 
-def test_detokenizer_round_trips_multibyte_text(tokenizer):
+def test_detokenizer_round_trips_multibyte_text_and_hides_eos(tokenizer):
     text = "héllo 世界 🎉 ok"
-    deltas = run(OutputProcessor(tokenizer), ids(tokenizer, text))
-    assert joined(deltas) == text
-    assert all("\ufffd" not in d.content for d in deltas)
+    proc = OutputProcessor(tokenizer, hidden_token_ids={EOS})
+    deltas = run(proc, ids(tokenizer, text) + [EOS])
+    assert joined(deltas) == text and all("\ufffd" not in d.content for d in deltas)
+    assert proc.completion_tokens == len(ids(tokenizer, text)) + 1  # the end of sequence counts
 
 
 def test_stop_string_split_across_tokens_never_reaches_output(tokenizer):
@@ -65,12 +66,6 @@ def test_stop_matcher(stops, pieces, emitted, flushed, matched):
     assert [m.push(p) for p in pieces] == emitted
     assert (m.stopped, m.matched) == (matched is not None, matched)
     assert m.flush() == flushed
-
-
-def test_eos_is_counted_not_shown(tokenizer):
-    proc = OutputProcessor(tokenizer, hidden_token_ids={EOS})
-    deltas = run(proc, ids(tokenizer, "hi there") + [EOS])
-    assert joined(deltas) == "hi there" and proc.completion_tokens == len(ids(tokenizer, "hi there")) + 1
 
 
 def test_reasoning_split_and_token_count(tokenizer):
