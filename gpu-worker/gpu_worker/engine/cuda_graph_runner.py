@@ -1,11 +1,9 @@
 """Decode steps over static buffers, replayed as CUDA graphs for bucketed batch sizes.
 
-A decode step of n sequences runs at the smallest bucket >= n. Its inputs (token ids, positions,
-slots, context lengths, block tables padded to the longest table a sequence can have) are written
-into one pinned host buffer and copied to the device in one transfer. Padding rows read and write
-only the pad block, a cache block the block manager never hands out, so they cannot disturb a
-real sequence. On CUDA each bucket's forward is captured once and replayed; elsewhere the same
-buffers and padding run eagerly, which is what the CPU tests check against unpadded steps.
+A step of n sequences runs at the smallest bucket >= n; its inputs go into one pinned host buffer,
+copied to the device in one transfer. Padding rows read and write only the pad block, which the
+block manager never hands out. On CUDA each bucket is captured once and replayed; elsewhere the
+same buffers and padding run eagerly (what the CPU tests check against unpadded steps).
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """How many cache blocks fit on a CUDA device, from a measured worst-case step.
 
-The profiling step is the largest the scheduler can make: max_num_seqs decodes at a long context
-plus one max_batch_tokens prefill chunk, then logits and sampling for every sequence, over a
-scratch cache. Its peak allocation above what was already held is the activation headroom; the
-cache takes what is left of memory_fraction of the device, after the weights. With CUDA graphs the
-decode graphs keep their own pool beside it, about one pure decode step's peak, measured too.
+The profiled step is the largest the scheduler makes: max_num_seqs decodes at a long context plus
+a max_batch_tokens prefill chunk, with logits and sampling, over a scratch cache. Its peak above
+what is held sets the activation headroom; the cache takes the rest of memory_fraction of the
+device. With CUDA graphs, their pool (about one pure decode step's peak, measured too) is kept aside.
 """
 from __future__ import annotations
 

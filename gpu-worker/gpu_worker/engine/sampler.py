@@ -1,16 +1,11 @@
 """Next-token choice for a whole batch on the device, with no per-row work and no host sync
 until the chosen ids are read back.
 
-Order: frequency/presence penalties on the raw logits, log-probabilities (what `logprobs`
-reports), then greedy rows take the argmax and the others invert their CDF (temperature applied,
-top-p tail zeroed) at one uniform number: an exact categorical draw that needs one random number
-per row rather than one per vocabulary entry (a Gumbel race over 129K entries per row costs more
-than a small batch's forward pass on CPU).
-
-The number is counter-based: a hash of (the request's seed, how many tokens it has generated),
-computed on the host where both are known, so a seeded request draws the same whatever else is in
-the batch, whichever bucket its step ran in and across preemptions. Unseeded requests get a random
-seed at admission.
+Penalties apply to the raw logits, then log-probabilities are taken (what `logprobs` reports);
+greedy rows take the argmax, the others invert their CDF (temperature, top-p) at one uniform
+number: an exact draw needing one random number per row, not one per vocabulary entry. The number
+hashes (the request's seed, its output position), so a seeded request draws the same whatever else
+is in the batch and across preemptions; unseeded requests get a random seed at admission.
 """
 from __future__ import annotations
 

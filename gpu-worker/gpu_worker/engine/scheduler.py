@@ -1,10 +1,8 @@
-"""Continuous batching: every step packs one token for each decoding sequence, then prefill
-chunks (of running sequences first, then of newly admitted ones) up to a token budget.
+"""Continuous batching: a step packs one token for each decoding sequence, then prefill chunks (of
+running sequences, then of newly admitted ones) up to a token budget.
 
-New requests join as soon as there are cache blocks for their first chunk; a long prompt is
-prefilled over several steps. When a running sequence cannot grow, the most recently admitted
-running sequence is preempted: its blocks are released (full ones stay in the prefix cache, so
-it usually resumes from there) and it goes back to the front of the queue.
+When a running sequence cannot grow, the most recently admitted one is preempted: its blocks are
+released (full ones stay in the prefix cache) and it goes back to the front of the queue.
 """
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""Expert parallelism: routed experts split by index over the ranks, tokens moved to them by all-to-all.
+"""Expert parallelism: routed experts split by index over the ranks, tokens moved by all-to-all.
 
-After attention every rank holds the same [T, dim] hidden states. Rank r takes the r-th of N equal chunks
-of the tokens, routes them, and sends each (token, expert) copy to the rank owning that expert (dispatch);
-the owner runs its local experts on what it received, weighted by the routing weights, and sends the rows
-back (combine); rank r sums each token's k rows, adds the replicated shared experts, and an all-gather of
-the chunks gives every rank the whole [T, dim] again. Each token's expert work runs once, on the rank
-holding the expert, and no rank ever holds another rank's expert weights.
-
-gloo (CPU) implements all_to_all_single with uneven splits, so the CPU path is the same code as NCCL's.
+Every rank holds the same [T, dim] hidden states. Rank r routes the r-th of N chunks of the
+tokens and sends each (token, expert) copy to the expert's rank (dispatch), which runs it and sends
+the weighted row back (combine); rank r sums each token's rows and adds the replicated shared
+experts, and an all-gather of the chunks gives every rank [T, dim]. gloo implements uneven
+all_to_all_single too, so the CPU path is NCCL's code.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Rank 0 starts the other ranks of a tensor-parallel worker and watches them.
 
-Each follower is a spawned process (one per GPU on CUDA, plain CPU processes with gloo otherwise) that
-reports its state on a queue about once a second. A follower that exits, or stops reporting, marks the
-worker unhealthy: /health answers 503 and new requests are refused, instead of waiting on a collective
-that cannot finish (collectives also time out, see process_group.init_rank).
+Each follower is a spawned process that reports its state on a queue about once a second. One
+that exits, or stops reporting, makes the worker unhealthy (/health 503, new requests refused)
+instead of leaving it waiting on a collective (those also time out: process_group.init_rank).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Which rank this process is and how the model is split: one value per process, set once at start-up.
-
-Like DeepSeek's inference/model.py (module-level `world_size` and `rank`), the model reads it while it is
-built: a rank holds heads [h0, h1), a 1/N slice of every dense MLP's intermediate width, a 1/N slice of the
-vocabulary, and either a 1/N slice of every routed expert (tensor parallel) or whole experts [e0, e1)
-(expert parallel). The default is one rank holding everything.
+"""Which rank this process is and how the model is split, set once at start-up (like DeepSeek's
+inference/model.py). A rank holds heads [h0, h1), 1/N of every dense MLP's width and of the
+vocabulary, and 1/N of every routed expert (tensor parallel) or whole experts [e0, e1) (expert
+parallel). The default is one rank holding everything.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """What rank 0 tells the other ranks, so that they run the same model steps in the same order.
 
-Rank 0 owns the scheduler. Before each step its ModelRunner hands the step's chunks (new tokens,
-positions, block tables, which rows sample) to a StepBroadcaster, which sends them over the gloo
-control group; a follower calls its own runner.run on them, so both take the same path (decode
-buffers or eager prefill) and meet in the same collectives. Disk-tier blocks written into rank 0's
-cache are sent too: every rank holds the whole latent cache.
+Rank 0's ModelRunner hands each step's chunks to a StepBroadcaster, which sends them over the gloo
+control group; a follower's runner runs them too, taking the same path and meeting rank 0 in the
+same collectives. Disk-tier blocks loaded into rank 0's cache are sent too: every rank holds the
+whole latent cache.
 """
 
 from __future__ import annotations
