@@ -1,10 +1,10 @@
 """One prepared check of the GPU engine on one GPU (an H200), within 8 minutes (issues 14 and 15).
 
-    python bench/gpu_check.py [--budget-s 420]  # on the GPU ($GIT_COMMIT if the copy has no .git)
-    python bench/gpu_check.py --tiny            # the same code on CPU: Triton interpreter, toy sizes
+    python bench/gpu_check.py [--budget-s 420]  # on the GPU; $GIT_COMMIT if the copy has no .git
+    python bench/gpu_check.py --tiny            # the same code on CPU, interpreted, at toy sizes
 
-Prints each section's figures as it ends (a section past the budget is cut off, the rest reported),
-then the block for bench/RESULTS.md, also written to $OUT/gpu_check.json when $OUT is set.
+Prints each section's figures as it ends, then the block for bench/RESULTS.md ($OUT/gpu_check.json
+too); a section past the budget is cut off and the others are still reported.
 """
 import argparse
 import json
@@ -21,6 +21,7 @@ if TINY:  # before any kernel module is imported: @triton.jit reads it at defini
     os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
+import triton  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,9 +64,7 @@ if TINY:
               batches=[1, 3], contexts=[40, 70], chunk=24, mid_batch=3, hf_layers=1,
               slice_batches=[1, 2], check_lengths=[37, 65, 5], reps=1)
 MODEL_TOLERANCE = 5e-2 if CUDA else 2e-3  # relative error of the logits, Triton vs torch backend
-# W8A8 rounds activations to e4m3 per 128 channels where the torch reference multiplies in the model
-# dtype: a few percent apart per layer.
-FP8_TOLERANCE = 8e-2
+FP8_TOLERANCE = 8e-2  # W8A8 rounds activations to e4m3; the reference does not: a few % per layer
 NVLINK_GBPS = 300.0  # assumed all-to-all GB/s per GPU per direction (NVLink: 900 peak, both ways)
 A2A_LATENCY_US = 25.0  # assumed fixed cost of one dispatch or combine
 HEAD_BYTES = 129280 * 7168 * 2  # V3's lm_head in bf16, read once per step
@@ -89,20 +88,17 @@ def random_model(cfg: dict, backend: str, seed: int, **overrides) -> DeepseekV3F
             w = torch.randn(part.shape, generator=g, device=DEVICE)
             if part.dim() == 1:
                 w = w.abs() * 0.1 if "bias" in name else torch.ones_like(w)
-            elif part.dtype == torch.float8_e4m3fn:
-                w = w.clamp(-4, 4)
             elif "scale" in name:
                 w = torch.full_like(w, (part.shape[-1] * 128) ** -0.5)
-            else:
+            elif part.dtype != torch.float8_e4m3fn:
                 w = w * part.shape[-1] ** -0.5
-            part.copy_(w.to(part.dtype))
+            part.copy_(w.clamp(-4, 4).to(part.dtype))
     return model
 
 
 def model_pair(cfg: dict, **overrides) -> tuple[DeepseekV3ForCausalLM, DeepseekV3ForCausalLM]:
     """The torch reference and the Triton backend on the same weights."""
-    ref = random_model(cfg, "torch", 2, **overrides)
-    fast = random_model(cfg, "triton", 2, **overrides)
+    ref, fast = (random_model(cfg, backend, 2, **overrides) for backend in ("torch", "triton"))
     fast.load_state_dict(ref.state_dict())
     return ref, fast
 
@@ -141,8 +137,7 @@ def decode_step(model, graphs: DecodeGraphs, rows) -> torch.Tensor:
 
 
 def step_logits(model, cache, step) -> torch.Tensor:
-    """Logits at each sequence's last new token of one packed step, given as a list of
-    (token ids, block table, tokens cached, tokens new)."""
+    """Logits at each sequence's last new token of a step [(token ids, table, cached, new)]."""
     ids = torch.tensor([i for seq, _, s, n in step for i in seq[s:s + n]], device=DEVICE)
     pos = torch.tensor([p for _, _, s, n in step for p in range(s, s + n)], device=DEVICE)
     last = torch.tensor([n for *_, n in step], device=DEVICE).cumsum(0) - 1
@@ -151,9 +146,8 @@ def step_logits(model, cache, step) -> torch.Tensor:
 
 
 def roofline_bytes(model, batch: int, context: int) -> float:
-    """Bytes a decode step must read: the weights but the embedding table, of the routed experts
-    only those the batch touches (in expectation under uniform routing, E (1 - (1 - k/E)^B)), and
-    the batch's latent cache."""
+    """Bytes a decode step must read: the weights but the embedding table and the routed experts
+    the batch does not touch (expected under uniform routing), and the batch's latent cache."""
     c = model.config
     touched = 1 - (1 - c.num_experts_per_tok / c.n_routed_experts) ** batch
     total = batch * context * c.num_hidden_layers * c.kv_cache_dim * model.dtype.itemsize
@@ -165,8 +159,8 @@ def roofline_bytes(model, batch: int, context: int) -> float:
 
 
 # ---- sections: each records its figures in out and returns False when a check fails ------------
-def model_vs_torch(out: dict, state: dict) -> bool:
-    """The whole model, Triton against torch backend: a ragged prefill, 2 decode steps, a mixed one."""
+def model_vs_torch(out: dict) -> bool:
+    """The whole model, Triton vs torch backend: a ragged prefill, 2 decode steps, a mixed one."""
     ref, fast = model_pair(SZ["model"], num_hidden_layers=2)
     g = torch.Generator().manual_seed(4)
     lengths = [n + 3 for n in SZ["check_lengths"]] + [SZ["chunk"]]
@@ -189,7 +183,7 @@ def model_vs_torch(out: dict, state: dict) -> bool:
 
 
 @torch.inference_mode()
-def fp8_layers_vs_torch(out: dict, state: dict) -> bool:
+def fp8_layers_vs_torch(out: dict) -> bool:
     """Each FP8 linear layer and the FP8 MoE of one V3-width layer, Triton against torch. Not the
     whole model: a few percent moves near-tied expert choices, which random weights amplify."""
     s = SZ["slice"]
@@ -210,7 +204,7 @@ def fp8_layers_vs_torch(out: dict, state: dict) -> bool:
     return max(errs) < FP8_TOLERANCE
 
 
-def graphs_and_syncs(out: dict, state: dict) -> bool:
+def graphs_and_syncs(out: dict) -> bool:
     """A decode step replayed from its CUDA graph equals the plain packed step; an eager decode step
     and the sampler run with host syncs forbidden."""
     model = random_model(SZ["model"], "triton", 3, num_hidden_layers=2)
@@ -238,11 +232,11 @@ def graphs_and_syncs(out: dict, state: dict) -> bool:
     return err < MODEL_TOLERANCE and sync_error is None
 
 
-def decode_table(out: dict, state: dict) -> None:
-    """Decode steps of the bench model, graphs captured per context; the peak memory of each."""
+def decode_table(out: dict) -> None:
+    """Decode steps of the bench model, graphs captured per context, and the peak memory at each;
+    then a mixed step (64 decodes + one chunk) against that decode step + the chunk alone."""
     model = random_model(SZ["model"], "triton", 0)
     cache = random_cache(model, max(SZ["batches"]), max(SZ["contexts"]))
-    state["bench"] = model, cache
     out["decode"] = []
     for context in SZ["contexts"]:
         if CUDA:
@@ -251,7 +245,7 @@ def decode_table(out: dict, state: dict) -> None:
         for batch in SZ["batches"]:
             rows = decode_rows(batch, context)
             ms = median_ms(lambda: decode_step(model, graphs, rows))
-            floor = roofline_bytes(model, batch, context) / state["bandwidth"] * 1000
+            floor = roofline_bytes(model, batch, context) / out["copy_gbps"] / 1e6
             out["decode"].append({"batch": batch, "ctx": context, "step ms": round(ms, 3),
                                   "tok/s": round(batch / ms * 1000, 1),
                                   "roofline ms": round(floor, 3),
@@ -259,31 +253,22 @@ def decode_table(out: dict, state: dict) -> None:
         if CUDA:
             out[f"peak_gib_at_ctx_{context}"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         del graphs
-
-
-def mixed_step(out: dict, state: dict) -> None:
-    """64 decodes + one chunk in one step, against the decode step (graph) + the chunk alone."""
-    model, cache = state.pop("bench")
     context, decodes, chunk = SZ["contexts"][0], SZ["mid_batch"], SZ["chunk"]
-    rows = decode_rows(decodes, context)
+    pure = next(r["step ms"] for r in out["decode"] if (r["batch"], r["ctx"]) == (decodes, context))
     first = decodes * -(-context // BLOCK)  # the first block past the decodes' tables
     chunk_step = [([7] * chunk, list(range(first, first + -(-chunk // BLOCK))), 0, chunk)]
-    step = [([7] * context, table, p, 1) for _, p, table in rows] + chunk_step
-    graphs = graphs_for(model, cache, [decodes], context)
+    step = [([7] * context, t, p, 1) for _, p, t in decode_rows(decodes, context)] + chunk_step
     mixed = median_ms(lambda: step_logits(model, cache, step).argmax(-1))
     alone = median_ms(lambda: step_logits(model, cache, chunk_step).argmax(-1))
-    pure = median_ms(lambda: decode_step(model, graphs, rows))
-    out["mixed"] = {"mixed_ms": round(mixed, 3), "decode_ms": round(pure, 3),
+    out["mixed"] = {"mixed_ms": round(mixed, 3), "decode_ms": pure,
                     "chunk_alone_ms": round(alone, 3), "ratio": round(mixed / (pure + alone), 3)}
 
 
 @torch.no_grad()
-def transformers_ratio(out: dict, state: dict) -> None:
+def transformers_ratio(out: dict) -> None:
     """Batch decode through transformers vs ours, the bench config cut to hf_layers, random weights
     in both (a step's time does not depend on their values; routing is near uniform in both)."""
-    from transformers import DeepseekV3Config
-    from transformers import DeepseekV3ForCausalLM as HFModel
-
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM as HFModel
     cfg = dict(SZ["model"], num_hidden_layers=SZ["hf_layers"])
     batch, context = SZ["mid_batch"], SZ["contexts"][0]
     ours = random_model(cfg, "triton", 5)
@@ -310,16 +295,15 @@ def transformers_ratio(out: dict, state: dict) -> None:
                            "speedup": round(hf_ms / ours_ms, 2)}
 
 
-def v3_slice(out: dict, state: dict) -> None:
-    """Per-layer decode time of V3-width FP8 layers, and EP8 on 8 GPUs extrapolated from it. Each
-    GPU keeps its B sequences' attention and 1/8 of the experts, which get the routed tokens of all
-    8 GPUs: ~ our MoE time at 8B tokens / 8. Dispatch (e4m3, D bytes) and combine (bf16, 2D bytes)
-    move the B*k routed copies of a layer, 7/8 of them to other GPUs."""
+def v3_slice(out: dict) -> None:
+    """Per-layer decode time of V3-width FP8 layers, extrapolated to EP8 on 8 GPUs: each GPU keeps
+    its B sequences' attention and 1/8 of the experts, which get all 8 GPUs' routed tokens (~ our
+    MoE at 8B tokens / 8); dispatch (e4m3) and combine (bf16) move B*k copies, 7/8 to other GPUs."""
     cfg, context, batches = SZ["slice"], SZ["contexts"][0], SZ["slice_batches"]
     model = random_model(cfg, "triton", 7)
     graphs = graphs_for(model, random_cache(model, max(batches), context), batches, context)
     moe, hidden, k = model.layers[0].mlp, cfg["hidden_size"], cfg["num_experts_per_tok"]
-    head_ms = HEAD_BYTES / state["bandwidth"] * 1000
+    head_ms = HEAD_BYTES / out["copy_gbps"] / 1e6
     out["v3_slice_model"] = (
         f"{cfg['num_hidden_layers']} layers timed at ctx {context}; EP8 step = 61 x (ms/layer - MoE"
         f" + MoE(8B)/8 + comm) + head {head_ms:.3f} ms (dense layers costed as MoE); comm = 2 x "
@@ -344,8 +328,7 @@ SECTIONS = [  # (name, seconds it needs at least, function)
     ("a. model vs torch", 40, model_vs_torch),
     ("a. fp8 layers vs torch", 20, fp8_layers_vs_torch),
     ("a. graphs and syncs", 30, graphs_and_syncs),
-    ("b. decode table", 120, decode_table),
-    ("c. mixed step", 20, mixed_step),
+    ("b+c. decode table, mixed step", 140, decode_table),
     ("e. transformers", 60, transformers_ratio),
     ("f. V3 FP8 slice", 90, v3_slice),
 ]
@@ -373,8 +356,6 @@ def main() -> int:
     ap.add_argument("--budget-s", type=float, default=420.0,
                     help="start no section that would not fit in this many seconds")
     args = ap.parse_args()
-    import triton
-
     deadline = time.monotonic() + args.budget_s
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True)
@@ -384,13 +365,12 @@ def main() -> int:
            "torch": torch.__version__, "triton": triton.__version__, "skipped": [], "failed": []}
     src = torch.empty((64 if TINY else 4096) << 20, dtype=torch.uint8, device=DEVICE).random_()
     dst = torch.empty_like(src)
-    bandwidth = 2 * src.numel() / median_ms(lambda: dst.copy_(src), reps=20) * 1000  # read + write
+    copy_ms = median_ms(lambda: dst.copy_(src), reps=20)
+    out["copy_gbps"] = round(2 * src.numel() / copy_ms / 1e6, 1)  # bytes read + written
     del src, dst
-    out["copy_gbps"] = round(bandwidth / 1e9, 1)
-    state = {"budget": lambda: deadline - time.monotonic(), "bandwidth": bandwidth}
 
     def expire():  # a section far past the budget: report the others, then exit
-        out["failed"].append(f"{state['section']} (timeout)")
+        out["failed"].append(f"{name} (timeout)")
         finish(out)
         os._exit(3)
 
@@ -398,21 +378,20 @@ def main() -> int:
     watchdog.daemon = True
     watchdog.start()
     for name, needs, section in SECTIONS:
-        state["section"], before, started = name, set(out), time.monotonic()
-        if not TINY and state["budget"]() < needs:
+        before, started = set(out), time.monotonic()
+        if not TINY and deadline - started < needs:
             out["skipped"].append(name)
             continue
         try:
-            if section(out, state) is False:
+            if section(out) is False:
                 out["failed"].append(name)
         except Exception:
             traceback.print_exc()
             out["failed"].append(name)
-            state.pop("bench", None)  # the mixed step, on the bench model, fails too
         if CUDA:
             torch.cuda.empty_cache()
-        print(f"{name}: {time.monotonic() - started:.1f} s", flush=True)
-        print(*[markdown(k, out[k]) for k in out if k not in before], sep="\n", flush=True)
+        new = [markdown(k, out[k]) for k in out if k not in before]
+        print(f"{name}: {time.monotonic() - started:.1f} s", *new, sep="\n", flush=True)
     watchdog.cancel()
     finish(out)
     return 1 if out["failed"] else 0
