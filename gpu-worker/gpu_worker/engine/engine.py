@@ -32,8 +32,7 @@ class StepOutput:
 
 def model_len_limit(model, config: EngineConfig) -> int:
     """The longest sequence served: --max-model-len, capped by the model's positions."""
-    model_len = getattr(model.config, "max_position_embeddings", None) or 1 << 30
-    return min(config.max_model_len or model_len, model_len)
+    return min(config.max_model_len or 1 << 62, model.config.max_position_embeddings)
 
 
 def cache_blocks(model, config: EngineConfig, device: torch.device) -> int:
@@ -52,8 +51,7 @@ def cache_blocks(model, config: EngineConfig, device: torch.device) -> int:
 def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
     """On CUDA with the Triton kernels: the torch reference MoE reads expert counts on the host,
     which a graph cannot capture."""
-    return (device.type == "cuda" and config.cuda_graphs
-            and getattr(model, "kernel_backend", "triton") == "triton")
+    return device.type == "cuda" and config.cuda_graphs and model.kernel_backend == "triton"
 
 
 def build_runner(model, config: EngineConfig, device: torch.device, num_blocks: int) -> ModelRunner:

@@ -29,7 +29,16 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
         torch.set_num_threads(args.threads)
     device = rank_device(args.device, rank)
     progress = {"state": "loading", "steps": 0}
-    _report_while_parent_lives(rank, device, progress, reports, parent_pid)
+
+    def report_while_parent_lives() -> None:  # every second to rank 0; exit when rank 0 is gone
+        while os.getppid() == parent_pid:
+            report = {"rank": rank, **progress, "device": device, "pid": os.getpid()}
+            if torch.device(device).type == "cuda":
+                report["memory_allocated_bytes"] = torch.cuda.memory_allocated(device)
+            reports.put(report)
+            time.sleep(HEARTBEAT_S)
+        os._exit(1)
+    threading.Thread(target=report_while_parent_lives, name="rank-report", daemon=True).start()
 
     _, control = init_rank(rank, args.tensor_parallel_size, port, args.device,
                            args.enable_expert_parallel, args.collective_timeout)
@@ -39,24 +48,6 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
     blocks = agree_on_cache_blocks(model, config, device, control)
     runner = build_runner(model, config, torch.device(device), blocks)
     progress["state"] = "ready"
-
-    def stepped() -> None:
-        progress["steps"] += 1
-
-    follow(runner, control, stepped)
+    follow(runner, control, progress)
     # rank 0 is shutting down: leave without tearing the process group down under it (gloo can abort)
     os._exit(0)
-
-
-def _report_while_parent_lives(rank: int, device: str, progress: dict, reports, parent_pid: int) -> None:
-    """A thread: this rank's state to rank 0 every second; exit at once when rank 0's process is
-    gone."""
-    def loop() -> None:
-        while os.getppid() == parent_pid:
-            report = {"rank": rank, **progress, "device": device, "pid": os.getpid()}
-            if torch.device(device).type == "cuda":
-                report["memory_allocated_bytes"] = torch.cuda.memory_allocated(device)
-            reports.put(report)
-            time.sleep(HEARTBEAT_S)
-        os._exit(1)
-    threading.Thread(target=loop, name="rank-report", daemon=True).start()

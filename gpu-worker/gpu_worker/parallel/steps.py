@@ -33,15 +33,16 @@ class StepBroadcaster:
         self._send(STOP)
 
 
-def follow(runner, control: dist.ProcessGroup, on_step=lambda: None) -> None:
-    """A follower rank's loop: replay rank 0's steps on `runner` until told to stop."""
+def follow(runner, control: dist.ProcessGroup, progress: dict) -> None:
+    """A follower rank's loop: replay rank 0's steps on `runner` (counted in progress["steps"])
+    until told to stop."""
     while True:
         box = [None]
         dist.broadcast_object_list(box, src=0, group=control)
         kind, *args = box[0]
         if kind == STEP:
             runner.run(*args)
-            on_step()
+            progress["steps"] += 1
         elif kind == WRITE_BLOCK:
             runner.write_block(*args)
         else:

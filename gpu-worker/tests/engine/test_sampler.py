@@ -61,16 +61,15 @@ def test_seeded_draw_is_independent_of_batch_composition():
 
 
 def test_draws_follow_the_distribution_and_the_nucleus():
-    target = torch.tensor([0.6, 0.25, 0.1, 0.05])
-    n = 4000
-    logits = torch.log(target).repeat(n, 1)
-    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=1.0, seed=i) for i in range(n)]))
-    freq = torch.bincount(torch.tensor(tokens), minlength=4).float() / n
-    assert torch.allclose(freq, target, atol=0.03), freq
+    target, n = torch.tensor([0.6, 0.25, 0.1, 0.05]), 4000
+
+    def frequencies(**params):
+        seqs = seqs_for([SamplingParams(seed=i, **params) for i in range(n)])
+        tokens, _ = sample(torch.log(target).repeat(n, 1), seqs)
+        return torch.bincount(torch.tensor(tokens), minlength=4).float() / n
+
+    assert torch.allclose(frequencies(temperature=1.0), target, atol=0.03)
     # top_p 0.8 keeps the first two tokens, renormalised to 0.6 / 0.85 and 0.25 / 0.85
-    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=1.0, top_p=0.8, seed=i) for i in range(n)]))
-    freq = torch.bincount(torch.tensor(tokens), minlength=4).float() / n
-    assert freq[2:].sum() == 0 and abs(float(freq[0]) - 0.6 / 0.85) < 0.03
-    # a low temperature sharpens towards the top token
-    tokens, _ = sample(logits, seqs_for([SamplingParams(temperature=0.2, seed=i) for i in range(n)]))
-    assert tokens.count(0) / n > 0.95
+    kept = frequencies(temperature=1.0, top_p=0.8)
+    assert kept[2:].sum() == 0 and abs(float(kept[0]) - 0.6 / 0.85) < 0.03
+    assert frequencies(temperature=0.2)[0] > 0.95  # a low temperature sharpens to the top token
