@@ -11,7 +11,6 @@ class EngineConfig:
     max_batch_tokens: int = 2048         # tokens per forward step (decodes + prefill chunks)
     max_num_seqs: int = 256
     max_model_len: int | None = None     # None: the model's max_position_embeddings
-    cuda_graphs: bool = True             # replay decode steps as CUDA graphs (on CUDA)
     disk_cache_dir: str | None = None
     disk_cache_max_bytes: int = 10 * 2**30
     cache_salt: str = ""                 # model fingerprint: keeps checkpoints' disk entries apart

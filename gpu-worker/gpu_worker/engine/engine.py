@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gpu_worker.parallel.state import current
+
 from .block_manager import BlockManager
 from .config import EngineConfig
 from .disk_cache import DiskCache
@@ -43,22 +45,25 @@ def cache_blocks(model, config: EngineConfig, device: torch.device) -> int:
         return 512
     per_block = ModelRunner.block_bytes(model.config, config.block_size, model.dtype)
     blocks, figures = cache_blocks_that_fit(model, config, model_len_limit(model, config), device,
-                                            per_block, uses_cuda_graphs(model, config, device))
+                                            per_block, uses_cuda_graphs(model, device))
     log.info("cache sized by a profiled step: %s", figures)
     return blocks
 
 
-def uses_cuda_graphs(model, config: EngineConfig, device: torch.device) -> bool:
-    """On CUDA with the Triton kernels: the torch reference MoE reads expert counts on the host,
-    which a graph cannot capture."""
-    return device.type == "cuda" and config.cuda_graphs and model.kernel_backend == "triton"
+def uses_cuda_graphs(model, device: torch.device) -> bool:
+    """Whether decode steps replay as CUDA graphs: on CUDA with the Triton kernels, without expert
+    parallelism. The torch reference MoE and the all-to-all read expert counts on the host, which
+    a graph cannot capture."""
+    parallel = current()
+    expert_parallel = parallel.expert_parallel and parallel.size > 1
+    return device.type == "cuda" and model.kernel_backend == "triton" and not expert_parallel
 
 
 def build_runner(model, config: EngineConfig, device: torch.device, num_blocks: int) -> ModelRunner:
     """The model runner of every rank of a worker (the follower ranks need nothing else)."""
     max_model_len = min(model_len_limit(model, config), num_blocks * config.block_size)
     return ModelRunner(model, num_blocks, config.block_size, device, config.max_num_seqs,
-                       max_model_len, uses_cuda_graphs(model, config, device))
+                       max_model_len, uses_cuda_graphs(model, device))
 
 
 class LLMEngine:

@@ -87,11 +87,7 @@ def keep_fp8(args: argparse.Namespace) -> bool | None:
 
 
 def engine_config(args: argparse.Namespace, cache_salt: str) -> EngineConfig:
-    # Expert parallelism sizes each all-to-all from counts read on the host at every MoE layer, which a
-    # CUDA graph cannot capture: its decode steps run eagerly.
-    expert_parallel = getattr(args, "enable_expert_parallel", False) and getattr(args, "tensor_parallel_size", 1) > 1
     return EngineConfig(num_cache_blocks=args.num_cache_blocks, memory_fraction=args.memory_fraction,
                         max_batch_tokens=args.max_batch_tokens, max_num_seqs=args.max_num_seqs,
                         max_model_len=args.max_model_len, disk_cache_dir=args.disk_cache_dir,
-                        disk_cache_max_bytes=args.disk_cache_max_bytes, cache_salt=cache_salt,
-                        cuda_graphs=not expert_parallel)
+                        disk_cache_max_bytes=args.disk_cache_max_bytes, cache_salt=cache_salt)
