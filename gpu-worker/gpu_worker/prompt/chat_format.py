@@ -60,10 +60,8 @@ def _normalize(message: dict) -> dict:
 def _normalize_tool_call(call: dict) -> dict:
     function = call.get("function") or {}
     arguments = function.get("arguments")
-    if arguments is None:
-        arguments = ""
-    elif not isinstance(arguments, str):
-        arguments = js_json_dumps(arguments)
+    if not isinstance(arguments, str):
+        arguments = "" if arguments is None else js_json_dumps(arguments)
     return {"type": call.get("type") or "function",
             "function": {"name": function.get("name") or "", "arguments": arguments}}
 

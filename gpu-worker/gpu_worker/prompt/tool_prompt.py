@@ -25,12 +25,8 @@ def render_tools_prompt(tools: list) -> str:
 
 def js_json_dumps(value) -> str:
     """json.dumps with JSON.stringify's output: compact, keys in order, non-ASCII raw, JS numbers."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, str):
         return _LONE_SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), json.dumps(value, ensure_ascii=False))
     if isinstance(value, (int, float)):

@@ -41,16 +41,12 @@ class UsageLog:
             self.records.popleft()
 
     def page(self, since_ms: int, after_seq: int, limit: int) -> list[dict]:
-        out = []
         # seq numbers are consecutive in the deque, so the records at or before after_seq are skipped
         # by position (in C) rather than read one by one here, on the event loop
         skip = max(0, after_seq - self.records[0]["seq"] + 1) if self.records else 0
-        for r in itertools.islice(self.records, skip, None):
-            if r["seq"] > after_seq and r["finished_at"] >= since_ms:
-                out.append(r)
-                if len(out) == limit:
-                    break
-        return out
+        wanted = (r for r in itertools.islice(self.records, skip, None)
+                  if r["seq"] > after_seq and r["finished_at"] >= since_ms)
+        return list(itertools.islice(wanted, limit))
 
 
 def usage_endpoint(log: UsageLog, secret: str | None):
