@@ -11,6 +11,9 @@ import torch
 # imports a kernel: @triton.jit reads the setting when the kernel is defined.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Tiny matrices: a second intra-op thread mostly waits at barriers, and on a busy 2-core machine
+# it makes steps many times slower.
+torch.set_num_threads(1)
 
 from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, make_checkpoint
 
@@ -21,11 +24,3 @@ def embedded_checkpoint_dir(tmp_path_factory):
     node_modules is installed. Built once per test session into a temporary directory."""
     out = tmp_path_factory.mktemp("embedded_checkpoint")
     return make_checkpoint(out, seed=0, tokenizer_dir=DEFAULT_TOKENIZER_DIR, require_tokenizer=False)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    # Tiny matrices: a second intra-op thread mostly waits at barriers, and on a busy 2-core machine
-    # it makes steps many times slower.
-    torch.set_num_threads(1)
-    yield

@@ -35,19 +35,13 @@ class DiskCache:
         self._index: OrderedDict[str, int] = OrderedDict()  # key hex -> bytes, oldest first
         self._queued: dict[str, torch.Tensor] = {}
         self._writes: queue.Queue[str] = queue.Queue(maxsize=max_queued_writes)
-        self.total_bytes = 0
         self.writes = 0
-        entries = []
-        for name in os.listdir(directory):
-            path = os.path.join(directory, name)
-            if name.endswith(SUFFIX):
-                st = os.stat(path)
-                entries.append((st.st_mtime_ns, name[: -len(SUFFIX)], st.st_size))
-            elif name.endswith(".tmp"):
-                os.unlink(path)
-        for _, key, size in sorted(entries):
-            self._index[key] = size
-            self.total_bytes += size
+        for entry in sorted(os.scandir(directory), key=lambda e: e.stat().st_mtime_ns):
+            if entry.name.endswith(SUFFIX):
+                self._index[entry.name[: -len(SUFFIX)]] = entry.stat().st_size
+            elif entry.name.endswith(".tmp"):  # a write cut short
+                os.unlink(entry.path)
+        self.total_bytes = sum(self._index.values())
         self._evict_over_budget()
         threading.Thread(target=self._write_loop, name="disk-cache-writer", daemon=True).start()
 
