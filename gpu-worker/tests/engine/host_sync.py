@@ -5,6 +5,7 @@ nothing, but on CUDA each one stalls the step and breaks a CUDA graph capture.""
 from __future__ import annotations
 
 import contextlib
+from unittest import mock
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -49,12 +50,6 @@ def _refuse(name):
 def no_host_sync():
     """Run the block under the detector. Tensor.tolist and .numpy read memory without going through
     the dispatcher on CPU, so they are refused directly."""
-    saved = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
-    try:
-        for name in saved:
-            setattr(torch.Tensor, name, _refuse(name))
-        with _Detector():
-            yield
-    finally:
-        for name, fn in saved.items():
-            setattr(torch.Tensor, name, fn)
+    with (mock.patch.object(torch.Tensor, "tolist", _refuse("tolist")),
+          mock.patch.object(torch.Tensor, "numpy", _refuse("numpy")), _Detector()):
+        yield
