@@ -91,14 +91,18 @@ def wait_idle(client):
     raise AssertionError(h)
 
 
+def tokens(server, text) -> list[int]:
+    return server[1].tokenizer.encode(text, add_special_tokens=False).ids
+
+
 def aborted(state) -> int:
     return sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort")
 
 
 @contextmanager
-def model_says(server, token_ids):
-    """The model 'says' these tokens (then repeats the last), to drive the parsers through the server."""
-    engine = server[1].engine.engine
+def model_says(server, text):
+    """The model 'says' the tokens of text (then repeats the last), to test the parsers in place."""
+    engine, token_ids = server[1].engine.engine, tokens(server, text)
     original, said = engine.sampler, 0
 
     def sample(logits, batch):
@@ -108,7 +112,7 @@ def model_says(server, token_ids):
         return tokens, [None] * len(tokens)
     engine.sampler = sample
     try:
-        yield
+        yield token_ids
     finally:
         engine.sampler = original
 
@@ -295,16 +299,11 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 
 
 def test_tool_calls_over_http_stream_and_not(client, server):
-    tok = server[1].tokenizer
-
-    def ids(text):
-        return tok.encode(text, add_special_tokens=False).ids
-    call = ([tok.token_to_id(TOOL_CALL_BEGIN)] + ids("function") + [tok.token_to_id(TOOL_SEP)]
-            + ids('get_weather\n```json\n{"city": "Paris"}\n```') + [tok.token_to_id(TOOL_CALL_END)])
-    script = [tok.token_to_id(TOOL_CALLS_BEGIN)] + call + [tok.token_to_id(t) for t in (TOOL_CALLS_END, EOS)]
-    with model_says(server, script):
+    said = (f"{TOOL_CALLS_BEGIN}{TOOL_CALL_BEGIN}function{TOOL_SEP}get_weather\n```json\n"
+            f'{{"city": "Paris"}}\n```{TOOL_CALL_END}{TOOL_CALLS_END}{EOS}')
+    with model_says(server, said) as script:
         body = post(client, chat(tools=TOOLS, max_tokens=100))
-    with model_says(server, script):
+    with model_says(server, said):
         chunks = stream(client, chat(tools=TOOLS, max_tokens=100))
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -320,13 +319,12 @@ def test_tool_calls_over_http_stream_and_not(client, server):
 
 
 def test_reasoner_splits_reasoning_from_content_stream_and_not(client, server):
-    tok = server[1].tokenizer
-    script = tok.encode("Think hard.\n</think>\n\nAnswer!", add_special_tokens=False).ids + [tok.token_to_id(EOS)]
-    reasoning_tokens = len(tok.encode("Think hard.\n</think>", add_special_tokens=False).ids)
+    thought = "Think hard.\n</think>"
+    said = f"{thought}\n\nAnswer!{EOS}"
     request = chat(model="deepseek-reasoner", stream_options={"include_usage": True})
-    with model_says(server, script):
+    with model_says(server, said) as script:
         body = post(client, request)
-    with model_says(server, script):
+    with model_says(server, said):
         chunks = stream(client, request)
     message = body["choices"][0]["message"]
     assert (message["reasoning_content"], message["content"]) == ("Think hard.", "Answer!")
@@ -335,7 +333,8 @@ def test_reasoner_splits_reasoning_from_content_stream_and_not(client, server):
     assert all(not c["choices"][0]["delta"].get("reasoning_content") for c in chunks[first_content:])
     for usage in (body["usage"], chunks[-1]["usage"]):
         assert usage["completion_tokens"] == len(script)
-        assert usage["completion_tokens_details"]["reasoning_tokens"] == reasoning_tokens
+        reasoning_tokens = usage["completion_tokens_details"]["reasoning_tokens"]
+        assert reasoning_tokens == len(tokens(server, thought))
 
 
 def test_every_served_request_has_a_usage_record_with_what_it_was_sent(client):

@@ -31,12 +31,11 @@ def joined(deltas, field="content"):
     return "".join(getattr(d, field) for d in deltas)
 
 
-def tool_call_tokens(tok, calls):
-    out = [tok.token_to_id(TOOL_CALLS_BEGIN)]
-    for name, args in calls:
-        out += [tok.token_to_id(TOOL_CALL_BEGIN)] + ids(tok, "function") + [tok.token_to_id(TOOL_SEP)]
-        out += ids(tok, f"{name}\n```json\n{json.dumps(args)}\n```") + [tok.token_to_id(TOOL_CALL_END)]
-    return out + [tok.token_to_id(TOOL_CALLS_END)]
+def tool_calls(calls) -> str:
+    """What DeepSeek-V3 says to call these (name, arguments) functions."""
+    each = (f"{TOOL_CALL_BEGIN}function{TOOL_SEP}{name}\n```json\n{json.dumps(arguments)}\n```"
+            + TOOL_CALL_END for name, arguments in calls)
+    return TOOL_CALLS_BEGIN + "".join(each) + TOOL_CALLS_END
 
 
 def test_detokenizer_round_trips_multibyte_text_and_hides_eos(tokenizer):
@@ -82,8 +81,9 @@ def test_reasoning_split_and_token_count(tokenizer):
 
 
 def test_tool_calls_parsed_from_tokens_and_streamed_with_index(tokenizer):
-    toks = ids(tokenizer, "Let me check.") + tool_call_tokens(
-        tokenizer, [("get_weather", {"city": "Paris"}), ("get_time", {"tz": "UTC+1"})]) + [EOS]
+    weather, time = ("get_weather", {"city": "Paris"}), ("get_time", {"tz": "UTC+1"})
+    said = "Let me check." + tool_calls([weather, time])
+    toks = ids(tokenizer, said) + [EOS]
     proc = OutputProcessor(tokenizer, tools=True, hidden_token_ids={EOS})
     deltas = run(proc, toks)
     assert joined(deltas) == "Let me check."
@@ -101,8 +101,7 @@ def test_tool_calls_parsed_from_tokens_and_streamed_with_index(tokenizer):
 
 
 def test_tool_call_parser_on_text_in_odd_pieces():
-    text = (f"{TOOL_CALLS_BEGIN}{TOOL_CALL_BEGIN}function{TOOL_SEP}f\n```json\n{{\"a\": [1, 2]}}\n```"
-            f"{TOOL_CALL_END}{TOOL_CALLS_END}")
+    text = tool_calls([("f", {"a": [1, 2]})])
     p, delta = ToolCallParser(), OutputDelta()
     for i in range(0, len(text), 3):
         p.push(text[i:i + 3], delta)
@@ -112,7 +111,7 @@ def test_tool_call_parser_on_text_in_odd_pieces():
 
 def test_reasoning_then_tool_calls_then_nothing_lost(tokenizer):
     proc = OutputProcessor(tokenizer, reasoning=True, tools=True)
-    deltas = run(proc, ids(tokenizer, "plan</think>ok") + tool_call_tokens(tokenizer, [("f", {})]), one_by_one=False)
+    deltas = run(proc, ids(tokenizer, "plan</think>ok" + tool_calls([("f", {})])), one_by_one=False)
     assert joined(deltas, "reasoning") == "plan" and joined(deltas) == "ok"
     assert proc.tools.calls[0]["function"]["name"] == "f"
 
@@ -120,7 +119,7 @@ def test_reasoning_then_tool_calls_then_nothing_lost(tokenizer):
 def test_tool_call_arguments_stream_as_they_are_generated(tokenizer):
     args = {"query": "a fairly long search string", "limit": 10}
     proc = OutputProcessor(tokenizer, tools=True)
-    deltas = run(proc, tool_call_tokens(tokenizer, [("search", args)]))
+    deltas = run(proc, ids(tokenizer, tool_calls([("search", args)])))
     pieces = [c["function"]["arguments"] for d in deltas for c in d.tool_calls if c["function"].get("arguments")]
     assert len(pieces) > 3  # not one piece at the end
     assert json.loads("".join(pieces)) == args == json.loads(proc.tools.calls[0]["function"]["arguments"])
