@@ -56,14 +56,6 @@ class WorkerState:
         self.eos_ids = frozenset({self.tokenizer.token_to_id(EOS)} - {None})
 
 
-class EngineFailure(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    """The client closed the connection; the request was aborted and its blocks freed."""
-
-
 class Generation:
     """One request's run through the engine, for both endpoints and both modes."""
 
@@ -87,9 +79,10 @@ class Generation:
         try:
             while True:
                 out = await self.handle.queue.get()
-                if out is None:  # the engine already dropped the request
+                if out is None:  # the engine failed and dropped the request
                     self.finish("insufficient_system_resource")
-                    raise EngineFailure(str(self.handle.error))
+                    raise RequestError(500, f"inference failed: {self.handle.error}", "api_error",
+                                       "insufficient_system_resource")
                 if self.waiting_since is not None and out.new_token_ids:
                     metrics.ttft_sum += time.monotonic() - self.waiting_since
                     metrics.ttft_count += 1
@@ -129,8 +122,8 @@ async def wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def collect(request: Request, gen: Generation) -> list[tuple]:
-    """Run a non-streaming generation to the end, or abort it when the client leaves."""
+async def collect(request: Request, gen: Generation) -> list[tuple] | None:
+    """Run a non-streaming generation to the end, or abort it when the client leaves (None)."""
     async def consume():
         return [event async for event in gen.events()]
 
@@ -143,9 +136,7 @@ async def collect(request: Request, gen: Generation) -> list[tuple]:
         if not consumer.done():
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
-    if consumer not in done:
-        raise ClientGone()
-    return consumer.result()
+    return consumer.result() if consumer in done else None
 
 
 def build_app(state: WorkerState) -> Starlette:
@@ -170,15 +161,10 @@ def build_app(state: WorkerState) -> Starlette:
         async def wrapped(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ClientGone:
-                return Response(status_code=499)
             except RequestError as exc:
                 error = exc
             except PromptTooLong as exc:
                 error = RequestError(400, str(exc))
-            except EngineFailure as exc:
-                error = RequestError(500, f"inference failed: {exc}", "api_error",
-                                     "insufficient_system_resource")
             state.metrics.rejected[str(error.status)] += 1
             return error.response()
         return wrapped
@@ -195,6 +181,8 @@ def build_app(state: WorkerState) -> Starlette:
         stop = gen.processor.stop
         if not body.get("stream"):
             events = await collect(request, gen)
+            if events is None:  # the client left; the request was aborted and its blocks freed
+                return Response(status_code=499)
             fields = whole("".join(d.content for d, _, _ in events),
                            "".join(d.reasoning for d, _, _ in events),
                            [lp for _, lps, _ in events for lp in lps])
@@ -223,7 +211,7 @@ def build_app(state: WorkerState) -> Starlette:
                     choice = piece(delta, logprobs, finish)
                     if choice is not None:
                         yield chunk(choice, final=finish is not None)
-            except EngineFailure:
+            except RequestError:  # the engine failed
                 failed = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
                 reason = "insufficient_system_resource"
                 yield chunk(dict(failed, logprobs=None, finish_reason=reason), final=True)
