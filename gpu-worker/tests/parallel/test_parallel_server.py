@@ -91,6 +91,13 @@ def greedy(url: str, prompt: str) -> tuple[str, dict]:
     return r.json()["choices"][0]["message"]["content"], r.json()["usage"]
 
 
+def eventually(check, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return check()
+
+
 @pytest.mark.parametrize("kind", ["bf16", "fp8"])
 def test_greedy_tokens_equal_the_single_process_worker(workers, kind):
     single, parallel, _ = workers[kind]
@@ -108,10 +115,8 @@ def test_health_and_metrics_cover_every_rank(workers):
     ranks = health["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["alive"] for r in ranks)
     assert ranks[0]["pid"] == process.pid and ranks[1]["pid"] != process.pid
-    deadline = time.monotonic() + 10  # a follower reports its steps about once a second
-    while httpx.get(url + "/health").json()["ranks"][1].get("steps", 0) < 12 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert httpx.get(url + "/health").json()["ranks"][1]["steps"] >= 12  # it replayed every step of a request
+    # a follower reports about once a second: it replayed every step of a request
+    assert eventually(lambda: httpx.get(url + "/health").json()["ranks"][1].get("steps", 0) >= 12)
     metrics = httpx.get(url + "/metrics").text
     assert 'gpu_worker_rank_up{rank="0"} 1' in metrics and 'gpu_worker_rank_up{rank="1"} 1' in metrics
 
@@ -137,11 +142,8 @@ def test_a_dead_rank_makes_the_worker_unhealthy(workers):
     _, url, _ = workers["fp8"]
     follower = httpx.get(url + "/health").json()["ranks"][1]["pid"]
     os.kill(follower, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while httpx.get(url + "/health").status_code != 503 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert eventually(lambda: httpx.get(url + "/health").status_code == 503)
     health = httpx.get(url + "/health")
-    assert health.status_code == 503
     assert health.json()["status"] == "error" and "rank 1 exited" in health.json()["error"]
     assert health.json()["ranks"][1]["alive"] is False
     assert 'gpu_worker_rank_up{rank="1"} 0' in httpx.get(url + "/metrics").text
