@@ -2,9 +2,8 @@
 
     python bench/bench_engine_loop.py --checkpoint DIR [--device cpu] [--streams 1,64] [--tokens N]
 
-Streaming clients in another process make the server's event loop, which shares the interpreter
-with the engine thread, detokenise, match a stop string and encode SSE; the same batches through
-the engine alone are the baseline. Prints a JSON line of per-step medians (ms) per run.
+Streaming clients in another process make the server's event loop (sharing the interpreter with the
+engine thread) detokenise, match a stop string and encode SSE; the engine alone is the baseline.
 """
 import argparse
 import json
@@ -30,7 +29,6 @@ PROMPT = "Write a long story about the sea."
 def stream_clients(url: str, streams: int, tokens: int) -> int:
     """The SSE chunks that streams concurrent streaming requests receive."""
     import httpx
-
     body = {"model": "deepseek-chat", "stream": True, "max_tokens": tokens, "temperature": 0.8,
             "stop": ["\u2603never\u2603"], "messages": [{"role": "user", "content": PROMPT}]}
 
@@ -79,21 +77,20 @@ def main(args) -> None:
         return 0
 
     try:
-        for path in (http_streams, engine_alone):  # warm-up
-            path(1)
-        for n in streams:
+        for i, n in enumerate([1, *streams]):  # the first run warms up
             for path in (http_streams, engine_alone):
                 for times in spans.values():
                     times.clear()
                 chunks = path(n)
                 model, sampler = ([b - a for a, b in spans[k]] for k in ("model", "sampler"))
                 starts = [start for start, _ in spans["step"]]
-                iterations = [b - a for a, b in zip(starts, starts[1:])]  # the last has no end
-                figures = {"model_ms": model, "sampler_ms": sampler,
-                           "outside_model_ms": [it - m for it, m in zip(iterations, model)]}
-                medians = {k: round(statistics.median(v), 3) for k, v in figures.items()}
-                print(json.dumps({"path": path.__name__, "streams": n, "sse_chunks": chunks,
-                                  "steps": len(iterations), **medians}))
+                # an iteration: from one step's start to the next's, less the model's time
+                outside = [b - a - m for a, b, m in zip(starts, starts[1:], model)]
+                medians = {f"{k}_ms": round(statistics.median(v), 3) for k, v in
+                           (("model", model), ("outside_model", outside), ("sampler", sampler))}
+                if i:  # one JSON line per measured run
+                    print(json.dumps({"path": path.__name__, "streams": n, "sse_chunks": chunks,
+                                      "steps": len(outside), **medians}))
     finally:
         server.stop()
 

@@ -131,11 +131,6 @@ def graphs_for(model, cache, batches: list[int], context: int, capture=CUDA) -> 
     return graphs
 
 
-def decode_step(model, graphs: DecodeGraphs, rows) -> torch.Tensor:
-    """What the engine does per decode step: the forward, the logits, the greedy token."""
-    return model.compute_logits(graphs.run(rows)).argmax(dim=-1)
-
-
 def step_logits(model, cache, step) -> torch.Tensor:
     """Logits at each sequence's last new token of a step [(token ids, table, cached, new)]."""
     ids = torch.tensor([i for seq, _, s, n in step for i in seq[s:s + n]], device=DEVICE)
@@ -240,7 +235,7 @@ def decode_table(out: dict) -> None:
         graphs = graphs_for(model, cache, SZ["batches"], context)
         for batch in SZ["batches"]:
             rows = decode_rows(batch, context)
-            ms = median_ms(lambda: decode_step(model, graphs, rows))
+            ms = median_ms(lambda: model.compute_logits(graphs.run(rows)).argmax(-1))
             floor = roofline_bytes(model, batch, context) / out["copy_gbps"] / 1e6
             out["decode"].append({"batch": batch, "ctx": context, "step ms": round(ms, 3),
                                   "tok/s": round(batch / ms * 1000, 1),
@@ -270,7 +265,7 @@ def transformers_ratio(out: dict) -> None:
     ours = random_model(cfg, "triton", 5)
     graphs = graphs_for(ours, random_cache(ours, batch, context), [batch], context)
     rows = decode_rows(batch, context)
-    ours_ms = median_ms(lambda: decode_step(ours, graphs, rows))
+    ours_ms = median_ms(lambda: ours.compute_logits(graphs.run(rows)).argmax(-1))
     del ours, graphs
     with torch.device(DEVICE):  # initialised on the device: on the CPU, billions take minutes
         hf = HFModel(DeepseekV3Config(**{k: v for k, v in cfg.items() if k != "architectures"}))

@@ -29,7 +29,7 @@ def test_gpu_check_tiny_runs_every_section(tmp_path):
     assert report["mixed"]["ratio"] > 0
     assert report["transformers"]["transformers_ms"] > 0 and report["transformers"]["ours_ms"] > 0
     assert [r["batch"] for r in report["v3_slice"]] == [1, 2]
-    assert all(r["EP8 step ms"] > r["ms/layer"] > 0 for r in report["v3_slice"])
+    assert all(r["ms/layer"] > 0 and r["MoE(8B) ms"] > 0 for r in report["v3_slice"])
     assert "| batch | ctx | step ms |" in stdout and "| tok/s per GPU |" in stdout
 
 
