@@ -28,11 +28,12 @@ from gpu_worker.parallel.state import Parallel, using
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # one architecture, identical config.json fields
-NAMED_CONFIGS = {name: "deepseek-v3.json" for name in ("deepseek-v3", "deepseek-v3-0324", "deepseek-r1")}
+NAMED_CONFIGS = dict.fromkeys(("deepseek-v3", "deepseek-v3-0324", "deepseek-r1"),
+                              "deepseek-v3.json")
 
 BF16, FP32 = 2, 4
 BLOCK_TOKENS = 64  # the engine's cache block
-# CUDA context, cuBLAS workspaces, NCCL's channels and allocator slack per GPU: assumed, not measured.
+# CUDA context, cuBLAS workspaces, NCCL's channels, allocator slack per GPU: assumed, not measured
 RUNTIME_RESERVE = 3 * 2**30
 # parameter name -> weight group, first match
 _GROUPS = (("embed_tokens", "embedding"), ("lm_head", "lm_head"), ("norm", "norms"),
@@ -50,7 +51,7 @@ def weight_lines(c: ModelConfig, ranks: int, expert_parallel: bool) -> list[Line
     """Bytes of rank 0's parameters by group, and of the bf16 W_UK / W_UV copies of its kv_b_proj
     that the decode path derives on first use. The MTP layer is not loaded."""
     with using(Parallel(rank=0, size=ranks, expert_parallel=expert_parallel)):
-        model = DeepseekV3ForCausalLM(c, dtype=torch.bfloat16, device="meta", kernel_backend="torch")
+        model = DeepseekV3ForCausalLM(c, torch.bfloat16, device="meta", kernel_backend="torch")
     size = Counter()
     for name, p in model.named_parameters():
         size[next(group for key, group in _GROUPS if key in name)] += p.numel() * p.element_size()
@@ -150,8 +151,8 @@ def render(plan: Plan, c: ModelConfig, args: argparse.Namespace) -> str:
 
     mode = f"TP{args.gpus}" + ("" if args.no_expert_parallel else f" + EP{args.gpus}")
     quant = "FP8 e4m3, 128x128 block scales" if c.fp8_block_size else "bf16"
-    out = [f"memory plan per rank: {mode}, weights {quant}, step of {args.max_batch_tokens} tokens, "
-           f"{args.max_num_seqs} sampled rows", "weights:"]
+    out = [f"memory plan per rank: {mode}, weights {quant}, step of {args.max_batch_tokens} "
+           f"tokens, {args.max_num_seqs} sampled rows", "weights:"]
     out += [row(f"  {line.name}", line.bytes) for line in plan.weights]
     out += [row("  total weights", plan.weight_bytes),
             row("activations (largest step, one layer)", plan.activations),
@@ -197,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.checkpoint_config)
-        plan = make_plan(config, args.gpus, parse_size(args.gpu_memory), not args.no_expert_parallel,
-                         args.context, args.max_batch_tokens, args.max_num_seqs)
+        ep = not args.no_expert_parallel
+        plan = make_plan(config, args.gpus, parse_size(args.gpu_memory), ep, args.context,
+                         args.max_batch_tokens, args.max_num_seqs)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

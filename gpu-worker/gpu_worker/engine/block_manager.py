@@ -36,7 +36,7 @@ class PrefixMatch:
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int = 64, salt: str = "",
                  disk: DiskCache | None = None, cache=None):
-        """cache: the ModelRunner holding the blocks (read_block, write_block), for the disk tier."""
+        """cache: the ModelRunner holding the blocks (read_block, write_block): the disk tier's."""
         self.block_size = block_size
         self.salt = salt
         self.blocks = [Block(i) for i in range(num_blocks)]

@@ -77,8 +77,8 @@ class LLMEngine:
         self.runner = build_runner(model, config, self.device, num_blocks)
         self.disk = (DiskCache(config.disk_cache_dir, config.disk_cache_max_bytes)
                      if config.disk_cache_dir else None)
-        self.block_manager = BlockManager(num_blocks, config.block_size, config.cache_salt, self.disk,
-                                          self.runner)
+        self.block_manager = BlockManager(num_blocks, config.block_size, config.cache_salt,
+                                          self.disk, self.runner)
         self.scheduler = Scheduler(self.block_manager, config.max_batch_tokens, config.max_num_seqs)
         self.sampler = Sampler()
         self.output_counts = OutputCounts(model.config.vocab_size, self.device, config.max_num_seqs)
@@ -103,9 +103,9 @@ class LLMEngine:
         total = num_prompt_tokens + max_tokens
         if total > self.max_model_len:
             raise PromptTooLong(
-                f"This model's maximum context length is {self.max_model_len} tokens. However, you "
-                f"requested {total} tokens ({num_prompt_tokens} in the messages, {max_tokens} in the "
-                "completion). Please reduce the length of the messages or completion.")
+                f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                f"you requested {total} tokens ({num_prompt_tokens} in the messages, {max_tokens} "
+                "in the completion). Please reduce the length of the messages or completion.")
         capacity = self.cache_capacity_tokens
         if total > capacity:
             raise PromptTooLong(

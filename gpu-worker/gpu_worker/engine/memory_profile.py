@@ -3,7 +3,8 @@
 The profiled step is the largest the scheduler makes: max_num_seqs decodes at a long context plus
 a max_batch_tokens prefill chunk, with logits and sampling, over a scratch cache. Its peak above
 what is held sets the activation headroom; the cache takes the rest of memory_fraction of the
-device. With CUDA graphs, their pool (about one pure decode step's peak, measured too) is kept aside.
+device. With CUDA graphs, their pool (about one pure decode step's peak, measured too) is set
+aside.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def cache_blocks_that_fit(model, config: EngineConfig, max_model_len: int, devic
     counts = (config.max_num_seqs + 1) * model.config.vocab_size * 4  # the sampler's OutputCounts
     total = torch.cuda.get_device_properties(device).total_memory
     held = torch.cuda.memory_allocated(device)
-    blocks = (int(total * config.memory_fraction) - held - mixed - graph_pool - counts) // block_bytes
+    budget = int(total * config.memory_fraction) - held - mixed - graph_pool - counts
+    blocks = budget // block_bytes
     figures = {"total_bytes": total, "held_bytes": held, "step_peak_bytes": mixed,
                "graph_pool_bytes": graph_pool, "penalty_counts_bytes": counts,
                "block_bytes": block_bytes, "blocks": blocks}

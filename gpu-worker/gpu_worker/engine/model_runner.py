@@ -58,7 +58,7 @@ class ModelRunner:
         else:
             as_long = lambda x: torch.tensor(x, dtype=torch.long, device=self.device)
             ids = as_long([t for c in chunks for t in c.tokens])
-            positions = as_long([p for c in chunks for p in range(c.start, c.start + len(c.tokens))])
+            positions = as_long([c.start + i for c in chunks for i in range(len(c.tokens))])
             layout = [(c.block_table, c.start, len(c.tokens)) for c in chunks]
             meta = AttentionMetadata.build(layout, self.block_size, self.device)
             hidden = self.model.forward(ids, positions, meta, self.kv_cache)

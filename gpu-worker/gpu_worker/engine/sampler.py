@@ -62,7 +62,9 @@ class SamplingBatch:
                  counts.row(seq) if pen else scratch, float(p.greedy))
                 for seq, p, pen in zip(seqs, params, penalised)]
         host = torch.tensor(rows, dtype=torch.float64)  # every field is exact in float64
-        packed = (host.pin_memory() if device.type == "cuda" else host).to(device, non_blocking=True)
+        if device.type == "cuda":
+            host = host.pin_memory()
+        packed = host.to(device, non_blocking=True)
         (self.temperature, self.top_p, self.frequency_penalty, self.presence_penalty,
          self.uniform) = packed[:, :5].float().unbind(1)
         self.count_rows = packed[:, 5].long()  # row of OutputCounts (scratch: no penalty)
@@ -102,7 +104,8 @@ class Sampler:
             cdf = probs.cumsum_(dim=-1)
             # right=True: a zero-probability token is an empty interval, never hit.
             drawn = torch.searchsorted(cdf, batch.uniform[:, None] * cdf[:, -1:], right=True)
-            chosen = torch.where(batch.greedy, chosen, drawn.squeeze(1).clamp_(max=cdf.shape[-1] - 1))
+            drawn = drawn.squeeze(1).clamp_(max=cdf.shape[-1] - 1)
+            chosen = torch.where(batch.greedy, chosen, drawn)
         if batch.counts is not None:
             ones = torch.ones(chosen.shape, device=chosen.device)
             batch.counts.table.index_put_((batch.count_rows, chosen), ones, accumulate=True)
@@ -118,5 +121,6 @@ class Sampler:
             chosen_lp = logprobs.gather(1, chosen[rows][:, None]).squeeze(1).tolist()
             top_vals, top_ids = (t.tolist() for t in logprobs.topk(max(batch.top_logprobs), dim=-1))
             for j, (i, n) in enumerate(zip(rows, batch.top_logprobs)):
-                out[i] = TokenLogprob(tokens[i], chosen_lp[j], list(zip(top_ids[j][:n], top_vals[j][:n])))
+                top = list(zip(top_ids[j][:n], top_vals[j][:n]))
+                out[i] = TokenLogprob(tokens[i], chosen_lp[j], top)
         return tokens, out

@@ -20,8 +20,8 @@ class Chunk(NamedTuple):
     start: int
     tokens: list[int]
     block_table: list[int]
-    samples: bool               # the chunk ends at the sequence's last token: it yields logits
-    table_key: tuple[int, int]  # Sequence.table_key: the decode buffers refill a row when it changes
+    samples: bool               # it ends at the sequence's last token: it yields logits
+    table_key: tuple[int, int]  # Sequence.table_key: decode buffers refill a row when it changes
 
 
 @dataclass
@@ -93,7 +93,8 @@ class Scheduler:
             match = bm.match_prefix(seq)
             hit_blocks = len(match.device_blocks) + len(match.disk_keys)
             num_new = min(len(seq) - hit_blocks * bm.block_size, budget)
-            if not bm.can_allocate(match, bm.blocks_for(hit_blocks * bm.block_size + num_new) - hit_blocks):
+            new_blocks = bm.blocks_for(hit_blocks * bm.block_size + num_new) - hit_blocks
+            if not bm.can_allocate(match, new_blocks):
                 break
             self.waiting.popleft()
             reused = bm.allocate_prefix(seq, match)

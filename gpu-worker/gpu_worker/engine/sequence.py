@@ -55,7 +55,7 @@ class Sequence:
         # The sampler's noise stream: the request's seed, or a random one.
         self.seed = params.seed if params.seed is not None else random.getrandbits(63)
         self.num_preemptions = 0
-        self.serial = next(_serials)  # unique in the process, unlike request ids (callers reuse them)
+        self.serial = next(_serials)  # unique in the process, unlike request ids
 
     def __len__(self) -> int:
         return len(self.token_ids)

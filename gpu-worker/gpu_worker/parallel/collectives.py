@@ -27,7 +27,8 @@ def vocab_parallel_embedding(ids: torch.Tensor, shard: torch.Tensor) -> torch.Te
     rows = shard.shape[0]
     local = ids - p.rank * rows
     mine = (local >= 0) & (local < rows)
-    return all_reduce(F.embedding(local.clamp(0, rows - 1), shard) * mine.unsqueeze(-1).to(shard.dtype))
+    out = F.embedding(local.clamp(0, rows - 1), shard) * mine.unsqueeze(-1).to(shard.dtype)
+    return all_reduce(out)
 
 
 def gather_vocab(local: torch.Tensor, vocab_size: int) -> torch.Tensor:

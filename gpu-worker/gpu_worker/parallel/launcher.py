@@ -55,7 +55,7 @@ class Ranks:
                         continue
                     if not process.is_alive():
                         self.lost[rank] = f"rank {rank} exited with code {process.exitcode}"
-                    elif self.latest.get(rank, {}).get("state") == "ready" and silent > SILENCE_LIMIT_S:
+                    elif silent > SILENCE_LIMIT_S and self.latest[rank]["state"] == "ready":
                         self.lost[rank] = f"rank {rank} silent for {silent:.0f} s"
 
     @property
@@ -70,8 +70,9 @@ class Ranks:
         with self._lock:
             for rank, process in sorted(self.processes.items()):
                 since = round(now - self.seen[rank], 1) if rank in self.seen else None
-                out.append(dict(self.latest.get(rank, {"state": "starting"}), rank=rank, pid=process.pid,
-                                alive=rank not in self.lost, seconds_since_report=since))
+                report = self.latest.get(rank, {"state": "starting"})
+                out.append(dict(report, rank=rank, pid=process.pid, alive=rank not in self.lost,
+                                seconds_since_report=since))
         return out
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -89,8 +90,9 @@ def start_followers(args: Namespace, port: int) -> Ranks:
     reports = context.Queue()
     processes = {}
     for rank in range(1, args.tensor_parallel_size):
-        processes[rank] = context.Process(target=run_follower, name=f"gpu-worker-rank-{rank}", daemon=True,
-                                          args=(rank, vars(args), port, reports, os.getpid()))
+        processes[rank] = context.Process(
+            target=run_follower, args=(rank, vars(args), port, reports, os.getpid()),
+            name=f"gpu-worker-rank-{rank}", daemon=True)
         processes[rank].start()
     return Ranks(processes, reports)
 

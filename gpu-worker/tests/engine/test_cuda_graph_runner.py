@@ -50,7 +50,7 @@ def unpadded(model, runner, rows):
 @pytest.mark.parametrize("lengths", [[5], [1, 9, 16, 23, 7], [8] * 8, [3, 17, 30, 1, 12, 25, 6, 9, 40, 2, 11]])
 def test_padded_decode_step_equals_unpadded(model, lengths):
     runner = ModelRunner(model, num_blocks=96, block_size=BLOCK, max_num_seqs=16, max_model_len=64)
-    assert runner.kv_cache.shape[1] == 97  # the pad block follows the 96 the block manager hands out
+    assert runner.kv_cache.shape[1] == 97  # the pad block follows the 96 others
     rows = prefilled(model, runner, lengths)
     before = runner.kv_cache.clone()
     padded = runner.decode.run(rows)
@@ -73,7 +73,8 @@ def test_tables_written_incrementally_follow_growth_moves_and_rewrites(model):
     decode = runner.decode
 
     def step(rows):
-        torch.testing.assert_close(decode.run(rows), unpadded(model, runner, rows), rtol=1e-5, atol=1e-5)
+        hidden = decode.run(rows)
+        torch.testing.assert_close(hidden, unpadded(model, runner, rows), rtol=1e-5, atol=1e-5)
         for i, (_, pos, table, _) in enumerate(rows):  # what a kernel reads of each table is right
             used = pos // BLOCK + 1
             assert decode.host_inputs["block_tables"][i, :used].tolist() == table[:used]

@@ -40,7 +40,8 @@ def tiny():
 def setup(request):
     if request.param == "tiny":
         return request.getfixturevalue("tiny")
-    return Setup(load_model(request.getfixturevalue("embedded_checkpoint_dir")), block=64, vocab=128000)
+    model = load_model(request.getfixturevalue("embedded_checkpoint_dir"))
+    return Setup(model, block=64, vocab=128000)
 
 
 def dense_greedy(model, prompt, n):
@@ -79,7 +80,8 @@ def test_preemption_under_memory_pressure_keeps_greedy_output(setup):
     ps = setup.prompts(4, 1.6, 1.9, seed=5)
     alone = [setup.engine().generate([p], GREEDY)[0].output_ids for p in ps]
     eng = setup.engine(num_cache_blocks=5)
-    seqs = eng.generate(ps, SamplingParams(temperature=0.0, max_tokens=setup.block // 2, ignore_eos=True))
+    params = SamplingParams(temperature=0.0, max_tokens=setup.block // 2, ignore_eos=True)
+    seqs = eng.generate(ps, params)
     assert [s.output_ids[:8] for s in seqs] == [a[:setup.block // 2] for a in alone]
     assert sum(s.num_preemptions for s in seqs) > 0
     assert eng.block_manager.num_free_blocks == 5

@@ -63,8 +63,8 @@ def start_parallel(checkpoint: Path, disk: Path, *extra: str):
 
 @pytest.fixture(scope="module")
 def workers(checkpoints, tmp_path_factory):
-    """kind -> (single-process URL, parallel URL, parallel process). The single-process worker runs in
-    this process, as tests/server/test_http.py runs it."""
+    """kind -> (single-process URL, parallel URL, parallel process). The single-process worker
+    runs in this process, as tests/server/test_http.py runs it."""
     started, singles = {}, []
     try:
         for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):

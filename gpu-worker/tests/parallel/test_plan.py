@@ -71,12 +71,14 @@ def test_tensor_parallel_alone_splits_every_expert_and_the_shared_one():
 def test_the_command_prints_the_plan(capsys):
     assert main(["--checkpoint-config", "deepseek-v3", "--gpus", "8", "--gpu-memory", "141GB"]) == 0
     out = capsys.readouterr().out
-    assert f"{WEIGHTS:,d} B" in out and "65536-token sequences:   4.29 GiB each -> largest batch 10" in out
+    assert f"{WEIGHTS:,d} B" in out
+    assert "65536-token sequences:   4.29 GiB each -> largest batch 10" in out
 
 
 def test_bad_inputs_are_refused(capsys):
     assert main(["--checkpoint-config", "deepseek-v3", "--gpus", "7", "--gpu-memory", "141GB"]) == 2
-    assert "num_attention_heads (128) is not divisible by the tensor-parallel size 7" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "num_attention_heads (128) is not divisible by the tensor-parallel size 7" in error
     assert main(["--checkpoint-config", "/nonexistent/config.json", "--gpus", "8", "--gpu-memory", "1GB"]) == 2
     # too small a GPU: the weights alone do not fit, nothing is left for the cache
     assert main(["--checkpoint-config", "deepseek-v3", "--gpus", "8", "--gpu-memory", "80GB"]) == 1

@@ -35,7 +35,7 @@ def _rank_entry(rank, size, port, fn, args, out_dir):
 
 
 def run_ranks(size: int, out_dir, fn, *args) -> list:
-    """fn(*args) on `size` gloo ranks (CPU processes), as the worker's ranks run: what each returns."""
+    """What fn(*args) returns on each of `size` gloo ranks (CPU processes), as the worker runs."""
     mp.spawn(_rank_entry, args=(size, free_port(), fn, args, str(out_dir)), nprocs=size, join=True)
     return [torch.load(f"{out_dir}/rank{r}.pt") for r in range(size)]
 
@@ -61,7 +61,7 @@ def logits_of(checkpoint) -> dict:
 
 
 def both_ways(fn, *args) -> dict:
-    """{expert_parallel: fn(*args)} on these ranks, with tensor parallelism alone and with experts."""
+    """{expert_parallel: fn(*args)}: tensor parallelism alone, and with expert parallelism."""
     out = {}
     for expert_parallel in (False, True):
         with using(replace(current(), expert_parallel=expert_parallel)):
