@@ -47,7 +47,8 @@ def build_state(checkpoint: str | Path, engine_config: EngineConfig, served_mode
         engine_config.cache_salt = checkpoint_fingerprint(checkpoint, dtype)
     eos = renderer.tokenizer.token_to_id(EOS)
     if control is not None:  # the same cache on every rank, and every step replayed by the others
-        engine_config.num_cache_blocks = agree_on_cache_blocks(model, engine_config, device, control)
+        blocks = agree_on_cache_blocks(model, engine_config, device, control)
+        engine_config.num_cache_blocks = blocks
     engine = LLMEngine(model, engine_config, eos_token_ids=(eos,), device=device)
     if control is not None:
         engine.runner.step_listener = StepBroadcaster(control)
