@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+import httpx
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,7 +29,6 @@ PROMPT = "Write a long story about the sea."
 
 def stream_clients(url: str, streams: int, tokens: int) -> int:
     """The SSE chunks that streams concurrent streaming requests receive."""
-    import httpx
     body = {"model": "deepseek-chat", "stream": True, "max_tokens": tokens, "temperature": 0.8,
             "stop": ["\u2603never\u2603"], "messages": [{"role": "user", "content": PROMPT}]}
 
@@ -59,10 +59,9 @@ def main(args) -> None:
                           max_num_seqs=max(streams), max_model_len=1024)
     dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
     state = build_state(args.checkpoint, config, ["deepseek-chat"], device=args.device, dtype=dtype)
-    engine, spans = state.engine.engine, {"step": [], "model": [], "sampler": []}
-    engine.step = timed(spans["step"], engine.step)
-    engine.runner.run = timed(spans["model"], engine.runner.run)
-    engine.sampler = timed(spans["sampler"], engine.sampler)
+    engine, spans = state.engine.engine, {"step": [], "run": [], "sampler": []}
+    for owner, name in ((engine, "step"), (engine.runner, "run"), (engine, "sampler")):
+        setattr(owner, name, timed(spans[name], getattr(owner, name)))
     server = LocalServer(state)
     prompt = state.renderer.tokenizer.encode(PROMPT).ids
 
@@ -82,7 +81,7 @@ def main(args) -> None:
                 for times in spans.values():
                     times.clear()
                 chunks = path(n)
-                model, sampler = ([b - a for a, b in spans[k]] for k in ("model", "sampler"))
+                model, sampler = ([b - a for a, b in spans[k]] for k in ("run", "sampler"))
                 starts = [start for start, _ in spans["step"]]
                 # an iteration: from one step's start to the next's, less the model's time
                 outside = [b - a - m for a, b, m in zip(starts, starts[1:], model)]

@@ -1,5 +1,4 @@
-"""The bench scripts run end to end on CPU and report every figure (the figures themselves are
-measurements and are not asserted), so a GPU session does not spend its minutes on a broken one."""
+"""The bench scripts run end to end on CPU and report every figure (measurements, not asserted)."""
 import json
 import os
 import subprocess
