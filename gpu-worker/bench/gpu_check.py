@@ -67,7 +67,6 @@ MODEL_TOLERANCE = 5e-2 if CUDA else 2e-3  # relative error of the logits, Triton
 FP8_TOLERANCE = 8e-2  # W8A8 rounds activations to e4m3; the reference does not: a few % per layer
 NVLINK_GBPS = 300.0  # assumed all-to-all GB/s per GPU per direction (NVLink: 900 peak, both ways)
 A2A_LATENCY_US = 25.0  # assumed fixed cost of one dispatch or combine
-HEAD_BYTES = 129280 * 7168 * 2  # V3's lm_head in bf16, read once per step
 
 
 def median_ms(fn, reps: int | None = None) -> float:
@@ -177,7 +176,8 @@ def model_checks(out: dict) -> bool:
                              "argmax_agreement": float(torch.cat(agree).float().mean())}
     context = SZ["contexts"][0]
     cache, rows = random_cache(fast, 3, context), decode_rows(3, context)
-    replayed = fast.compute_logits(graphs_for(fast, cache, [4], context).run(rows))
+    graphs = graphs_for(fast, cache, [4], context)  # held while its output is read
+    replayed = fast.compute_logits(graphs.run(rows))
     step = [([5] * context, table, p, 1) for _, p, table in rows]  # the same writes to the cache
     graph_err = rel_err(replayed, step_logits(fast, cache, step))
     eager = graphs_for(fast, cache, [4], context, capture=False)
@@ -290,7 +290,7 @@ def v3_slice(out: dict) -> None:
     model = random_model(cfg, "triton", 7)
     graphs = graphs_for(model, random_cache(model, max(batches), context), batches, context)
     moe, hidden, k = model.layers[0].mlp, cfg["hidden_size"], cfg["num_experts_per_tok"]
-    head_ms = HEAD_BYTES / out["copy_gbps"] / 1e6
+    head_ms = 129280 * 7168 * 2 / out["copy_gbps"] / 1e6  # V3's bf16 lm_head, read per step
     out["v3_slice_model"] = (
         f"{cfg['num_hidden_layers']} layers at ctx {context}; EP8 step = 61 x (ms/layer - MoE + "
         f"MoE(8B)/8 + comm) + head {head_ms:.3f} ms (dense layers as MoE); comm = 2 x "
@@ -355,8 +355,10 @@ def main() -> int:
 
     def expire():  # a section far past the budget: report the others, then exit
         out["failed"].append(f"{name} (timeout)")
-        finish(out)
-        os._exit(3)
+        try:
+            finish(out)
+        finally:
+            os._exit(3)
 
     watchdog = threading.Timer(args.budget_s + 45, expire)  # cancelled below
     watchdog.start()
