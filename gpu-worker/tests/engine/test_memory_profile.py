@@ -1,5 +1,5 @@
 """The cache sizing arithmetic and the profiling step's shapes, on CPU (the peak itself is read from
-CUDA's allocator on a GPU, which bench/gpu_check.py exercises)."""
+CUDA's allocator, on a GPU only)."""
 from types import SimpleNamespace
 
 import torch
