@@ -236,7 +236,7 @@ def decode_table(out: dict) -> None:
             floor = roofline_bytes(model, batch, context) / out["copy_gbps"] / 1e6
             row = {"batch": batch, "ctx": context, "step ms": ms, "tok/s": batch / ms * 1000,
                    "roofline ms": floor, "% roofline": 100 * floor / ms}
-            out["decode"].append({k: round(v, 3) for k, v in row.items()})
+            out["decode"].append({key: round(v, 3) for key, v in row.items()})
         if CUDA:
             out[f"peak_gib_at_ctx_{context}"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         del graphs
@@ -306,15 +306,15 @@ def v3_slice(out: dict) -> None:
         step_ms = 61 * (layer_ms - moe_ms + moe8_ms / 8 + comm_ms) + head_ms
         row = {"batch": batch, "ms/layer": layer_ms, "MoE ms": moe_ms, "MoE(8B) ms": moe8_ms,
                "comm ms": comm_ms, "EP8 step ms": step_ms, "tok/s per GPU": batch / step_ms * 1000}
-        out["v3_slice"].append({k: round(v, 4) for k, v in row.items()})
+        out["v3_slice"].append({key: round(v, 4) for key, v in row.items()})
 
 
 SECTIONS = [  # (name, seconds it needs at least, function)
-    ("a. model vs torch, graphs, syncs", 60, model_checks),
-    ("a. fp8 layers vs torch", 20, fp8_layers_vs_torch),
-    ("b+c. decode table, mixed step", 140, decode_table),
-    ("e. transformers", 60, transformers_ratio),
-    ("f. V3 FP8 slice", 90, v3_slice),
+    ("model vs torch, graphs, syncs", 60, model_checks),
+    ("fp8 layers vs torch", 20, fp8_layers_vs_torch),
+    ("decode table, mixed step", 140, decode_table),
+    ("transformers", 60, transformers_ratio),
+    ("V3 FP8 slice", 90, v3_slice),
 ]
 
 
