@@ -23,20 +23,6 @@ from .moe_align import align_by_expert
 
 
 @triton.jit
-def _accumulate(acc, a, a_scale, w_ptrs, w_scale_ptrs, mask_w, mask_n,
-                FP8: tl.constexpr, WIDEN: tl.constexpr, PRECISION: tl.constexpr):
-    w = tl.load(w_ptrs, mask=mask_w, other=0.0)
-    if FP8:  # BLOCK_K is one 128-channel group: one scale per row of a, one per column of w
-        w_scale = tl.load(w_scale_ptrs, mask=mask_n, other=0.0)
-        acc += tl.dot(a, w) * a_scale[:, None] * w_scale[None, :]
-    else:
-        if WIDEN:
-            w = w.to(tl.float32)
-        acc = tl.dot(a, w, acc, input_precision=PRECISION)
-    return acc
-
-
-@triton.jit
 def _expert_gemm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, shared_w_ptr, shared_w_scale_ptr, out_ptr, pairs_ptr,
     block_experts_ptr, route_weights_ptr, num_experts, num_pairs, N, K, pairs_per_a_row, split_row,
@@ -72,20 +58,28 @@ def _expert_gemm_kernel(
     up_scales = w_scale_base + weight_scale_row(offs_n + N, split_row, split_scale_row) * stride_wsn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # (the two products are written out: a nested jit function is slow in Triton's interpreter)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         mask_k = offs_k < K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        a_scale = 1.0
-        if FP8:
-            a_scale = tl.load(a_scale_ptrs + kb, mask=mask_m, other=0.0)
-        elif WIDEN:
-            a = a.to(tl.float32)
-        mask_w = mask_k[:, None] & mask_n[None, :]
-        acc = _accumulate(acc, a, a_scale, w_ptrs, gate_scales + kb, mask_w, mask_n,
-                          FP8, WIDEN, PRECISION)
+        w = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         if SWIGLU:
-            acc_up = _accumulate(acc_up, a, a_scale, up_ptrs, up_scales + kb, mask_w, mask_n,
-                                 FP8, WIDEN, PRECISION)
+            up = tl.load(up_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if FP8:  # BLOCK_K is one 128-channel group: one scale per row of a, one per column of w
+            a_scale = tl.load(a_scale_ptrs + kb, mask=mask_m, other=0.0)[:, None]
+            w_scale = tl.load(gate_scales + kb, mask=mask_n, other=0.0)[None, :]
+            acc += tl.dot(a, w) * a_scale * w_scale
+            if SWIGLU:
+                up_scale = tl.load(up_scales + kb, mask=mask_n, other=0.0)[None, :]
+                acc_up += tl.dot(a, up) * a_scale * up_scale
+        else:
+            if WIDEN:
+                a, w = a.to(tl.float32), w.to(tl.float32)
+            acc = tl.dot(a, w, acc, input_precision=PRECISION)
+            if SWIGLU:
+                if WIDEN:
+                    up = up.to(tl.float32)
+                acc_up = tl.dot(a, up, acc_up, input_precision=PRECISION)
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
         up_ptrs += BLOCK_K

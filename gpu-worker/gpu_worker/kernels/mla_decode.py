@@ -20,20 +20,6 @@ from . import dot_precision, dot_width, widen_for_interpreter
 
 
 @triton.jit
-def online_softmax_step(scores, values, narrow_values, m, total, acc, PRECISION: tl.constexpr):
-    """Fold one block of keys (scores in the log2 domain, [M, N]) into the running maximum m, sum of
-    exponentials `total` and output `acc`. The probabilities meet the values in the values' stored
-    dtype (`narrow_values`), as on a GPU."""
-    m_new = tl.maximum(m, tl.max(scores, axis=1))
-    rescale = tl.exp2(m - m_new)
-    p = tl.exp2(scores - m_new[:, None])
-    total = total * rescale + tl.sum(p, axis=1)
-    p = p.to(narrow_values.dtype).to(values.dtype)
-    acc = acc * rescale[:, None] + tl.dot(p, values, input_precision=PRECISION)
-    return m_new, total, acc
-
-
-@triton.jit
 def _decode_kernel(
     q_ptr, cache_ptr, tables_ptr, lens_ptr, part_ptr, lse_ptr,
     q_stride_b, q_stride_h, entry_stride, table_stride,
@@ -71,13 +57,19 @@ def _decode_kernel(
         entries = cache_ptr + (block.to(tl.int64) * PAGE + t % PAGE)[:, None] * entry_stride
         k_lat = tl.load(entries + r[None, :], mask=t_ok[:, None] & (r[None, :] < R), other=0.0)
         k_pe = tl.load(entries + R + pe[None, :], mask=t_ok[:, None] & (pe[None, :] < PE), other=0.0)
-        stored = k_lat
+        p_dtype = k_lat.dtype  # probabilities meet the values in the cache's dtype, as on a GPU
         if WIDEN:
             k_lat, k_pe = k_lat.to(tl.float32), k_pe.to(tl.float32)
         scores = tl.dot(q_lat, tl.trans(k_lat), input_precision=PRECISION)
         scores += tl.dot(q_pe, tl.trans(k_pe), input_precision=PRECISION)
         scores = tl.where(t_ok[None, :], scores * 1.4426950408889634, float("-inf"))  # log2 domain
-        m, total, acc = online_softmax_step(scores, k_lat, stored, m, total, acc, PRECISION)
+        m_new = tl.maximum(m, tl.max(scores, axis=1))
+        rescale = tl.exp2(m - m_new)
+        p = tl.exp2(scores - m_new[:, None])
+        total = total * rescale + tl.sum(p, axis=1)
+        p = p.to(p_dtype).to(k_lat.dtype)
+        acc = acc * rescale[:, None] + tl.dot(p, k_lat, input_precision=PRECISION)
+        m = m_new
 
     # An empty split (its range starts past the context) leaves total == 0: output 0, weight 0 in the merge.
     empty = total == 0.0

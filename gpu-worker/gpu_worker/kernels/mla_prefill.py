@@ -16,7 +16,6 @@ import triton
 import triton.language as tl
 
 from . import dot_precision, dot_width, widen_for_interpreter
-from .mla_decode import online_softmax_step
 
 
 @triton.jit
@@ -67,7 +66,7 @@ def _prefill_kernel(
                        mask=col_ok[:, None] & (dp[None, :] < PE), other=0.0)
         v = tl.load(v_ptr + k_tok * v_stride_t + head * v_stride_h + dv[None, :],
                     mask=col_ok[:, None] & (dv[None, :] < V), other=0.0)
-        stored = v
+        p_dtype = v.dtype  # probabilities meet the values in their dtype, as on a GPU
         if WIDEN:
             k_nope, k_pe, v = k_nope.to(tl.float32), k_pe.to(tl.float32), v.to(tl.float32)
         scores = tl.dot(q_nope, tl.trans(k_nope), input_precision=PRECISION)
@@ -75,7 +74,13 @@ def _prefill_kernel(
         visible = (cols[None, :] <= rows[:, None] + prefix) & col_ok[None, :]
         # every row sees context position 0, so after the first block m is finite
         scores = tl.where(visible, scores * scale_log2, float("-inf"))
-        m, total, acc = online_softmax_step(scores, v, stored, m, total, acc, PRECISION)
+        m_new = tl.maximum(m, tl.max(scores, axis=1))  # online softmax, as in mla_decode
+        rescale = tl.exp2(m - m_new)
+        p = tl.exp2(scores - m_new[:, None])
+        total = total * rescale + tl.sum(p, axis=1)
+        p = p.to(p_dtype).to(v.dtype)
+        acc = acc * rescale[:, None] + tl.dot(p, v, input_precision=PRECISION)
+        m = m_new
 
     out = acc / tl.where(total == 0.0, 1.0, total)[:, None]
     tl.store(out_ptr + q_tok * out_stride_t + head * out_stride_h + dv[None, :],
