@@ -1,11 +1,9 @@
-"""Load a Hugging Face DeepSeek-V3 checkpoint directory into DeepseekV3ForCausalLM.
-
-Reads config.json and model.safetensors or sharded model-*.safetensors with their index. Tensors are
-memory-mapped and each is read once, straight into its slice of our parameters (experts stacked,
-q_a/kv_a and gate/up fused). FP8 weights with a `weight_scale_inv` sibling stay FP8 with their block
-scales where the model holds them so (`load_model(keep_fp8=...)`), else they are dequantized at
-load. Layers at or beyond num_hidden_layers (the MTP module) are skipped. Every name and shape is
-checked before any data is read; problems are reported together, by tensor name.
+"""Load a Hugging Face DeepSeek-V3 checkpoint directory (config.json, model.safetensors or shards
+with their index) into DeepseekV3ForCausalLM. Each tensor is memory-mapped and read once, straight
+into its slice of our parameters. FP8 weights stay FP8 with their block scales where the model holds
+them so (`load_model(keep_fp8=...)`), else they are dequantized at load. Layers beyond
+num_hidden_layers (the MTP module) are skipped. Every name and shape is checked before any data is
+read; problems are reported together, by tensor name.
 """
 
 from __future__ import annotations
