@@ -53,9 +53,12 @@ def _expert_gemm_kernel(
         w_scale_base = shared_w_scale_ptr
     w_ptrs = w_base + offs_n[None, :] * stride_wn + offs_k[:, None]
     up_ptrs = w_ptrs + N * stride_wn  # SWIGLU: the up rows follow the N gate rows
-    a_scale_ptrs = a_scale_ptr + a_rows * stride_asm
-    gate_scales = w_scale_base + weight_scale_row(offs_n, split_row, split_scale_row) * stride_wsn
-    up_scales = w_scale_base + weight_scale_row(offs_n + N, split_row, split_scale_row) * stride_wsn
+    if FP8:
+        a_scale_ptrs = a_scale_ptr + a_rows * stride_asm
+        gate_rows = weight_scale_row(offs_n, split_row, split_scale_row)
+        up_rows = weight_scale_row(offs_n + N, split_row, split_scale_row)
+        gate_scales = w_scale_base + gate_rows * stride_wsn
+        up_scales = w_scale_base + up_rows * stride_wsn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     # (the two products are written out: a nested jit function is slow in Triton's interpreter)
