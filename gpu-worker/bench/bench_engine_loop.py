@@ -41,14 +41,14 @@ def stream_clients(url: str, streams: int, tokens: int) -> int:
         return sum(pool.map(one, range(streams)))
 
 
-def timed(spans: list, fn):
-    """fn, appending each call's (start, end) in ms to spans."""
+def timed(spans: dict, name: str, fn):
+    """fn, appending each call's (start, end) in ms to spans[name]."""
     def call(*args):
         start = time.perf_counter()
         out = fn(*args)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        spans.append((start * 1000, time.perf_counter() * 1000))
+        spans[name].append((start * 1000, time.perf_counter() * 1000))
         return out
     return call
 
@@ -61,7 +61,7 @@ def main(args) -> None:
     state = build_state(args.checkpoint, config, ["deepseek-chat"], device=args.device, dtype=dtype)
     engine, spans = state.engine.engine, {"step": [], "run": [], "sampler": []}
     for owner, name in ((engine, "step"), (engine.runner, "run"), (engine, "sampler")):
-        setattr(owner, name, timed(spans[name], getattr(owner, name)))
+        setattr(owner, name, timed(spans, name, getattr(owner, name)))
     server = LocalServer(state)
     prompt = state.renderer.tokenizer.encode(PROMPT).ids
 
@@ -78,8 +78,7 @@ def main(args) -> None:
     try:
         for i, n in enumerate([1, *streams]):  # the first run warms up
             for path in (http_streams, engine_alone):
-                for times in spans.values():
-                    times.clear()
+                spans.update({name: [] for name in spans})
                 chunks = path(n)
                 model, sampler = ([b - a for a, b in spans[k]] for k in ("run", "sampler"))
                 starts = [start for start, _ in spans["step"]]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import timeit
 import traceback
 from itertools import accumulate
 
@@ -22,7 +23,6 @@ if TINY:  # before any kernel module is imported: @triton.jit reads it at defini
 
 import torch  # noqa: E402
 import triton  # noqa: E402
-from torch.utils.benchmark import Timer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -69,15 +69,25 @@ NVLINK_GBPS = 300.0  # assumed all-to-all GB/s per GPU per direction (NVLink: 90
 A2A_LATENCY_US = 25.0  # assumed fixed cost of one dispatch or combine
 
 
-def median_ms(fn, reps: int | None = None) -> float:
-    """ms per call of fn, over reps back-to-back calls after warm-up, the device synchronised."""
-    return Timer("fn()", globals={"fn": fn}).timeit(reps or SZ["reps"]).median * 1000
+def clock() -> float:
+    """The host clock, once the device has done what was queued."""
+    if CUDA:
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def ms_per_call(fn, reps: int | None = None) -> float:
+    """fn's mean ms over reps back-to-back calls after one warm-up call."""
+    reps = reps or SZ["reps"]
+    fn()
+    return timeit.Timer(fn, timer=clock).timeit(reps) * 1000 / reps
 
 
 @torch.no_grad()
 def random_model(cfg: dict, backend: str, seed: int, **overrides) -> DeepseekV3ForCausalLM:
-    """Random weights, never zeros: N(0, 1/fan_in) in the model dtype; e4m3 weights N(0, 1) with
-    block scales 1/sqrt(fan_in); norms 1; router biases small and positive."""
+    """Random weights, never zeros, the same for a seed whatever the backend: N(0, 1/fan_in) in the
+    model dtype; e4m3 weights N(0, 1) with block scales 1/sqrt(fan_in); norms 1; router biases small
+    and positive."""
     model = DeepseekV3ForCausalLM(ModelConfig.from_hf_dict(dict(cfg, **overrides)), dtype=DTYPE,
                                   device=DEVICE, kernel_backend=backend).eval()
     g = torch.Generator(device=DEVICE).manual_seed(seed)
@@ -92,13 +102,6 @@ def random_model(cfg: dict, backend: str, seed: int, **overrides) -> DeepseekV3F
                 w = w * part.shape[-1] ** -0.5
             part.copy_(w.clamp(-4, 4).to(part.dtype))
     return model
-
-
-def model_pair(cfg: dict, **overrides) -> tuple[DeepseekV3ForCausalLM, DeepseekV3ForCausalLM]:
-    """The torch reference and the Triton backend on the same weights."""
-    ref, fast = (random_model(cfg, backend, 2, **overrides) for backend in ("torch", "triton"))
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -156,7 +159,7 @@ def model_checks(out: dict) -> bool:
     """The whole model on the Triton kernels against the torch backend (a ragged prefill, 2 decode
     steps, a mixed one); its decode step replayed from a CUDA graph against the plain packed step;
     an eager decode step and the sampler with host syncs forbidden."""
-    ref, fast = model_pair(SZ["model"], num_hidden_layers=2)
+    ref, fast = (random_model(SZ["model"], b, 2, num_hidden_layers=2) for b in ("torch", "triton"))
     g = torch.Generator().manual_seed(4)
     lengths = [n + 3 for n in SZ["check_lengths"]] + [SZ["chunk"]]
     first = [0, *accumulate(-(-n // BLOCK) for n in lengths)]  # each sequence's first block
@@ -203,8 +206,9 @@ def fp8_layers_vs_torch(out: dict) -> bool:
     """Each FP8 linear layer and the FP8 MoE of one V3-width layer, Triton against torch. Not the
     whole model: a few percent moves near-tied expert choices, which random weights amplify."""
     s = SZ["slice"]
-    ref, fast = model_pair(s, num_hidden_layers=1, n_routed_experts=min(32, s["n_routed_experts"]),
-                           num_attention_heads=min(8, s["num_attention_heads"]))
+    small = dict(num_hidden_layers=1, n_routed_experts=min(32, s["n_routed_experts"]),
+                 num_attention_heads=min(8, s["num_attention_heads"]))
+    ref, fast = (random_model(s, backend, 2, **small) for backend in ("torch", "triton"))
     fast_modules = dict(fast.named_modules())
     g = torch.Generator(device=DEVICE).manual_seed(8)
     errs = []
@@ -232,7 +236,7 @@ def decode_table(out: dict) -> None:
         graphs = graphs_for(model, cache, SZ["batches"], context)
         for batch in SZ["batches"]:
             rows = decode_rows(batch, context)
-            ms = median_ms(lambda: model.compute_logits(graphs.run(rows)).argmax(-1))
+            ms = ms_per_call(lambda: model.compute_logits(graphs.run(rows)).argmax(-1))
             floor = roofline_bytes(model, batch, context) / out["copy_gbps"] / 1e6
             row = {"batch": batch, "ctx": context, "step ms": ms, "tok/s": batch / ms * 1000,
                    "roofline ms": floor, "% roofline": 100 * floor / ms}
@@ -245,8 +249,8 @@ def decode_table(out: dict) -> None:
     first = decodes * -(-context // BLOCK)  # the first block past the decodes' tables
     chunk_step = [([7] * chunk, list(range(first, first + -(-chunk // BLOCK))), 0, chunk)]
     step = [([7] * context, t, p, 1) for _, p, t in decode_rows(decodes, context)] + chunk_step
-    mixed = median_ms(lambda: step_logits(model, cache, step).argmax(-1))
-    alone = median_ms(lambda: step_logits(model, cache, chunk_step).argmax(-1))
+    mixed = ms_per_call(lambda: step_logits(model, cache, step).argmax(-1))
+    alone = ms_per_call(lambda: step_logits(model, cache, chunk_step).argmax(-1))
     out["mixed"] = {"mixed_ms": round(mixed, 3), "decode_ms": pure,
                     "chunk_alone_ms": round(alone, 3), "ratio": round(mixed / (pure + alone), 3)}
 
@@ -261,13 +265,12 @@ def transformers_ratio(out: dict) -> None:
     ours = random_model(cfg, "triton", 5)
     graphs = graphs_for(ours, random_cache(ours, batch, context), [batch], context)
     rows = decode_rows(batch, context)
-    ours_ms = median_ms(lambda: ours.compute_logits(graphs.run(rows)).argmax(-1))
+    ours_ms = ms_per_call(lambda: ours.compute_logits(graphs.run(rows)).argmax(-1))
     del ours, graphs
     with torch.device(DEVICE):  # initialised on the device: on the CPU, billions take minutes
         hf = HFModel(DeepseekV3Config(**{k: v for k, v in cfg.items() if k != "architectures"}))
     hf = hf.to(DTYPE).eval()
-    g = torch.Generator(device=DEVICE).manual_seed(6)
-    prompt = torch.randint(0, cfg["vocab_size"], (batch, context - 1), generator=g, device=DEVICE)
+    prompt = torch.randint(0, cfg["vocab_size"], (batch, context - 1), device=DEVICE)
     kv = hf.model(input_ids=prompt, use_cache=True).past_key_values  # no [B, S, vocab] logits
     ids = torch.full((batch, 1), 5, device=DEVICE)
 
@@ -276,7 +279,7 @@ def transformers_ratio(out: dict) -> None:
         logits = hf(input_ids=ids, position_ids=pos, past_key_values=kv, use_cache=True).logits
         return logits[:, -1].argmax(-1)
 
-    hf_ms = median_ms(hf_step, max(1, SZ["reps"] // 4))
+    hf_ms = ms_per_call(hf_step, max(1, SZ["reps"] // 4))
     out["transformers"] = {"layers": cfg["num_hidden_layers"], "batch": batch, "context": context,
                            "ours_ms": round(ours_ms, 3), "transformers_ms": round(hf_ms, 3),
                            "speedup": round(hf_ms / ours_ms, 2)}
@@ -298,10 +301,10 @@ def v3_slice(out: dict) -> None:
     out["v3_slice"] = []
     for batch in batches:
         rows = decode_rows(batch, context)
-        layer_ms = median_ms(lambda: graphs.run(rows)) / cfg["num_hidden_layers"]  # no head
+        layer_ms = ms_per_call(lambda: graphs.run(rows)) / cfg["num_hidden_layers"]  # no head
         x, x8 = (torch.randn(n, hidden, device=DEVICE, dtype=DTYPE) for n in (batch, 8 * batch))
         with torch.inference_mode():
-            moe_ms, moe8_ms = median_ms(lambda: moe(x)), median_ms(lambda: moe(x8))
+            moe_ms, moe8_ms = ms_per_call(lambda: moe(x)), ms_per_call(lambda: moe(x8))
         comm_ms = 2 * A2A_LATENCY_US / 1000 + batch * k * 7 / 8 * hidden * 3 / NVLINK_GBPS / 1e6
         step_ms = 61 * (layer_ms - moe_ms + moe8_ms / 8 + comm_ms) + head_ms
         row = {"batch": batch, "ms/layer": layer_ms, "MoE ms": moe_ms, "MoE(8B) ms": moe8_ms,
@@ -349,7 +352,7 @@ def main() -> int:
            "torch": torch.__version__, "triton": triton.__version__, "skipped": [], "failed": []}
     src = torch.empty((64 if TINY else 4096) << 20, dtype=torch.uint8, device=DEVICE).random_()
     dst = torch.empty_like(src)
-    copy_ms = median_ms(lambda: dst.copy_(src), reps=20)
+    copy_ms = ms_per_call(lambda: dst.copy_(src), reps=20)
     out["copy_gbps"] = round(2 * src.numel() / copy_ms / 1e6, 1)  # bytes read + written
     del src, dst
 
