@@ -76,7 +76,7 @@ def clock() -> float:
     return time.perf_counter()
 
 
-def ms_per_call(fn, reps: int | None = None) -> float:
+def ms_per_call(fn, reps: int = 0) -> float:
     """fn's mean ms over reps back-to-back calls after one warm-up call."""
     reps = reps or SZ["reps"]
     fn()
