@@ -2,11 +2,9 @@
 
     python -m gpu_worker.plan --checkpoint-config deepseek-v3 --gpus 8 --gpu-memory 141GB
 
-Counts, per rank, what `python -m gpu_worker.server --tensor-parallel-size N
-[--enable-expert-parallel]` keeps on a GPU: the weights (the model's own parameters, built on the
-meta device: e4m3 with float32 128x128 block scales for an FP8 checkpoint), the replicated latent
-KV cache, the activations of the largest step and the communication buffers; then the largest batch
-of full-context sequences that fits.
+Per rank of `python -m gpu_worker.server --tensor-parallel-size N`: weights (the model's own
+parameters on the meta device), activations of the largest step, communication buffers, and the
+largest batch of full-context sequences whose replicated latent KV cache fits.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import json
 import math
 import re
 import sys
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +39,7 @@ _GROUPS = (("embed_tokens", "embedding"), ("lm_head", "lm_head"), ("norm", "norm
            ("mlp.shared_experts", "shared"), ("mlp", "dense"))
 
 
-@dataclass(frozen=True)
-class Line:
-    name: str
-    bytes: int
+Line = namedtuple("Line", "name bytes")
 
 
 def weight_lines(c: ModelConfig, ranks: int, expert_parallel: bool) -> list[Line]:
@@ -117,7 +112,6 @@ class Plan:
     communication: int
     kv_per_token: int
     gpu_memory: int
-    reserve: int = RUNTIME_RESERVE
 
     @property
     def weight_bytes(self) -> int:
@@ -125,7 +119,7 @@ class Plan:
 
     @property
     def cache_budget(self) -> int:
-        used = self.weight_bytes + self.activations + self.communication + self.reserve
+        used = self.weight_bytes + self.activations + self.communication + RUNTIME_RESERVE
         return self.gpu_memory - used
 
     def sequence_bytes(self, context: int) -> int:
@@ -157,7 +151,7 @@ def render(plan: Plan, c: ModelConfig, args: argparse.Namespace) -> str:
     out += [row("  total weights", plan.weight_bytes),
             row("activations (largest step, one layer)", plan.activations),
             row("communication buffers", plan.communication),
-            row("runtime reserve (CUDA, NCCL, allocator; assumed)", plan.reserve),
+            row("runtime reserve (CUDA, NCCL, allocator; assumed)", RUNTIME_RESERVE),
             row("GPU memory", plan.gpu_memory),
             row("left for the latent KV cache", plan.cache_budget),
             f"KV cache: {plan.kv_per_token:,} B per token ({c.num_hidden_layers} layers x "
@@ -198,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.checkpoint_config)
-        ep = not args.no_expert_parallel
-        plan = make_plan(config, args.gpus, parse_size(args.gpu_memory), ep, args.context,
-                         args.max_batch_tokens, args.max_num_seqs)
+        plan = make_plan(config, args.gpus, parse_size(args.gpu_memory),
+                         not args.no_expert_parallel, args.context, args.max_batch_tokens,
+                         args.max_num_seqs)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

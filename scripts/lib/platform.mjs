@@ -150,7 +150,7 @@ async function waitFor(url, what, handle, { headers = {}, timeoutMs = 180_000 } 
 
 function embeddedGeneratorHash() {
   const hash = createHash("sha256");
-  for (const file of ["make_checkpoint.py", "checkpoint_writer.py"]) {
+  for (const file of ["make_checkpoint.py"]) {
     const path = join(workerDir, "gpu_worker", "model", file);
     if (existsSync(path)) hash.update(readFileSync(path));
   }

@@ -82,7 +82,8 @@ class AsyncEngine:
     # ---- the engine thread
     def _apply_inbox(self) -> None:
         with self._cv:
-            while not (self._adds or self._aborts or self.engine.has_work() or self._stop):
+            scheduler = self.engine.scheduler
+            while not (self._adds or self._aborts or scheduler.has_work() or self._stop):
                 self._cv.wait()
             adds, self._adds = self._adds, []
             aborts, self._aborts = self._aborts, []

@@ -124,9 +124,6 @@ class LLMEngine:
         self.output_counts.release(seq.request_id)
         self.scheduler.remove(seq)
 
-    def has_work(self) -> bool:
-        return self.scheduler.has_work()
-
     # ---- one step ----------------------------------------------------------------------------
     def step(self) -> list[StepOutput]:
         batch = self.scheduler.schedule()
@@ -143,20 +140,17 @@ class LLMEngine:
         outputs = []
         for seq, token, logprob in zip(seqs, tokens, logprobs):
             seq.append_token(token, logprob)
-            self._check_finished(seq)
+            p = seq.params
+            if not p.ignore_eos and (token in self.eos_token_ids or token in p.stop_token_ids):
+                seq.finish_reason = "stop"
+            elif seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
+                seq.finish_reason = "length"
             outputs.append(StepOutput(seq, [token], [logprob] if logprob else [], seq.is_finished))
         for s in batch:
             self.block_manager.register_full_blocks(s.seq)
             if s.seq.is_finished:
                 self._release(s.seq)
         return outputs
-
-    def _check_finished(self, seq: Sequence) -> None:
-        p, last = seq.params, seq.token_ids[-1]
-        if not p.ignore_eos and (last in self.eos_token_ids or last in p.stop_token_ids):
-            seq.finish_reason = "stop"
-        elif seq.num_output_tokens >= p.max_tokens or len(seq) >= self.max_model_len:
-            seq.finish_reason = "length"
 
     # ---- convenience for tests and benchmarks --------------------------------------------------
     def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],

@@ -22,7 +22,7 @@ from gpu_worker.parallel.state import Parallel, using
 
 from . import fp8
 from .backend import resolve_kernel_backend
-from .checkpoint_writer import tensor_shapes
+from .make_checkpoint import tensor_shapes
 from .config import ModelConfig
 from .deepseek_v3 import DeepseekV3ForCausalLM
 

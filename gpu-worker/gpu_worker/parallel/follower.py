@@ -15,7 +15,7 @@ from gpu_worker.engine.engine import build_runner
 from gpu_worker.model.loader import load_model
 
 from .launcher import HEARTBEAT_S, agree_on_cache_blocks
-from .process_group import init_rank, rank_device
+from .process_group import init_rank
 from .steps import follow
 
 
@@ -27,7 +27,7 @@ def run_follower(rank: int, arguments: dict, port: int, reports, parent_pid: int
                         format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = rank_device(args.device, rank)
+    device = f"cuda:{rank}" if torch.device(args.device).type == "cuda" else "cpu"
     progress = {"state": "loading", "steps": 0}
 
     def report_while_parent_lives() -> None:  # every second to rank 0; exit when rank 0 is gone

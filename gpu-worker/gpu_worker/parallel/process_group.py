@@ -35,8 +35,3 @@ def init_rank(rank: int, size: int, port: int, device: str = "cpu", expert_paral
     parallel = Parallel(rank=rank, size=size, expert_parallel=expert_parallel, group=dist.group.WORLD)
     set_current(parallel)
     return parallel, control
-
-
-def rank_device(device: str, rank: int) -> str:
-    """Rank r runs on cuda:r; on CPU every rank is 'cpu'."""
-    return f"cuda:{rank}" if torch.device(device).type == "cuda" else "cpu"

@@ -117,18 +117,17 @@ class Generation:
                                       self.usage)
 
 
-async def wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def collect(request: Request, gen: Generation) -> list[tuple] | None:
     """Run a non-streaming generation to the end, or abort it when the client leaves (None)."""
     async def consume():
         return [event async for event in gen.events()]
 
+    async def wait_for_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
     consumer = asyncio.ensure_future(consume())
-    watcher = asyncio.ensure_future(wait_for_disconnect(request))
+    watcher = asyncio.ensure_future(wait_for_disconnect())
     try:
         done, _ = await asyncio.wait({consumer, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:

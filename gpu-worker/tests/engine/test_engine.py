@@ -140,7 +140,7 @@ def test_cancellation_frees_every_block(tiny):
     assert eng.block_manager.num_free_blocks < 64
     for i in range(4):
         assert eng.abort(f"r{i}").finish_reason == "abort"
-    assert eng.block_manager.num_free_blocks == 64 and not eng.has_work()
+    assert eng.block_manager.num_free_blocks == 64 and not eng.scheduler.has_work()
     assert all(b.ref_count == 0 for b in eng.block_manager.blocks)
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpu_worker.model import fp8
-from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
+from gpu_worker.model.make_checkpoint import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
 from gpu_worker.model.loader import CheckpointError, load_model, load_weights

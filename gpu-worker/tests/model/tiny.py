@@ -7,10 +7,9 @@ from pathlib import Path
 
 import torch
 
-from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.deepseek_v3 import DeepseekV3ForCausalLM
-from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG
+from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG, random_weights, write_checkpoint
 
 # rope: original_max_position_embeddings small, so the test positions exercise interpolation
 YARN = {**EMBEDDED_CONFIG["rope_scaling"], "original_max_position_embeddings": 16}

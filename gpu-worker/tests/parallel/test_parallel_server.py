@@ -7,20 +7,19 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
 
-from gpu_worker.engine.config import EngineConfig
-from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.make_checkpoint import EMBEDDED_CONFIG, TOKENIZER_FILES
+from gpu_worker.model.make_checkpoint import (EMBEDDED_CONFIG, TOKENIZER_FILES,
+                                              random_weights, write_checkpoint)
 from gpu_worker.parallel.process_group import free_port
-from gpu_worker.server.local_server import LocalServer
 from gpu_worker.server.config import parse_args
-from gpu_worker.server.worker import build_state
+from tests.server.test_http import AUTH, worker
 
 WORKER_ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["Hello there, how are you?", "Write a haiku about gloo.", "1, 2, 3, 4,"]
@@ -47,46 +46,44 @@ def start_parallel(checkpoint: Path, disk: Path, *extra: str):
          "--disk-cache-dir", str(disk), *FLAGS, *extra],
         cwd=WORKER_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}: {process.stderr.read()[-3000:]}")
+
+    def healthy() -> bool:
+        assert process.poll() is None, f"server exited: {process.stderr.read()[-3000:]}"
         try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
+            return httpx.get(url + "/health", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise AssertionError("server did not become healthy")
+            return False
+    if not eventually(healthy, 180):
+        process.kill()
+        raise AssertionError("server did not become healthy")
+    return process, url
+
+
+def stop(process) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
 
 
 @pytest.fixture(scope="module")
 def workers(checkpoints, tmp_path_factory):
     """kind -> (single-process URL, parallel URL, parallel process). The single-process worker
     runs in this process, as tests/server/test_http.py runs it."""
-    started, singles = {}, []
-    try:
+    started = {}
+    with ExitStack() as stack:
         for kind, extra in (("bf16", ()), ("fp8", ("--enable-expert-parallel",))):
-            cfg = EngineConfig(num_cache_blocks=48, max_batch_tokens=256, max_model_len=512)
-            singles.append(LocalServer(build_state(checkpoints[kind], cfg, ["deepseek-chat"])))
+            single, _ = stack.enter_context(worker(checkpoints[kind]))
             process, url = start_parallel(checkpoints[kind], tmp_path_factory.mktemp(f"disk_{kind}"), *extra)
-            started[kind] = (singles[-1].url, url, process)
+            stack.callback(stop, process)
+            started[kind] = (single, url, process)
         yield started
-    finally:
-        for _, _, process in started.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
-        for single in singles:
-            single.stop()
 
 
 def greedy(url: str, prompt: str) -> tuple[str, dict]:
     """(the answer, its usage) of 12 greedy tokens."""
     body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
             "max_tokens": 12}
-    r = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
+    r = httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=120)
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]["message"]["content"], r.json()["usage"]
 

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from gpu_worker.model import fp8
 from gpu_worker.model.attention_metadata import AttentionMetadata
-from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
+from gpu_worker.model.make_checkpoint import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.loader import dequantize_part, load_model
 from gpu_worker.parallel.process_group import free_port, init_rank

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, DeepseekV3ForCausalLM
 
-from gpu_worker.model.checkpoint_writer import random_weights, write_checkpoint
 from gpu_worker.model.config import ModelConfig
-from gpu_worker.model.make_checkpoint import DEFAULT_TOKENIZER_DIR, EMBEDDED_CONFIG, TOKENIZER_FILES
+from gpu_worker.model.make_checkpoint import (DEFAULT_TOKENIZER_DIR, EMBEDDED_CONFIG, TOKENIZER_FILES,
+                                              random_weights, write_checkpoint)
 
 SEED = 11  # not the embedded model's seed: these answers cannot come from the suite's own workers
 
