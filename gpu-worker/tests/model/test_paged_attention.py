@@ -39,16 +39,6 @@ def dense(model, seq):
     return model.forward_dense(seq[None])[0]
 
 
-def test_incremental_decoding_equals_full_forward(model):
-    seq = tokens(30, 0)
-    cache = model.allocate_kv_cache(16, BLOCK)
-    table = [9, 3, 12, 0, 4, 15, 7, 1]
-    out = [run_step(model, cache, [(seq[:11], table, 0)])]
-    out += [run_step(model, cache, [(seq[11:18], table, 11)])]  # a chunk over a cached prefix
-    out += [run_step(model, cache, [(seq[p:p + 1], table, p)]) for p in range(18, 30)]
-    assert rel_err(torch.cat(out), dense(model, seq)) <= TOLERANCE
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_absorbed_decode_equals_expanded(tmp_path, dtype):
     model = load_model(write_tiny(tmp_path, seed=5), dtype=dtype)
@@ -71,32 +61,21 @@ def test_absorbed_decode_equals_expanded(tmp_path, dtype):
         assert torch.allclose(caches[0], caches[1], atol=1e-5)
 
 
-def test_variable_length_batch_equals_each_sequence_alone(model):
-    seqs = [tokens(n, 20 + n) for n in (7, 13, 10, 8)]
+def test_packed_steps_then_batched_decodes_equal_each_sequence_alone(model):
+    seqs = [tokens(n + 3, 20 + n) for n in (7, 13, 10, 1)]
     alone = [dense(model, s) for s in seqs]
-    tables = [[5, 11], [2, 8, 0, 14], [3, 6, 13], [1, 4]]
+    tables = [[5, 11, 15], [2, 8, 0, 14], [3, 6, 13, 9], [1]]
     cache = model.allocate_kv_cache(16, BLOCK)
-    cached = [0, 6, 9, 0]
+    cached, ends = [0, 6, 9, 0], [len(s) - 3 for s in seqs]
     # fresh prompts of equal length, packed
     prefixes = run_step(model, cache, [(s[:6], t, 0) for s, t in zip(seqs[1:3], tables[1:3])])
     assert rel_err(prefixes, torch.cat([a[:6] for a in alone[1:3]])) <= TOLERANCE
     run_step(model, cache, [(seqs[2][6:9], tables[2], 6)])
-    # one step mixing a fresh prompt, a chunk over a cached prefix, a lone token and another prompt
-    packed = run_step(model, cache, [(s[c:], t, c) for s, t, c in zip(seqs, tables, cached)])
-    assert rel_err(packed, torch.cat([a[c:] for a, c in zip(alone, cached)])) <= TOLERANCE
-
-
-def test_batched_decode_of_unequal_contexts_equals_each_alone(model):
-    lengths = [3, 17, 8, 1, 12]
-    seqs = [tokens(n + 4, 40 + n) for n in lengths]
-    tables = [[6 * i + j for j in range(6)][::-1] for i in range(len(seqs))]
-    cache = model.allocate_kv_cache(30, BLOCK)
-    run_step(model, cache, [(s[:n], t, 0) for s, t, n in zip(seqs, tables, lengths)])
-    steps = [run_step(model, cache, [(s[n + i:n + i + 1], t, n + i)
-                                     for s, t, n in zip(seqs, tables, lengths)]) for i in range(4)]
-    got = torch.stack(steps, dim=1)  # [B, 4, V]
-    for b, (s, n) in enumerate(zip(seqs, lengths)):
-        assert rel_err(got[b], dense(model, s)[n:]) <= TOLERANCE
+    # one step mixing a fresh prompt, a chunk over a cached prefix, a lone token, a 1-token prompt
+    steps = [list(zip(cached, ends))] + [[(e + i, e + i + 1) for e in ends] for i in range(3)]
+    for step in steps:  # then three batched decodes of unequal contexts (2 to 14 tokens)
+        got = run_step(model, cache, [(s[c:e], t, c) for s, t, (c, e) in zip(seqs, tables, step)])
+        assert rel_err(got, torch.cat([a[c:e] for a, (c, e) in zip(alone, step)])) <= TOLERANCE
 
 
 def test_padded_dense_batch_equals_each_sequence_alone(model):

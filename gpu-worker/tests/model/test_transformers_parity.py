@@ -21,33 +21,21 @@ from tiny import CONFIGS, rel_err, write_tiny
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
-def pair(request, tmp_path_factory):
-    path = write_tiny(tmp_path_factory.mktemp(request.param), request.param, seed=3)
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_dense_and_paged_forward_match_transformers(name, tmp_path):
+    path = write_tiny(tmp_path, name, seed=3)
     ours = load_model(path, dtype=torch.float32)
     reference = HFDeepseekV3.from_pretrained(path, dtype=torch.float32).eval()
-    return ours, reference
-
-
-def test_dense_forward_matches_transformers(pair):
-    ours, reference = pair
     ids = torch.randint(0, ours.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = reference(ids).logits
     assert rel_err(ours.forward_dense(ids), expected) <= TOLERANCE
-
-
-def test_paged_prefill_and_decode_match_transformers(pair):
-    ours, reference = pair
-    ids = torch.randint(0, ours.config.vocab_size, (20,), generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        expected = reference(ids[None]).logits[0]
+    # the serving path on the second sequence: a prompt, a chunk over its cached prefix, then decodes
     cache = ours.allocate_kv_cache(num_blocks=8, block_size=4)
-    table = [6, 2, 7, 0, 5]
-    prompt = 13
-    meta = AttentionMetadata.build([(table, 0, prompt)], block_size=4)
-    logits = [ours.compute_logits(ours(ids[:prompt], torch.arange(prompt), meta, cache))]
-    for pos in range(prompt, len(ids)):
-        meta = AttentionMetadata.build([(table, pos, 1)], block_size=4)
-        logits.append(ours.compute_logits(ours(ids[pos : pos + 1], torch.tensor([pos]), meta, cache)))
-    assert rel_err(torch.cat(logits), expected) <= TOLERANCE
+    table = [6, 2, 7, 0, 5, 3]
+    logits = []
+    for start, end in [(0, 9), (9, 13)] + [(p, p + 1) for p in range(13, 24)]:
+        meta = AttentionMetadata.build([(table, start, end - start)], block_size=4)
+        hidden = ours(ids[1, start:end], torch.arange(start, end), meta, cache)
+        logits.append(ours.compute_logits(hidden))
+    assert rel_err(torch.cat(logits), expected[1]) <= TOLERANCE
