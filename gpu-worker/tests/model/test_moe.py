@@ -1,17 +1,15 @@
 """Router semantics and expert dispatch, on hand-made inputs; the MoE layer on both kernel backends."""
 
 import contextlib
-from unittest import mock
 
 import pytest
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
-from triton.runtime.interpreter import InterpretedFunction
 
 from gpu_worker.model.config import ModelConfig
 from gpu_worker.model.moe import MoE, RoutedExperts, Router
 
-from tests.engine.host_sync import HostSync, no_host_sync
+from tests.engine.host_sync import HostSync
+from tests.engine.test_no_host_sync import decode_step_logits  # the whole model through the runner
 from tiny import CONFIGS, hf_config
 
 
@@ -90,26 +88,9 @@ def test_triton_moe_layer_equals_the_torch_reference(name, tokens, dtype):
     assert torch.equal(*chosen)
 
 
-@contextlib.contextmanager
-def kernels_exempt():
-    """Under Triton's interpreter a kernel launch reads its tensors on the host (on a GPU it is queued):
-    let launches through the host-sync detector, so that it checks everything else."""
-    run = InterpretedFunction.run
-    host_readers = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
-
-    def launch(self, *args, **kwargs):
-        with mock.patch.multiple(torch.Tensor, **host_readers), _disable_current_modes():
-            return run(self, *args, **kwargs)
-
-    with mock.patch.object(InterpretedFunction, "run", launch):
-        yield
-
-
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_only_triton_moe_layers_keep_a_decode_step_free_of_host_syncs(monkeypatch, backend):
-    from tests.engine.test_no_host_sync import decode_step_logits  # the whole model through the runner
-
     monkeypatch.setenv("GPU_WORKER_KERNEL_BACKEND", backend)
-    # the torch reference counts tokens per expert on the host: the detector still sees it
-    with kernels_exempt(), pytest.raises(HostSync) if backend == "torch" else contextlib.nullcontext():
+    # the torch reference counts tokens per expert on the host
+    with pytest.raises(HostSync) if backend == "torch" else contextlib.nullcontext():
         assert torch.isfinite(decode_step_logits(hf_config())).all()
