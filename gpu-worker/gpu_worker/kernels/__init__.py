@@ -1,6 +1,5 @@
-"""Triton kernels, one file per kernel with its launcher. Their torch references live in the
-model (gpu_worker/model), which picks one or the other once at start-up (model/backend.py).
-This file imports no Triton: the torch backend never loads it."""
+"""Triton kernels, one file per kernel with its launcher; their torch references live in
+gpu_worker/model. This file imports no Triton: the torch backend never loads it."""
 
 import os
 

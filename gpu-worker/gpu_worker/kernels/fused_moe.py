@@ -1,15 +1,8 @@
-"""Fused MoE experts: the routed SwiGLU experts of a step as two grouped-GEMM launches over the
-(token, slot) pairs sorted by expert (moe_align), bf16/fp32 or FP8 (W8A8, 128x128 weight blocks).
-
-- gate_up: each program multiplies one block of one expert's pairs by that expert's gate and up rows,
-  and writes silu(gate) * up: the [pairs, 2 * inter] product never reaches memory.
-- down: the same over the activations, times each pair's routing weight in the epilogue.
-Then each token sums its top-k rows. Nothing here reads a device value on the host.
-
-A shared expert of the routed experts' width (DeepSeek-V3's one) can ride along as expert E, chosen
-by every token with weight 1: its weights stay where they are (a second pointer); no extra launch.
-
-The reference is `gpu_worker.model.moe.experts_reference` (one matmul per expert)."""
+"""Fused MoE experts (reference: `gpu_worker.model.moe.experts_reference`): two grouped-GEMM
+launches over the (token, slot) pairs sorted by expert, bf16/fp32 or FP8 W8A8. gate_up writes
+silu(gate) * up (the [pairs, 2 * inter] product never reaches memory); down applies each pair's
+routing weight in the epilogue. No host sync. A shared expert of the routed width can ride along as
+expert E, taken by every token with weight 1 (a second weight pointer, no extra launch)."""
 
 from __future__ import annotations
 
@@ -118,12 +111,9 @@ def _expert_gemm(x, w, w_scale, shared, out, sorted_pairs, block_experts, route_
 def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gate_up: torch.Tensor,
                   down: torch.Tensor, gate_up_scale: torch.Tensor | None = None,
                   down_scale: torch.Tensor | None = None, shared: tuple | None = None) -> torch.Tensor:
-    """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim] in x's dtype. x [T, dim];
-    weights [T, k] float32; ids [T, k] (ids outside [0, E) add nothing); gate_up [E, 2 * inter, dim]
-    (gate rows, then up rows), down [E, dim, inter], bf16/fp16/fp32 or e4m3 with scales
-    gate_up_scale [E, 2 * ceil(inter/128), ceil(dim/128)] (gate's block rows, then up's) and
-    down_scale [E, ceil(dim/128), ceil(inter/128)]. shared: (gate_up, down, their scales or None)
-    of one more expert every token takes with weight 1, laid out like one routed expert."""
+    """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim]; ids outside [0, E) add nothing.
+    gate_up [E, 2 * inter, dim] (gate rows, then up), down [E, dim, inter]; e4m3 ones come with
+    128x128 block scales. shared: (gate_up, down, their scales) of one more expert, as one routed."""
     experts, _, dim = gate_up.shape
     if shared is not None:
         if shared[0].shape != gate_up.shape[1:] or shared[1].shape != down.shape[1:]:

@@ -1,13 +1,11 @@
-"""Paged MLA decode attention in the absorbed form: one query token per sequence against its
-latent cache, read in place through the block table.
+"""Paged MLA decode attention, absorbed form: one query token per sequence against its latent
+cache, read in place through the block table.
 
-Every head attends to the same per-token cache entry [latent (R) | rotated rope key (PE)], and the
-latent doubles as the value: multi-query attention with R + PE wide keys and R wide values. So, as
-in FlashMLA, a program takes BLOCK_H heads of one sequence and streams its entries once for all.
-Scores and softmax statistics are float32. A long context is split over `num_splits` programs
-(split-K), each writing its partial output and log-sum-exp; a second kernel merges them. The split
-count comes from the host; each split's range comes from the sequence's device-side length, so one
-launch shape serves any lengths (what CUDA graph replay needs).
+Every head attends to the same entry [latent (R) | rope key (PE)] and the latent is also the value,
+so, as in FlashMLA, a program takes BLOCK_H heads of one sequence and streams its entries once.
+Long contexts are split over `num_splits` programs (split-K) whose partial outputs and log-sum-exps
+a second kernel merges. Each split's range comes from the device-side length, so one launch shape
+serves any lengths (what CUDA graph replay needs).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""Variable-length causal attention for MLA prefill: the new tokens of each sequence against its whole
-context (cached prefix + new tokens), sequences packed back to back, no padding to the longest.
+"""Variable-length causal attention for MLA prefill: each sequence's new tokens against its whole
+context (cached prefix + new tokens), sequences packed back to back, no padding.
 
-Prefill runs the expanded form: the caller expands keys and values from the latent for the
-sequences being prefilled only. A chunk of Q new tokens over L context tokens then costs
-Q*L*(nope + rope + v) per head, where the absorbed form would cost Q*L*(2R + rope) (R = 512 against
-nope = v = 128 in DeepSeek-V3). The rope key is one vector per token shared by every head, so it
-stays [L, PE]. Query row i of a sequence sees context positions 0 .. i + (L - Q) (causal, offset by
-the cached prefix).
+Expanded form (the caller expands keys and values from the latent): Q*L*(nope + rope + v) per head
+against the absorbed form's Q*L*(2R + rope), R = 512 vs nope = v = 128 in DeepSeek-V3. The rope key
+is shared by the heads ([L, PE]). Query row i sees context positions 0 .. i + (L - Q).
 """
 
 from __future__ import annotations

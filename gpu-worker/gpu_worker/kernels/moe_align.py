@@ -1,10 +1,7 @@
-"""Sort a step's (token, slot) pairs by expert into blocks of one expert each, on the device and with
-no host sync: every shape depends only on the step's token count, so a CUDA graph can replay it.
-
-Each expert's run of pairs is padded to a multiple of `block`, so a grouped-GEMM program handles one
-block of one expert. The worst case (every expert that got a pair wastes block - 1 rows) fixes the
-buffer size. Expert ids outside [0, num_experts), such as another rank's experts under expert
-parallelism, land in blocks marked -1, which the GEMM fills with zeros."""
+"""Sort a step's (token, slot) pairs by expert into blocks of one expert each, on the device: every
+shape depends only on the token count (no host sync), so a CUDA graph can replay it. Each expert's
+run is padded to a multiple of `block`; the worst case fixes the buffer size. Ids outside
+[0, num_experts) (another rank's experts) land in blocks marked -1, which the GEMM zero-fills."""
 
 from __future__ import annotations
 

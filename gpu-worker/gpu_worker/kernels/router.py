@@ -1,10 +1,6 @@
-"""Fused DeepSeek-V3 router: from the gate's logits to each token's top-k experts and weights in one
-launch (sigmoid, correction bias for selection only, group-limited top-k, normalisation, scaling).
-The reference is `gpu_worker.model.moe.Router.forward`.
-
-The gate product itself (x @ W_gate^T, fp32) stays a cuBLAS GEMM: at prefill sizes it is a real
-matrix product, and what the fusion saves is the dozen small elementwise, top-k and scatter launches
-after it."""
+"""Fused DeepSeek-V3 router (reference: `gpu_worker.model.moe.Router.forward`): gate logits to
+each token's top-k experts and weights in one launch. The gate product itself stays a cuBLAS GEMM
+(a real matrix product at prefill sizes); the fusion saves the dozen small launches after it."""
 
 from __future__ import annotations
 

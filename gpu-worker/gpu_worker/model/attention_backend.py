@@ -1,11 +1,5 @@
-"""MLA attention behind one small seam, picked once per model (backend.py):
-
-- TorchAttention: plain PyTorch on any device; the oracle the Triton kernels are tested against.
-- TritonAttention: the kernels of gpu_worker/kernels (mla_decode.py, mla_prefill.py).
-
-mla.py prepares their inputs: decode queries already absorbed into latent space (softmax scale folded in),
-prefill keys and values already expanded from the latent for the sequences being prefilled.
-"""
+"""MLA attention behind one seam: TorchAttention (any device, the oracle) or TritonAttention
+(gpu_worker/kernels). mla.py hands them absorbed decode queries and expanded prefill keys/values."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""One packed forward step over a paged latent KV cache: the new tokens of B sequences in one [T]
-batch, split in two parts with their own attention path (mla.py):
-- decode: the leading `num_decodes` sequences, one new token each, absorbed form over the paged
-  cache. Only fixed-shape device tensors and host ints, so a CUDA graph can replay it;
-- prefill: the others (prompts, or chunks over a cached prefix), expanded form over packed
-  variable-length contexts. Never graphed, so it may keep host lists.
-"""
+"""One packed step's attention inputs, in two parts: decode (the leading one-token sequences:
+fixed-shape device tensors and host ints only, so a CUDA graph can replay it) and prefill (the
+others, over packed variable-length contexts; never graphed, so it may keep host lists)."""
 
 from __future__ import annotations
 
@@ -31,8 +27,8 @@ class DecodePart:
 
     @functools.cached_property
     def context_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(slots [D, L], valid [D, L]), L = max_context_len: the cache slot of every context
-        position (for the torch reference). Positions past a context point at its first block."""
+        """(slots [D, L], valid [D, L]): the cache slot of every context position, for the torch
+        reference. Positions past a context point at its first block."""
         pos = torch.arange(self.max_context_len, device=self.context_lens.device)
         index = (pos // self.block_size).clamp(max=self.block_tables.shape[1] - 1)
         valid = pos[None, :] < self.context_lens[:, None]

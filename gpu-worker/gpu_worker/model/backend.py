@@ -1,9 +1,5 @@
-"""Which kernels the model runs, chosen once at start-up for attention and MoE alike.
-
-- "torch": the plain PyTorch reference, any device; the oracle the kernels are tested against.
-- "triton": the Triton kernels of gpu_worker/kernels; CUDA (or the Triton interpreter,
-  TRITON_INTERPRET=1, which is how the tests run them on CPU).
-"""
+"""Which kernels the model runs, chosen once at start-up: "torch" (the reference and oracle, any
+device) or "triton" (CUDA, or the interpreter with TRITON_INTERPRET=1 as the tests run them)."""
 
 from __future__ import annotations
 
@@ -29,8 +25,8 @@ def resolve_kernel_backend(requested: str | None, device: torch.device | str) ->
 
 
 def triton_kernel(kernel_backend: str, module: str, name: str) -> Callable | None:
-    """gpu_worker.kernels.<module>.<name> on the triton backend, picked when a layer is built; None
-    on the torch backend, whose layers run their reference code (and never import Triton)."""
+    """gpu_worker.kernels.<module>.<name> on the triton backend; None on the torch backend, whose
+    layers run their reference code (and never import Triton)."""
     if kernel_backend != "triton":
         return None
     return getattr(importlib.import_module(f"gpu_worker.kernels.{module}"), name)

@@ -1,8 +1,5 @@
-"""Model configuration read from a Hugging Face DeepSeek-V3 `config.json`.
-
-Only the fields the architecture needs are kept. Anything we cannot serve faithfully is refused
-with `UnsupportedConfig(field, message)` rather than silently approximated.
-"""
+"""The fields of a Hugging Face DeepSeek-V3 `config.json` the architecture needs. Anything we
+cannot serve faithfully is refused (UnsupportedConfig) rather than approximated."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ class UnsupportedConfig(ValueError):
 
 @dataclass(frozen=True)
 class RopeConfig:
-    """Rotary embedding of the qk_rope_head_dim part, with optional YaRN (Hugging Face semantics)."""
-
+    """Rotary embedding of the qk_rope_head_dim part, optionally YaRN (Hugging Face semantics)."""
     theta: float
     yarn: bool = False
     factor: float = 1.0

@@ -1,6 +1,5 @@
-"""DeepSeek-V3 causal LM: embedding, decoder layers (MLA + dense MLP or DeepSeekMoE), final norm,
-head. `forward` runs a packed variable-length batch against the paged latent cache (the serving
-path); `forward_dense` runs [B, S] batches with no cache (the reference path for tests)."""
+"""DeepSeek-V3 causal LM. `forward` runs a packed batch against the paged latent cache (serving);
+`forward_dense` runs [B, S] batches with no cache (the tests' reference path)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ FP8_MAX = 448.0
 
 
 def keeps_fp8(config) -> bool:
-    """Whether a model built from `config` holds its linear layers and experts in e4m3 with block
-    scales (the loader clears config.fp8_block_size to widen an FP8 checkpoint at load instead)."""
+    """Whether the model holds its linear layers and experts in e4m3 with block scales (the loader
+    clears config.fp8_block_size to widen an FP8 checkpoint at load instead)."""
     if config.fp8_block_size is None:
         return False
     if tuple(config.fp8_block_size) != (BLOCK, BLOCK):
@@ -63,11 +63,8 @@ def expand_scales(scale: torch.Tensor, shape: torch.Size, first: tuple[int, int]
 
 def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, dtype: torch.dtype = torch.float32,
                split: int | None = None) -> torch.Tensor:
-    """weight [..., out, in] float8_e4m3fn, scale_inv [..., ceil(out/128), ceil(in/128)] ->
-    dequantized [..., out, in] (leading dimensions: stacked experts).
-
-    split: the weight is two tensors stacked along rows, the first `split` rows long, each with its
-    own blocks (scale_inv holds the first part's block rows, then the second's)."""
+    """e4m3 weight [..., out, in] with its block scales -> [..., out, in] in dtype. split: two
+    tensors stacked along rows, the first `split` rows long, each with its own blocks."""
     if split is not None:
         first = blocks(split)
         return torch.cat((dequantize(weight[..., :split, :], scale_inv[..., :first, :], dtype),
@@ -86,9 +83,8 @@ def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [M, K] -> (e4m3 [M, K], float32 scales [M, ceil(K/128)]): one scale per token per 128
-    channels, max|x| / 448 with a 1e-4 floor on max|x| (DeepSeek's dynamic activation scheme). The
-    reference for kernels.fp8_gemm.act_quant."""
+    """x [M, K] -> (e4m3, scales [M, ceil(K/128)]): DeepSeek's dynamic scheme, one scale per token
+    per 128 channels (the reference for kernels.fp8_gemm.act_quant)."""
     rows, cols = x.shape
     padded = F.pad(x.float(), (0, -cols % BLOCK)).view(rows, -1, BLOCK)
     scale = padded.abs().amax(dim=-1).clamp(min=1e-4) / FP8_MAX

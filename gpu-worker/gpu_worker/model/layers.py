@@ -33,10 +33,9 @@ class RMSNorm(nn.Module):
 
 
 class Linear(nn.Module):
-    """x @ W^T with W [out, in] in the model dtype, or e4m3 as an FP8 checkpoint ships it with
-    fp32 `weight_scale_inv` per 128x128 block: the Triton backend multiplies those as they are
-    (W8A8), the torch reference dequantises, then multiplies. split: W is two checkpoint tensors
-    stacked along rows (gate/up, q_a/kv_a), the first `split` rows long, each with own blocks."""
+    """x @ W^T, W [out, in] in the model dtype or e4m3 with 128x128 block scales (Triton: W8A8;
+    torch: dequantise first). split: W is two checkpoint tensors stacked along rows (gate/up,
+    q_a/kv_a), the first `split` rows long, each with its own blocks."""
 
     def __init__(self, out_features: int, in_features: int, dtype: torch.dtype, device=None,
                  quantized: bool = False, split: int | None = None, kernel_backend: str = "torch"):
@@ -74,9 +73,8 @@ class Linear(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """down(silu(gate(x)) * up(x)), gate and up stored as one [2*inter, dim] matrix.
-    tensor_parallel: this rank holds a 1/N slice of the intermediate width, so `partial` is its
-    share of the output, which `forward` all-reduces."""
+    """down(silu(gate(x)) * up(x)), gate and up one [2*inter, dim] matrix. tensor_parallel: this
+    rank holds 1/N of the width, so `partial` is its share, which `forward` all-reduces."""
 
     def __init__(self, dim: int, inter: int, dtype: torch.dtype, device=None, tensor_parallel: bool = False,
                  quantized: bool = False, kernel_backend: str = "torch"):
@@ -96,7 +94,6 @@ class SwiGLU(nn.Module):
         return all_reduce(out) if self.tensor_parallel else out
 
     def checkpoint_layout(self, prefix: str) -> dict[str, tuple]:
-        """name -> (parameter, index of the slice it fills, this rank's slice of the checkpoint tensor)."""
         rows, cols = (self.part,), (slice(None), self.part)
         return {
             **self.gate_up_proj.entries(f"{prefix}.gate_proj.weight", slice(0, self.inter), rows),

@@ -1,9 +1,6 @@
-"""Load a Hugging Face DeepSeek-V3 checkpoint directory (config.json, model.safetensors or shards
-with their index) into DeepseekV3ForCausalLM. Each tensor is memory-mapped and read once, straight
-into its slice of our parameters. FP8 weights stay FP8 with their block scales where the model holds
-them so (`load_model(keep_fp8=...)`), else they are dequantized at load. Layers beyond
-num_hidden_layers (the MTP module) are skipped. Every name and shape is checked before any data is
-read; problems are reported together, by tensor name.
+"""Load a Hugging Face DeepSeek-V3 checkpoint directory into DeepseekV3ForCausalLM: each tensor
+memory-mapped and read once into its slice of our parameters; the MTP layers skipped. Every name
+and shape is checked before any data is read, and problems are reported together, by name.
 """
 
 from __future__ import annotations
@@ -43,9 +40,9 @@ class CheckpointError(ValueError):
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                kernel_backend: str | None = None, keep_fp8: bool | None = None) -> DeepseekV3ForCausalLM:
-    """keep_fp8: hold an FP8 checkpoint's linear layers and experts as e4m3 + block scales (the
-    default with the Triton backend, whose W8A8 kernels multiply them as they are), or widen them to
-    `dtype` at load (the default with the torch backend: CPUs have no FP8 matmul)."""
+    """keep_fp8: hold an FP8 checkpoint's weights as e4m3 + block scales (default on the Triton
+    backend, whose W8A8 kernels take them) or widen them at load (default on torch: CPUs have no
+    FP8 matmul)."""
     config = ModelConfig.from_dir(path)
     kernel_backend = resolve_kernel_backend(kernel_backend, device)
     log.info("kernel backend: %s (attention and MoE)", kernel_backend)
@@ -129,9 +126,8 @@ def load_weights(model: DeepseekV3ForCausalLM, path: str | Path) -> None:
 
 def dequantize_part(part: torch.Tensor, scale, shape: tuple[int, int], source: tuple,
                     block: tuple[int, int]) -> torch.Tensor:
-    """e4m3 `part` = weight[source] of a [rows, cols] weight -> float32, reading only the scale
-    blocks that cover it. A part may start inside a block (a rank's first row need not be a multiple
-    of 128)."""
+    """e4m3 `part` = weight[source] -> float32, reading only the scale blocks that cover it (a
+    rank's part may start inside a block)."""
     cuts = [cut.indices(size)[:2] for cut, size in zip(source + (slice(None),) * 2, shape)]
     covering = tuple(slice(start // b, fp8.blocks(end, b)) for (start, end), b in zip(cuts, block))
     first = tuple(start % b for (start, _), b in zip(cuts, block))

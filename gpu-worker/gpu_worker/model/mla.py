@@ -1,15 +1,9 @@
-"""Multi-head latent attention over a paged latent cache.
+"""Multi-head latent attention over a paged cache of [normalised latent c | rotated rope key k_pe]
+per token, shared by all heads; kv_b_proj per head is [W_UK; W_UV].
 
-Per token the cache holds the normalised latent c (kv_lora_rank) and the rotated rope key k_pe
-(qk_rope_head_dim), shared by all heads. kv_b_proj, viewed per head as [W_UK (nope rows); W_UV
-(v rows)], expands c into keys and values. A step's decode part and prefill part
-(attention_metadata.py) take different forms, each computed by the attention backend:
-
-- absorbed form (decode, one new token per sequence): q_lat = W_UK^T q_nope, attend in latent space
-  (score = q_lat . c + q_pe . k_pe) over the paged cache in place, then o = W_UV (sum_t p_t c_t).
-  K and V are never materialised.
-- expanded form (prefill): k_nope = W_UK c, v = W_UV c for the context tokens of the sequences being
-  prefilled only, then causal attention with nope + rope wide queries/keys over their packed contexts.
+- decode, absorbed form: q_lat = W_UK^T q_nope attends in latent space over the cache in place,
+  then o = W_UV (sum_t p_t c_t); K and V are never materialised.
+- prefill, expanded form: k_nope = W_UK c and v = W_UV c for the prefilled sequences' contexts only.
 """
 
 from __future__ import annotations
@@ -122,7 +116,7 @@ class MLAttention(nn.Module):
 
     def _absorbed_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(softmax_scale * W_UK [H, nope, R], W_UV^T [H, R, v]) in `dtype`, rebuilt only when
-        kv_b_proj changes. The scale is folded into W_UK here and into q_pe by `_decode`."""
+        kv_b_proj changes."""
         weight = self.kv_b_proj.weight
         key = (dtype, weight._version, weight.data_ptr())
         if getattr(self, "_absorbed_key", None) != key:

@@ -17,10 +17,9 @@ from .layers import SwiGLU, empty_param
 
 
 class Router(nn.Module):
-    """Chooses num_experts_per_tok experts per token and their weights. The correction bias only
-    steers *selection*; the weights are the chosen experts' unbiased sigmoid scores, normalised and
-    scaled. Groups outside the best topk_group (a group scores the sum of its two best biased
-    scores) are masked with -inf, as in DeepSeek's reference and transformers 5.x. float32, so
+    """Top-k experts per token and their weights. The correction bias only steers *selection*; the
+    weights are unbiased sigmoid scores, normalised and scaled. Groups outside the best topk_group
+    (scored by their two best biased scores) are masked, as in DeepSeek's reference. float32, so
     that the choice does not depend on the activation dtype."""
 
     def __init__(self, config: ModelConfig, device=None, kernel_backend: str = "torch"):
@@ -57,10 +56,8 @@ class Router(nn.Module):
 
 
 class RoutedExperts(nn.Module):
-    """This rank's routed experts' SwiGLU weights, stacked: gate_up [E, 2*inter, dim], down
-    [E, dim, inter]. Expert parallel: experts [e0, e1) whole, ids local to the rank. Tensor
-    parallel: all experts, a 1/N slice of each one's intermediate width (partial sums). FP8: e4m3
-    as the checkpoint ships them, with scales laid out as fused_experts takes them."""
+    """This rank's routed experts, stacked: gate_up [E, 2*inter, dim], down [E, dim, inter]. Expert
+    parallel: experts [e0, e1) whole; tensor parallel: 1/N of every expert's width."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None,
                  kernel_backend: str = "torch"):
@@ -87,8 +84,8 @@ class RoutedExperts(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
                 shared: SwiGLU | None = None) -> torch.Tensor:
-        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x) [T, dim] (+ shared(x),
-        run as one more expert: triton backend only)."""
+        """x [T, dim], weights/ids [T, k] -> sum_k weights * expert_ids(x) (+ shared(x) as one more
+        expert: triton backend only)."""
         if self.fused:
             extra = None if shared is None else (
                 shared.gate_up_proj.weight, shared.down_proj.weight,
@@ -131,8 +128,8 @@ class RoutedExperts(nn.Module):
 
 def experts_reference(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
                       gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
-    """The torch reference: token copies sorted by expert; each expert with tokens runs one matrix
-    product over them (counts read on the host). gate_up [E, 2*inter, dim], down [E, dim, inter]."""
+    """The torch reference: token copies sorted by expert, one matrix product per expert with tokens
+    (counts read on the host)."""
     tokens, top_k = ids.shape
     order = ids.flatten().argsort(stable=True)
     counts = torch.bincount(ids.flatten(), minlength=gate_up.shape[0]).tolist()
@@ -149,11 +146,9 @@ def experts_reference(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
 
 
 class MoE(nn.Module):
-    """Routed experts plus the shared experts. On the triton backend a single shared expert (V3's)
-    is folded into the routed experts' launches as one more expert every token takes with weight
-    1: the same bytes read, four launches fewer per layer. It stays a separate SwiGLU under expert
-    parallelism (replicated, it runs on the token's own rank), when there are several (V2-Lite's two
-    form one wider MLP) and on the torch reference."""
+    """Routed plus shared experts. On the triton backend a single shared expert (V3's) is folded
+    into the routed launches (the same bytes read, four launches fewer per layer); it stays a
+    separate SwiGLU under expert parallelism, when wider (V2-Lite's two) and on the torch reference."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None,
                  kernel_backend: str = "torch"):

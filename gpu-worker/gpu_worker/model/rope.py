@@ -1,12 +1,7 @@
-"""Rotary position embedding of the qk_rope_head_dim slice, with YaRN frequency blending (Hugging
-Face's `rope_scaling` semantics, also DeepSeek's `precompute_freqs_cis`), tabulated once for every
-position.
-
-Checkpoint rope weights produce *interleaved* pairs (x0, x1), (x2, x3), ... each rotated by one
-frequency (DeepSeek's convention; transformers' `rope_interleave=True`). Each pair is rotated as one
-complex number, so the output and the cached k_pe stay interleaved. (transformers emits the pairs
-de-interleaved; q_pe and k_pe share whichever permutation, so the scores are identical.)
-"""
+"""Rotary embedding of the qk_rope_head_dim slice with YaRN (Hugging Face's `rope_scaling`),
+tabulated once for every position. Pairs are *interleaved* (x0, x1), (x2, x3), ... as DeepSeek's
+checkpoints expect, so the cached k_pe stays interleaved; transformers de-interleaves q_pe and k_pe
+alike, which leaves the scores identical."""
 
 from __future__ import annotations
 

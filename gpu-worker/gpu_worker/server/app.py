@@ -62,8 +62,8 @@ class Generation:
     def __init__(self, state: WorkerState, request: Request, prompt_ids: list[int], params,
                  processor: OutputProcessor, endpoint: str, model: str):
         self.state, self.processor, self.endpoint, self.model = state, processor, endpoint, model
-        self.request_id = request.headers.get("x-request-id")  # the gateway's, for the usage log
-        # The response's id: the gateway's if sent (its retries reuse it; the engine's is unique).
+        # The gateway's id names the response (its retries reuse it) and the usage record.
+        self.request_id = request.headers.get("x-request-id")
         prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
         self.id = self.request_id or f"{prefix}-{uuid.uuid4()}"
         self.engine_id = uuid.uuid4().hex
@@ -169,9 +169,8 @@ def build_app(state: WorkerState) -> Starlette:
         return wrapped
 
     async def respond(request: Request, body: dict, gen: Generation, whole, piece) -> Response:
-        """The JSON response or the SSE stream of a generation. whole(content, reasoning, logprobs):
-        a JSON response's choice fields; piece(delta, logprobs, finish_reason): a chunk's choice,
-        or None when there is nothing to send."""
+        """JSON response or SSE stream. whole(content, reasoning, logprobs) gives a response's
+        choice fields, piece(delta, logprobs, finish_reason) a chunk's choice or None."""
         chat = gen.endpoint == "chat"
         base = {"id": gen.id, "object": "chat.completion" if chat else "text_completion",
                 "created": int(time.time()), "model": gen.model,
@@ -195,8 +194,6 @@ def build_app(state: WorkerState) -> Starlette:
         options = body.get("stream_options") or {}
 
         def chunk(choice: dict, final: bool) -> bytes:
-            """Usage on the last chunk, or on every one with continuous_usage_stats; null when
-            only include_usage."""
             c = dict(base, choices=[choice])
             if final or options.get("continuous_usage_stats"):
                 c["usage"] = gen.usage.to_dict()
@@ -324,9 +321,8 @@ def build_app(state: WorkerState) -> Starlette:
         return await respond(request, body, gen, whole, piece)
 
     async def health(request: Request) -> Response:
-        """503 with status "error" once an engine step has failed: the device state (a CUDA error is
-        sticky) cannot be trusted again, so the gateway must stop routing here until the worker is
-        restarted. The same when a tensor-parallel rank died: no step can complete any more."""
+        """503 "error" once an engine step failed (a CUDA error is sticky) or a rank died: the
+        gateway must stop routing here until the worker restarts."""
         stats = state.engine.stats()
         failure = state.engine.failed
         lost = state.lost_ranks
