@@ -113,7 +113,7 @@ def fused_experts(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, gat
                   down_scale: torch.Tensor | None = None, shared: tuple | None = None) -> torch.Tensor:
     """sum_k weights[t, k] * expert_{ids[t, k]}(x[t]) -> [T, dim]; ids outside [0, E) add nothing.
     gate_up [E, 2 * inter, dim] (gate rows, then up), down [E, dim, inter]; e4m3 ones come with
-    128x128 block scales. shared: (gate_up, down, their scales) of one more expert, as one routed."""
+    128x128 block scales. shared: (gate_up, down, their scales) of one more expert."""
     experts, _, dim = gate_up.shape
     if shared is not None:
         if shared[0].shape != gate_up.shape[1:] or shared[1].shape != down.shape[1:]:

@@ -148,7 +148,7 @@ def experts_reference(x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
 class MoE(nn.Module):
     """Routed plus shared experts. On the triton backend a single shared expert (V3's) is folded
     into the routed launches (the same bytes read, four launches fewer per layer); it stays a
-    separate SwiGLU under expert parallelism, when wider (V2-Lite's two) and on the torch reference."""
+    separate SwiGLU under expert parallelism, when wider (V2-Lite's two) and on the torch path."""
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype, device=None,
                  kernel_backend: str = "torch"):
