@@ -1,9 +1,6 @@
-"""The engine on its own thread; the HTTP server talks to it from asyncio.
-
-Requests and cancellations wait in a locked inbox until the next step, so only the engine's thread
-touches its structures. Tokens go back on an asyncio.Queue per request (None: it failed, see
-.error), a step's outputs in one wake-up of the event loop, where detokenisation, stop strings and
-SSE encoding happen, never on the engine's thread.
+"""The engine on its own thread. Requests and cancellations wait in a locked inbox until the next
+step, so only that thread touches the engine; tokens go back on a per-request asyncio.Queue (None:
+failed), a step's outputs in one event-loop wake-up, where detokenisation and SSE encoding happen.
 """
 from __future__ import annotations
 

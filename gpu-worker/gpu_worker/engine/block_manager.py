@@ -1,13 +1,10 @@
-"""Paged latent cache bookkeeping: which block holds what, and prefix reuse.
+"""Paged latent cache bookkeeping and prefix reuse. A block is free, in use (ref_count > 0) or
+cached (ref_count 0, its key still maps to it for a later request with the same prefix; evicted
+least recently used first, to the disk tier if there is one).
 
-A block is free (no owner, no key), in use (ref_count > 0) or cached (ref_count == 0 but its
-key still maps to it, so a later request with the same prefix can take it back). Cached blocks
-are evicted least recently used first; with a disk tier they are written there on eviction and
-read back on a later hit.
-
-A full block's key is a SHA-256 chain over every token from 0 to its end, seeded with the model
-fingerprint and the cache namespace (one per account): accounts never share a key, and a disk
-tier shared by two checkpoints never serves one's latents to the other.
+A full block's key chains SHA-256 over every token up to its end, seeded with the model fingerprint
+and the cache namespace (one per account): accounts never share a key, and a disk tier shared by
+two checkpoints never serves one's latents to the other.
 """
 from __future__ import annotations
 
@@ -88,11 +85,8 @@ class BlockManager:
         return keys
 
     def match_prefix(self, seq: Sequence) -> PrefixMatch:
-        """Longest run of full blocks from token 0 that need no compute.
-
-        Only blocks that end before the last token count: that token must run through the model
-        to give the logits for the first sampled token.
-        """
+        """Longest run of full blocks from token 0 that need no compute, ending before the last
+        token (which must run through the model to give the first sampled token's logits)."""
         device, disk = [], []
         for key in self.hashes(seq)[: (len(seq) - 1) // self.block_size]:
             if not disk and key in self.key_to_block:

@@ -1,9 +1,6 @@
-"""Decode steps over static buffers, replayed as CUDA graphs for bucketed batch sizes.
-
-A step of n sequences runs at the smallest bucket >= n; its inputs go into one pinned host buffer,
-copied to the device in one transfer. Padding rows read and write only the pad block, which the
-block manager never hands out. On CUDA each bucket is captured once and replayed; elsewhere the
-same buffers and padding run eagerly (what the CPU tests check against unpadded steps).
+"""Decode steps over static buffers, replayed as CUDA graphs for bucketed batch sizes: inputs go
+through one pinned host buffer in one copy; padding rows touch only the pad block, which the block
+manager never hands out. Off CUDA the same buffers run eagerly (what the CPU tests check).
 """
 from __future__ import annotations
 
@@ -78,9 +75,9 @@ class DecodeGraphs:
         torch.cuda.synchronize()
 
     def _fill(self, rows: list[tuple]) -> int:
-        """Write rows (token id, position, block table[, key]) and padding up to the bucket into the host
-        buffer. A row's key names its sequence's table (None: unknown, write it all). Entries past a
-        context are never read as blocks, so stale ones may stay."""
+        """Write rows (token id, position, block table[, key]) and padding up to the bucket into the
+        host buffer. A row's key names its sequence's table (None: write it all); stale entries past
+        a context are never read."""
         if self.copied is not None:
             self.copied.synchronize()  # the last step's transfer has left the buffer (it has, after its sampling)
         n = len(rows)

@@ -1,9 +1,7 @@
-"""Disk tier of the prefix cache: evicted blocks' latents, one file per block key.
-
-Bounded by bytes, least recently used evicted first (file mtime is the clock, so the order
-survives a restart). A file is written under a temporary name and renamed: a crash never leaves
-half a block for a later worker. Writes run on a background thread, so evicting a block never
-waits for the disk; a block still queued is served from memory.
+"""Disk tier of the prefix cache: one file per block key, bounded by bytes, least recently used
+evicted first (mtime is the clock, so the order survives a restart). Files are written under a
+temporary name and renamed, so a crash never leaves half a block; writes run on a background thread
+so eviction never waits for the disk (a queued block is served from memory).
 """
 from __future__ import annotations
 
@@ -55,9 +53,8 @@ class DiskCache:
         return len(self._index)
 
     def save(self, key: bytes, latents: torch.Tensor) -> None:
-        """Queue one block's latents [num_layers, block_size, latent_dim] for writing.
-
-        The copy to host memory happens here, so the device block can be reused at once."""
+        """Queue one block's latents for writing, copied to the host here so the device block can
+        be reused at once."""
         hex_key = key.hex()
         with self._lock:
             if hex_key in self._index:

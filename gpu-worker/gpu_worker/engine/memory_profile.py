@@ -1,10 +1,6 @@
-"""How many cache blocks fit on a CUDA device, from a measured worst-case step.
-
-The profiled step is the largest the scheduler makes: max_num_seqs decodes at a long context plus
-a max_batch_tokens prefill chunk, with logits and sampling, over a scratch cache. Its peak above
-what is held sets the activation headroom; the cache takes the rest of memory_fraction of the
-device. With CUDA graphs, their pool (about one pure decode step's peak, measured too) is set
-aside.
+"""How many cache blocks fit on a CUDA device: the peak of the largest step the scheduler makes
+(max_num_seqs decodes plus a max_batch_tokens chunk, with sampling) sets the activation headroom,
+and the CUDA graphs' pool (one pure decode step's peak) is set aside too.
 """
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Owns the model and its paged latent cache; turns one step's chunks into one forward pass.
-
-Steps in which every sequence has one new token go through the decode buffers (CUDA graphs on
-CUDA); steps with prefill chunks run eagerly.
-"""
+"""Owns the model and its paged latent cache; turns one step's chunks into one forward pass
+(all-decode steps through the decode buffers, CUDA graphs on CUDA)."""
 from __future__ import annotations
 
 from itertools import accumulate

@@ -1,11 +1,7 @@
-"""Next-token choice for a whole batch on the device, with no per-row work and no host sync
-until the chosen ids are read back.
-
-Penalties apply to the raw logits, then log-probabilities are taken (what `logprobs` reports);
-greedy rows take the argmax, the others invert their CDF (temperature, top-p) at one uniform
-number: an exact draw needing one random number per row, not one per vocabulary entry. The number
-hashes (the request's seed, its output position), so a seeded request draws the same whatever else
-is in the batch and across preemptions; unseeded requests get a random seed at admission.
+"""Next-token choice for a whole batch on the device, no per-row work, no host sync until the ids
+are read back. Penalties apply to the raw logits (then `logprobs` are taken); sampled rows invert
+their CDF (temperature, top-p) at one uniform number hashed from (seed, output position), so a
+seeded request draws the same whatever else is in the batch and across preemptions.
 """
 from __future__ import annotations
 
@@ -23,12 +19,10 @@ def uniform(seed: int, step: int) -> float:
 
 
 class OutputCounts:
-    """How often each live sequence that uses a penalty has generated each token, on the device.
-
-    [max_num_seqs + 1, vocab] float32, allocated once (memory_profile reserves it): a row per
-    sequence, taken at its first penalised step and released when it ends; the last row is
-    scratch for rows without a penalty. max_num_seqs rows suffice: preempted sequences keep
-    theirs, but go back to the front of the queue, before any request that has none."""
+    """Per penalised live sequence, how often it generated each token: [max_num_seqs + 1, vocab]
+    on the device, allocated once; the last row is scratch for rows without a penalty.
+    max_num_seqs rows suffice: a preempted sequence keeps its row but goes back to the front of
+    the queue, before any request that has none."""
 
     def __init__(self, vocab_size: int, device: torch.device, max_num_seqs: int = 256):
         self.table = torch.zeros(max_num_seqs + 1, vocab_size, device=device)
@@ -50,7 +44,7 @@ class OutputCounts:
 
 class SamplingBatch:
     """One step's sampling parameters as device tensors [B] (one host-to-device copy), plus the
-    few host facts that choose which stages run."""
+    host facts that choose which stages run."""
 
     def __init__(self, seqs: list[Sequence], device: torch.device, counts: OutputCounts | None):
         params = [seq.params for seq in seqs]

@@ -1,8 +1,6 @@
-"""Continuous batching: a step packs one token for each decoding sequence, then prefill chunks (of
-running sequences, then of newly admitted ones) up to a token budget.
-
-When a running sequence cannot grow, the most recently admitted one is preempted: its blocks are
-released (full ones stay in the prefix cache) and it goes back to the front of the queue.
+"""Continuous batching: a step packs one token per decoding sequence, then prefill chunks, up to a
+token budget. When a running sequence cannot grow, the newest is preempted: its blocks released
+(full ones stay cached), it goes back to the front of the queue.
 """
 from __future__ import annotations
 
@@ -15,8 +13,7 @@ from .sequence import Sequence
 
 
 class Chunk(NamedTuple):
-    """What the model runner reads of one scheduled sequence: its new tokens from position `start`
-    on. It is all a tensor-parallel follower rank receives of a step."""
+    """One scheduled sequence's new tokens from `start` on: all a follower rank gets of a step."""
     start: int
     tokens: list[int]
     block_table: list[int]

@@ -1,10 +1,7 @@
-"""Expert parallelism: routed experts split by index over the ranks, tokens moved by all-to-all.
-
-Every rank holds the same [T, dim] hidden states. Rank r routes the r-th of N chunks of the
-tokens and sends each (token, expert) copy to the expert's rank (dispatch), which runs it and sends
-the weighted row back (combine); rank r sums each token's rows and adds the replicated shared
-experts, and an all-gather of the chunks gives every rank [T, dim]. gloo implements uneven
-all_to_all_single too, so the CPU path is NCCL's code.
+"""Expert parallelism: rank r routes the r-th of N chunks of the (replicated) tokens, sends each
+(token, expert) copy to the expert's rank and gets the weighted row back (all-to-all), sums each
+token's rows plus the shared experts; an all-gather of the chunks gives every rank [T, dim]. gloo
+does uneven all_to_all_single too, so the CPU path is NCCL's code.
 """
 
 from __future__ import annotations

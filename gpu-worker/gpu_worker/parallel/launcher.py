@@ -1,8 +1,5 @@
-"""Rank 0 starts the other ranks of a tensor-parallel worker and watches them.
-
-Each follower is a spawned process that reports its state on a queue about once a second. One
-that exits, or stops reporting, makes the worker unhealthy (/health 503, new requests refused)
-instead of leaving it waiting on a collective (those also time out: process_group.init_rank).
+"""Rank 0 spawns the other ranks and watches their reports (about once a second): one that exits
+or falls silent makes the worker unhealthy (/health 503) instead of leaving it on a collective.
 """
 
 from __future__ import annotations

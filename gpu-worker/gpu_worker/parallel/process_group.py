@@ -20,10 +20,8 @@ def free_port() -> int:
 
 def init_rank(rank: int, size: int, port: int, device: str = "cpu", expert_parallel: bool = False,
               timeout_s: float = 120.0) -> tuple[Parallel, dist.ProcessGroup]:
-    """Join the worker's ranks on 127.0.0.1:port; returns (this rank's Parallel, the control group).
-
-    A collective that waits longer than timeout_s fails instead of hanging (a dead peer on gloo fails at
-    once; on NCCL the watchdog aborts after the timeout)."""
+    """Join the worker's ranks on 127.0.0.1:port -> (Parallel, control group). A collective that
+    waits longer than timeout_s fails instead of hanging."""
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(rank)

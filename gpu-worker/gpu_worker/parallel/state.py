@@ -1,7 +1,5 @@
-"""Which rank this process is and how the model is split, set once at start-up (like DeepSeek's
-inference/model.py). A rank holds heads [h0, h1), 1/N of every dense MLP's width and of the
-vocabulary, and 1/N of every routed expert (tensor parallel) or whole experts [e0, e1) (expert
-parallel). The default is one rank holding everything.
+"""Which rank this process is and how the model is split, set once at start-up (as DeepSeek's
+inference/model.py does); the default is one rank holding everything.
 """
 
 from __future__ import annotations

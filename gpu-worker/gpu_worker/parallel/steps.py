@@ -1,9 +1,6 @@
-"""What rank 0 tells the other ranks, so that they run the same model steps in the same order.
-
-Rank 0's ModelRunner hands each step's chunks to a StepBroadcaster, which sends them over the gloo
-control group; a follower's runner runs them too, taking the same path and meeting rank 0 in the
-same collectives. Disk-tier blocks loaded into rank 0's cache are sent too: every rank holds the
-whole latent cache.
+"""Rank 0 broadcasts each step's chunks (and disk-tier blocks it loads: every rank holds the whole
+latent cache) over the gloo control group; followers run the same steps, meeting rank 0 in the same
+collectives.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""DeepSeek-V3's chat template, written out as code, plus our rules for what it leaves open.
-
-The rules are defined once in workers/gateway/src/tokenizer/README.md; the gateway's
-workers/gateway/src/tokenizer/chat-format.ts implements the same, and the fixture vectors in
-test/fixtures/tokenizer/vectors.json hold both to the jinja template in tokenizer_config.json.
-The template's quirks are kept on purpose (the model saw them in training): tool-call and
-tool-output state is never reset between messages, and assistant text after tool outputs has
-no <｜Assistant｜> marker.
+"""DeepSeek-V3's chat template as code, plus the rules of workers/gateway/src/tokenizer/README.md
+for what it leaves open (the gateway's chat-format.ts is held to the same vectors). The template's
+quirks are kept on purpose, as the model saw them in training: tool-call and tool-output state is
+never reset, and assistant text after tool outputs has no <｜Assistant｜> marker.
 """
 
 from .tool_prompt import js_json_dumps, render_tools_prompt

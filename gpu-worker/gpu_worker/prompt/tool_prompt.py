@@ -1,9 +1,5 @@
-"""Tool definitions as system-prompt text, byte-identical to the gateway's rendering.
-
-DeepSeek-V3's chat template renders tool calls and tool outputs but not tool definitions, so
-we define one rendering and use it on both sides (workers/gateway/src/tokenizer/README.md).
-The definitions are serialized the way JavaScript's JSON.stringify writes the parsed request
-body, because the gateway counts tokens from exactly that text.
+"""Tool definitions as system-prompt text (the template has none), byte-identical to the gateway's:
+serialized as JavaScript's JSON.stringify writes them, since the gateway counts tokens of that text.
 """
 
 import json

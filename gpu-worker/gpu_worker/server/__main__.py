@@ -1,7 +1,7 @@
 """python -m gpu_worker.server --checkpoint DIR --port N ...
 
-SIGTERM (or Ctrl-C) drains: the listener closes, /health says "draining", new requests get 503,
-running ones finish, the prefix cache is spilled to the disk tier, then the process exits.
+SIGTERM (or Ctrl-C) drains: new requests get 503, running ones finish, the prefix cache is spilled
+to the disk tier, then the process exits.
 """
 from __future__ import annotations
 

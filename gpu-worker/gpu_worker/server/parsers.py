@@ -1,9 +1,5 @@
-"""Streaming matchers over the model's output text, which comes in arbitrary pieces: each holds
-back only what could still be the start of a marker.
-
-StopStringMatcher ends the output at a stop string, which never reaches the client.
-ReasoningParser splits deepseek-reasoner output into the chain of thought (until `</think>`)
-and the answer. ToolCallParser turns DeepSeek's tool-call tokens into OpenAI tool calls:
+"""Streaming matchers over output text in arbitrary pieces, each holding back only what could still
+start a marker: stop strings, deepseek-reasoner's `</think>`, and DeepSeek's tool calls:
 
   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
   ...more calls...<｜tool▁calls▁end｜>
@@ -133,10 +129,8 @@ def streamable_arguments(body: str) -> str:
 
 
 class ToolCallParser:
-    """Content passes through until the calls-begin marker; then calls are collected.
-
-    In streams, a call's id and name go out as soon as the name is complete, then its
-    arguments as they are generated (OpenAI clients concatenate the pieces)."""
+    """Content passes through until the calls-begin marker. A call's id and name go out once the
+    name is complete, then its arguments as generated (OpenAI clients concatenate them)."""
 
     def __init__(self):
         self.pending = ""

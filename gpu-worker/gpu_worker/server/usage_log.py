@@ -1,8 +1,6 @@
-"""Per-request usage records for reconciliation: GET /v1/usage behind the worker secret.
-
-Every finished generation of a gateway request (its x-request-id) leaves one record of the tokens
-served, the worker's own account against which `npm run admin -- reconcile` finds any request
-served but never settled. In memory: the last MAX_RECORDS, at most RETAIN_SECONDS old.
+"""GET /v1/usage: one record per finished gateway request (x-request-id) of the tokens served,
+the worker's own account against which `npm run admin -- reconcile` finds requests served but never
+settled. In memory: the last MAX_RECORDS, at most RETAIN_SECONDS old.
 """
 from __future__ import annotations
 
