@@ -1,8 +1,8 @@
 """The worker's HTTP surface, served by uvicorn on a real socket over the embedded model."""
-import asyncio
 import json
 import time
 from contextlib import contextmanager
+from itertools import islice
 
 import httpx
 import pytest
@@ -99,22 +99,25 @@ def aborted(state) -> int:
     return sum(n for (_, _, reason), n in state.metrics.requests.items() if reason == "abort")
 
 
-@contextmanager
-def model_says(server, text):
-    """The model 'says' the tokens of text (then repeats the last), to test the parsers in place."""
+def said_whole_and_streamed(client, server, text, request) -> tuple[dict, list[dict]]:
+    """The answers to request while the model 'says' the tokens of text (then repeats the last), to
+    test the parsers in place."""
     engine, token_ids = server[1].engine.engine, tokens(server, text)
-    original, said = engine.sampler, 0
+    original, answers = engine.sampler, []
+    for send in (post, stream):
+        said = 0
 
-    def sample(logits, batch):
-        nonlocal said
-        tokens = [token_ids[min(said + i, len(token_ids) - 1)] for i in range(logits.shape[0])]
-        said += len(tokens)
-        return tokens, [None] * len(tokens)
-    engine.sampler = sample
-    try:
-        yield token_ids
-    finally:
-        engine.sampler = original
+        def sample(logits, batch):
+            nonlocal said
+            chosen = [token_ids[min(said + i, len(token_ids) - 1)] for i in range(logits.shape[0])]
+            said += len(chosen)
+            return chosen, [None] * len(chosen)
+        engine.sampler = sample
+        try:
+            answers.append(send(client, request))
+        finally:
+            engine.sampler = original
+    return answers[0], answers[1]
 
 
 @pytest.mark.parametrize("body, headers, status, message", [
@@ -143,9 +146,11 @@ def test_non_stream_chat_completion(client):
     assert body["usage"]["completion_tokens"] <= 8
 
 
-def test_stream_with_continuous_usage_matches_non_stream(client):
-    plain = post(client, chat(max_tokens=6))
-    chunks = stream(client, chat(max_tokens=6, stream_options=ALL_USAGE), headers={"x-request-id": "s-1"})
+def test_seeded_stream_with_continuous_usage_matches_non_stream(client):
+    sampled = chat(max_tokens=6, temperature=1.0, seed=42)  # the seed makes sampling reproducible
+    plain = post(client, sampled)
+    chunks = stream(client, dict(sampled, stream_options=ALL_USAGE),
+                    headers={"x-request-id": "s-1"})
     assert all(c["id"] == "s-1" and c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["created"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -188,7 +193,8 @@ def test_stop_string_and_length(client):
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 
 
-def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch):
+@pytest.mark.parametrize("streamed", [True, False])
+def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch, streamed):
     state = server[1]
     wait_idle(client)  # no earlier request still winding down
     before = aborted(state)
@@ -197,28 +203,16 @@ def test_client_disconnect_cancels_and_frees_blocks(client, server, monkeypatch)
     runner = state.engine.engine.runner
     run = runner.run
     monkeypatch.setattr(runner, "run", lambda batch: (time.sleep(0.005), run(batch))[1])
-    with client.stream("POST", CHAT, json=chat(max_tokens=900, stream=True)) as r:
-        for i, line in enumerate(r.iter_lines()):
-            if i > 4:
-                break
-        assert client.get("/health").json()["running"] == 1
+    if streamed:
+        with client.stream("POST", CHAT, json=chat(max_tokens=900, stream=True)) as r:
+            next(islice(r.iter_lines(), 5, None))
+            assert client.get("/health").json()["running"] == 1
+    else:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(CHAT, json=chat(max_tokens=900), timeout=0.5)
     health = wait_idle(client)
     assert health["free_cache_blocks"] == health["total_cache_blocks"] == TOTAL_BLOCKS
     assert all(b.ref_count == 0 for b in state.engine.engine.block_manager.blocks)
-    assert aborted(state) == before + 1
-
-
-def test_non_stream_client_disconnect_cancels(server):
-    state = server[1]
-    before = aborted(state)
-
-    async def go():
-        async with httpx.AsyncClient(base_url=server[0], headers=AUTH) as c:
-            with pytest.raises(httpx.TimeoutException):
-                await c.post(CHAT, json=chat(max_tokens=900), timeout=0.5)
-    asyncio.run(go())
-    with httpx.Client(base_url=server[0]) as c:
-        assert wait_idle(c)["free_cache_blocks"] == TOTAL_BLOCKS
     assert aborted(state) == before + 1
 
 
@@ -234,11 +228,6 @@ def test_logprobs_in_chat_whole_and_streamed(client):
     assert len(entries) == chunks[-1]["usage"]["completion_tokens"] == 5
     assert all(len(e["top_logprobs"]) == 2 and bytes(e["bytes"]).decode("utf-8", "replace") == e["token"]
                for e in entries)
-
-
-def test_seed_makes_sampling_reproducible(client):
-    a, b = (post(client, chat(temperature=1.0, seed=42, max_tokens=6)) for _ in range(2))
-    assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
 
 
 def test_fim_completions_stream_and_not(client):
@@ -266,26 +255,37 @@ def test_openai_sdk_talks_to_the_worker(server):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == out.choices[0].message.content
 
 
-def test_failure_mid_stream_ends_with_usage(client, server):
-    engine = server[1].engine.engine
-    run, calls = engine.runner.run, []
+def test_engine_failure_ends_the_answer_and_turns_health_to_503(client, server, monkeypatch):
+    """Once an engine step has failed, /health is 503 with status "error" so the gateway stops
+    routing, though later steps succeed: the device is not trustworthy again."""
+    wait_idle(client)
+    healthy = client.get("/health")
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+    assert healthy.json()["total_cache_blocks"] == TOTAL_BLOCKS and "error" not in healthy.json()
+    assert {"running", "waiting", "free_cache_blocks", "cache"} <= set(healthy.json())
+    runner, calls = server[1].engine.engine.runner, []
+    run = runner.run
 
     def failing(batch):
         calls.append(1)
-        if len(calls) == 4:
-            raise RuntimeError("simulated device fault")
+        if len(calls) in (4, 5):  # mid-stream, then the first step of the next request
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return run(batch)
-    engine.runner.run = failing
-    try:
-        chunks = stream(client, chat(max_tokens=50, stream_options=ALL_USAGE))
-    finally:
-        engine.runner.run = run
-    last = chunks[-1]
+    monkeypatch.setattr(runner, "run", failing)
+    last = stream(client, chat(max_tokens=50, stream_options=ALL_USAGE))[-1]
     assert last["choices"][0]["finish_reason"] == "insufficient_system_resource"
     assert last["usage"]["completion_tokens"] == 3  # what was delivered before the fault
     check_usage(last["usage"])
     assert wait_idle(client)["free_cache_blocks"] == TOTAL_BLOCKS
+    assert client.post(CHAT, json=chat()).status_code == 500
     assert client.post(CHAT, json=chat()).status_code == 200  # the worker carries on
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "error" and "illegal memory access" in health.json()["error"]
+    assert health.json()["models"] == ["deepseek-chat", "deepseek-reasoner"]  # the shape stays
+    metrics = client.get("/metrics").text
+    assert 'gpu_worker_requests_total{endpoint="chat",model="deepseek-chat",' in metrics
+    assert f"gpu_worker_free_cache_blocks {TOTAL_BLOCKS}" in metrics
 
 
 def test_chat_prefix_completion_continues_the_assistant_message(client):
@@ -300,16 +300,13 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 def test_tool_calls_over_http_stream_and_not(client, server):
     said = (f"{TOOL_CALLS_BEGIN}{TOOL_CALL_BEGIN}function{TOOL_SEP}get_weather\n```json\n"
             f'{{"city": "Paris"}}\n```{TOOL_CALL_END}{TOOL_CALLS_END}{EOS}')
-    with model_says(server, said) as script:
-        body = post(client, chat(tools=TOOLS, max_tokens=100))
-    with model_says(server, said):
-        chunks = stream(client, chat(tools=TOOLS, max_tokens=100))
+    body, chunks = said_whole_and_streamed(client, server, said, chat(tools=TOOLS, max_tokens=100))
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     (call,) = choice["message"]["tool_calls"]
     assert call["type"] == "function" and call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
-    assert body["usage"]["completion_tokens"] == len(script)
+    assert body["usage"]["completion_tokens"] == len(tokens(server, said))
     deltas = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
     assert all(d["index"] == 0 for d in deltas) and deltas[0]["function"]["name"] == "get_weather" and deltas[0]["id"]
     assert json.loads("".join(d["function"].get("arguments", "") for d in deltas)) == {"city": "Paris"}
@@ -321,17 +318,14 @@ def test_reasoner_splits_reasoning_from_content_stream_and_not(client, server):
     thought = "Think hard.\n</think>"
     said = f"{thought}\n\nAnswer!{EOS}"
     request = chat(model="deepseek-reasoner", stream_options={"include_usage": True})
-    with model_says(server, said) as script:
-        body = post(client, request)
-    with model_says(server, said):
-        chunks = stream(client, request)
+    body, chunks = said_whole_and_streamed(client, server, said, request)
     message = body["choices"][0]["message"]
     assert (message["reasoning_content"], message["content"]) == ("Think hard.", "Answer!")
     assert (joined(chunks, "reasoning_content"), joined(chunks)) == ("Think hard.", "Answer!")
     first_content = next(i for i, c in enumerate(chunks) if c["choices"][0]["delta"].get("content"))
     assert all(not c["choices"][0]["delta"].get("reasoning_content") for c in chunks[first_content:])
     for usage in (body["usage"], chunks[-1]["usage"]):
-        assert usage["completion_tokens"] == len(script)
+        assert usage["completion_tokens"] == len(tokens(server, said))
         reasoning_tokens = usage["completion_tokens_details"]["reasoning_tokens"]
         assert reasoning_tokens == len(tokens(server, thought))
 
@@ -340,13 +334,17 @@ def test_every_served_request_has_a_usage_record_with_what_it_was_sent(client):
     whole = post(client, chat(max_tokens=4), headers={"x-request-id": "gw-whole"})["usage"]
     streamed = stream(client, chat(max_tokens=3, stream_options={"include_usage": True}),
                       headers={"x-request-id": "gw-stream"})[-1]["usage"]
-    page = client.get("/v1/usage", params={"limit": 5000}).json()["data"]
+    listing = client.get("/v1/usage", params={"limit": 5000}).json()
+    assert listing["object"] == "list" and listing["next_after"] is None
     wrong = {"Authorization": f"Bearer {SECRET}x"}
     assert client.get("/v1/usage", headers=wrong).status_code == 401
-    records = {r["request_id"]: r for r in page}
+    bad = client.get("/v1/usage", params={"since": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    records = {r["request_id"]: r for r in listing["data"]}
     for rid, usage in (("gw-whole", whole), ("gw-stream", streamed)):
         rec = records[rid]
         for field in ("prompt_tokens", "prompt_cache_hit_tokens", "completion_tokens"):
             assert rec[field] == usage[field]
         assert (rec["endpoint"], rec["model"]) == ("chat", "deepseek-chat")
         assert rec["finish_reason"] in ("stop", "length")
+
