@@ -106,8 +106,10 @@ class DiskCache:
         if latents is None:
             try:
                 latents = load_file(self._path(hex_key))["latents"]
-            except Exception:
-                self._drop(hex_key)
+            except Exception:  # unreadable: forget it
+                with self._lock:
+                    self.total_bytes -= self._index.pop(hex_key, 0)
+                _unlink(self._path(hex_key))
                 return None
             with contextlib.suppress(OSError):
                 os.utime(self._path(hex_key))
@@ -115,11 +117,6 @@ class DiskCache:
             if hex_key in self._index:
                 self._index.move_to_end(hex_key)
         return latents
-
-    def _drop(self, hex_key: str) -> None:
-        with self._lock:
-            self.total_bytes -= self._index.pop(hex_key, 0)
-        _unlink(self._path(hex_key))
 
     def _evict_over_budget(self) -> None:
         while self.total_bytes > self.max_bytes and self._index:

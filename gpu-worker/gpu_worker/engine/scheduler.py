@@ -59,11 +59,6 @@ class Scheduler:
             self.waiting.remove(seq)
         self.block_manager.free(seq)
 
-    def _preempt(self, seq: Sequence) -> None:
-        self.remove(seq)
-        seq.num_preemptions += 1
-        self.waiting.appendleft(seq)
-
     def schedule(self) -> list[ScheduledSeq]:
         bm = self.block_manager
         budget = self.max_batch_tokens
@@ -77,7 +72,9 @@ class Scheduler:
                 continue
             while not bm.ensure_capacity(seq, seq.num_computed_tokens + num_new):
                 victim = self.running[-1]
-                self._preempt(victim)
+                self.remove(victim)
+                victim.num_preemptions += 1
+                self.waiting.appendleft(victim)
                 preempted = True
                 if victim is seq:
                     break

@@ -82,8 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def keep_fp8(args: argparse.Namespace) -> bool | None:
     """--fp8-weights as load_model's keep_fp8 (None or empty: the kernel backend's default)."""
-    choice = getattr(args, "fp8_weights", None)
-    return choice == "keep" if choice else None
+    return args.fp8_weights == "keep" if args.fp8_weights else None
 
 
 def engine_config(args: argparse.Namespace, cache_salt: str) -> EngineConfig:

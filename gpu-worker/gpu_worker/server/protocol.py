@@ -60,8 +60,7 @@ def sampling_params(body: dict, reasoner: bool, max_tokens_range: tuple[int, int
                     top_logprobs: int) -> SamplingParams:
     """max_tokens_range: (default, largest allowed); top_logprobs: -1 when logprobs are off."""
     max_tokens = body.get("max_tokens")
-    if max_tokens is None:
-        max_tokens = max_tokens_range[0]
+    max_tokens = max_tokens_range[0] if max_tokens is None else max_tokens
     checked(max_tokens, "max_tokens", 1, max_tokens_range[1], int, 400)
     values = [float(checked(body[name], name, lo, hi)) if body.get(name) is not None else unset
               for name, unset, lo, hi in SAMPLING_FIELDS]
