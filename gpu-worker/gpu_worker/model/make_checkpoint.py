@@ -70,15 +70,14 @@ def random_weights(config: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor
     for name, shape in sorted(tensor_shapes(config).items()):
         if name.endswith("_scale_inv"):
             continue
-        if name.endswith("e_score_correction_bias"):
-            tensor = torch.rand(shape, generator=generator) * 0.2
+        if name.endswith("e_score_correction_bias"):  # positive, as in DeepSeek's checkpoints
+            weights[name] = torch.rand(shape, generator=generator) * 0.2
         elif name.endswith("norm.weight"):
-            tensor = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+            weights[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
         elif name == "model.embed_tokens.weight":
-            tensor = torch.randn(shape, generator=generator)
+            weights[name] = torch.randn(shape, generator=generator)
         else:  # [out, in] projections
-            tensor = torch.randn(shape, generator=generator) / math.sqrt(shape[-1])
-        weights[name] = tensor
+            weights[name] = torch.randn(shape, generator=generator) / math.sqrt(shape[-1])
     return weights
 
 
@@ -96,10 +95,9 @@ def write_checkpoint(out_dir: str | Path, hf_config: dict[str, Any],
     for name, tensor in weights.items():
         if quantize_fp8 and tensor.dim() == 2 and not any(part in name for part in _NOT_QUANTIZED):
             tensors[name], tensors[name + "_scale_inv"] = fp8.quantize(tensor)
-        elif name.endswith("e_score_correction_bias"):
-            tensors[name] = tensor.to(torch.float32).contiguous()
-        else:
-            tensors[name] = tensor.to(dtype).contiguous()
+        else:  # the correction bias stays float32, as in DeepSeek's checkpoints
+            wide = name.endswith("e_score_correction_bias")
+            tensors[name] = tensor.to(torch.float32 if wide else dtype).contiguous()
     if quantize_fp8:
         config["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3",
                                          "quant_method": "fp8", "weight_block_size": [128, 128]}

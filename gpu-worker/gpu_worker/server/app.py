@@ -323,13 +323,11 @@ def build_app(state: WorkerState) -> Starlette:
     async def health(request: Request) -> Response:
         """503 "error" once an engine step failed (a CUDA error is sticky) or a rank died: the
         gateway must stop routing here until the worker restarts."""
-        stats = state.engine.stats()
         failure = state.engine.failed
         lost = state.lost_ranks
         status = "error" if failure is not None or lost else "draining" if state.draining else "ok"
-        body = {"status": status, "models": state.served_models}
-        body |= {key: stats[key] for key in ("running", "waiting", "free_cache_blocks",
-                                             "total_cache_blocks", "cache")}
+        # running, waiting, free_cache_blocks, total_cache_blocks, cache
+        body = {"status": status, "models": state.served_models, **state.engine.stats()}
         if failure is not None:
             body["error"] = f"engine step failed: {type(failure).__name__}: {failure}"
         if lost:

@@ -121,11 +121,7 @@ def streamable_arguments(body: str) -> str:
     else:
         args = after_name
     close = args.find("\n```")
-    if close >= 0:
-        args = args[:close]
-    else:
-        args = release(args, "\n```", TOOL_CALL_END)[0]
-    return args.rstrip()
+    return (args[:close] if close >= 0 else release(args, "\n```", TOOL_CALL_END)[0]).rstrip()
 
 
 class ToolCallParser:
