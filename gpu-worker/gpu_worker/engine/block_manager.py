@@ -103,7 +103,6 @@ class BlockManager:
 
     def allocate_prefix(self, seq: Sequence, match: PrefixMatch) -> int:
         """Attach the matched blocks to seq (loading disk ones); returns reused token count."""
-        assert not seq.block_table
         for block_id in match.device_blocks:
             block = self.blocks[block_id]
             if block.ref_count == 0:

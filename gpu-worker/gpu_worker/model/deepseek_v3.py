@@ -95,8 +95,6 @@ class DeepseekV3ForCausalLM(nn.Module):
                 kv_cache: torch.Tensor) -> torch.Tensor:
         """Packed new tokens [T] at positions [T] -> final hidden states [T, hidden] (before the
         final norm, which compute_logits applies). Writes the new tokens' latents into kv_cache."""
-        if kv_cache.shape[2] != meta.block_size:
-            raise ValueError(f"cache block size {kv_cache.shape[2]}, metadata {meta.block_size}")
         freqs = self.rotary.lookup(positions)
         h = vocab_parallel_embedding(input_ids, self.embed_tokens)
         for i, layer in enumerate(self.layers):
