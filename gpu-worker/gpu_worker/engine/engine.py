@@ -139,7 +139,7 @@ class LLMEngine:
             s.seq.num_computed_tokens += s.num_new_tokens
         outputs = []
         for seq, token, logprob in zip(seqs, tokens, logprobs):
-            seq.append_token(token, logprob)
+            seq.append_token(token)
             p = seq.params
             if not p.ignore_eos and (token in self.eos_token_ids or token in p.stop_token_ids):
                 seq.finish_reason = "stop"

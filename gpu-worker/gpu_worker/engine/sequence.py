@@ -51,7 +51,6 @@ class Sequence:
         # Prompt tokens served from the prefix cache at first admission; what usage reports.
         self.num_cached_prompt_tokens: int | None = None
         self.finish_reason: str | None = None  # set when it finishes
-        self.logprobs: list[TokenLogprob] = []
         # The sampler's noise stream: the request's seed, or a random one.
         self.seed = params.seed if params.seed is not None else random.getrandbits(63)
         self.num_preemptions = 0
@@ -78,7 +77,5 @@ class Sequence:
         frees it)."""
         return self.serial, self.num_preemptions
 
-    def append_token(self, token_id: int, logprob: TokenLogprob | None = None) -> None:
+    def append_token(self, token_id: int) -> None:
         self.token_ids.append(token_id)
-        if logprob is not None:
-            self.logprobs.append(logprob)
