@@ -1,7 +1,7 @@
 // GPU transport: what a deployed gateway meets between it and its workers. Answers from
 // Cloudflare's edge and workers that never answer count as failed workers and fail over;
 // worker secrets are stored encrypted; worker URLs follow the production rules.
-import { env, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
 import { ApiError } from "../../../workers/gateway/src/errors/api-error";
 import { connectUpstream, type UpstreamRequest } from "../../../workers/gateway/src/upstream/connect";
@@ -31,15 +31,6 @@ const request = (model: string, affinityKey: string): UpstreamRequest => ({
 
 const connect = (req: UpstreamRequest) => connectUpstream(env, req, new AbortController().signal, (p) => void p.catch(() => undefined));
 
-// As if the shared prober had just found this worker healthy: the route to it broke since.
-async function seenHealthy(id: string, url: string): Promise<void> {
-  const fleet = env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("fleet"));
-  await runInDurableObject(fleet, (instance) => {
-    const { entries } = instance as unknown as { entries: Map<string, object> };
-    entries.set(id, { url, up: true, load: 0, checkedAt: Date.now(), probing: null, probed: true });
-  });
-}
-
 // An affinity key whose preferred worker (among those registered for the model) is `id`, so the
 // test knows which worker the gateway tries first.
 async function keyPreferring(id: string, model: string): Promise<string> {
@@ -57,7 +48,6 @@ describe("failover from what is not the worker", () => {
     const fake = inject("fakeUpstream");
     await register(`bad-${kind}`, inject("badWorkers")[kind], "bad-worker-secret", [model]);
     await register(`good-for-${kind}`, fake.url, fake.secret, [model]);
-    await seenHealthy(`bad-${kind}`, inject("badWorkers")[kind]);
     const key = await keyPreferring(`bad-${kind}`, model);
     const before = (await stats(kind)).requests;
 
@@ -102,25 +92,6 @@ describe("worker health shared by every isolate", () => {
     const before = (await stats("sick")).requests;
     const failure = await connect(request(model, "k")).catch((err) => err);
     expect(failure.status).toBe(503);
-    expect((await stats("sick")).requests).toBe(before);
-  });
-
-  it("a worker never probed is probed before the view answers: its first look is its real health", async () => {
-    const stub = env.WORKER_HEALTH.get(env.WORKER_HEALTH.idFromName("first-look"));
-    const fake = inject("fakeUpstream");
-    const view = await stub.view([
-      { id: "sick", url: inject("badWorkers").sick, secret: "x" },
-      { id: "healthy", url: fake.url, secret: fake.secret },
-    ]);
-    expect(view).toEqual({ sick: { up: false, load: 0 }, healthy: { up: true, load: expect.any(Number) } });
-  });
-
-  it("requests arriving together at a new isolate all wait for the health view; none reaches a sick worker", async () => {
-    const model = "unseen-sick-model";
-    await register("unseen-sick", inject("badWorkers").sick, "bad-worker-secret", [model]);
-    const before = (await stats("sick")).requests;
-    const failures = await Promise.all(Array.from({ length: 5 }, () => connect(request(model, "k")).catch((err) => err)));
-    expect(failures.map((f) => f.status)).toEqual([503, 503, 503, 503, 503]);
     expect((await stats("sick")).requests).toBe(before);
   });
 

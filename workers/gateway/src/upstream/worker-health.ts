@@ -18,9 +18,7 @@ export interface WorkerHealthView {
 interface Entry extends WorkerHealthView {
   url: string;
   checkedAt: number;
-  probing: Promise<void> | null;
-  // False until the first probe has answered: until then `up` is a guess.
-  probed: boolean;
+  probing: boolean;
 }
 
 const PROBE_INTERVAL_MS = 2_000;
@@ -49,20 +47,14 @@ async function probe(target: HealthTarget): Promise<WorkerHealthView> {
 export class WorkerHealth extends DurableObject {
   private readonly entries = new Map<string, Entry>();
 
-  // The current view of these workers; stale ones are re-probed in the background. A worker
-  // never probed yet is probed first (PROBE_TIMEOUT_MS at most): its health is not guessed.
-  async view(targets: HealthTarget[]): Promise<Record<string, WorkerHealthView>> {
+  // The current view of these workers; stale ones are re-probed in the background (a worker
+  // never probed yet counts as up: a connection failure takes it out soon enough).
+  view(targets: HealthTarget[]): Record<string, WorkerHealthView> {
     const now = Date.now();
-    const firstProbes: Promise<void>[] = [];
-    for (const target of targets) {
-      const entry = this.entryFor(target);
-      if (now - entry.checkedAt >= PROBE_INTERVAL_MS) this.refresh(target, entry);
-      if (!entry.probed && entry.probing) firstProbes.push(entry.probing);
-    }
-    await Promise.all(firstProbes);
     const out: Record<string, WorkerHealthView> = {};
     for (const target of targets) {
       const entry = this.entryFor(target);
+      if (now - entry.checkedAt >= PROBE_INTERVAL_MS) this.refresh(target, entry);
       out[target.id] = { up: entry.up, load: entry.load };
     }
     return out;
@@ -78,7 +70,7 @@ export class WorkerHealth extends DurableObject {
   private entryFor(target: HealthTarget): Entry {
     let entry = this.entries.get(target.id);
     if (!entry || entry.url !== target.url) {
-      entry = { url: target.url, up: true, load: 0, checkedAt: 0, probing: null, probed: false };
+      entry = { url: target.url, up: true, load: 0, checkedAt: 0, probing: false };
       this.entries.set(target.id, entry);
     }
     return entry;
@@ -86,14 +78,15 @@ export class WorkerHealth extends DurableObject {
 
   private refresh(target: HealthTarget, entry: Entry): void {
     if (entry.probing || Date.now() - entry.checkedAt < PROBE_INTERVAL_MS / 2) return;
+    entry.probing = true;
     entry.checkedAt = Date.now();
-    entry.probing = probe(target).then((view) => {
-      entry.up = view.up;
-      entry.load = view.load;
-      entry.checkedAt = Date.now();
-      entry.probing = null;
-      entry.probed = true;
-    });
-    this.ctx.waitUntil(entry.probing);
+    this.ctx.waitUntil(
+      probe(target).then((view) => {
+        entry.up = view.up;
+        entry.load = view.load;
+        entry.checkedAt = Date.now();
+        entry.probing = false;
+      }),
+    );
   }
 }

@@ -24,7 +24,7 @@ const DOWN_FOR_MS = 10_000;
 const HEALTH_TTL_MS = 2_000;
 
 let cached: { at: number; rows: WorkerEntry[] } | null = null;
-let shared: { at: number; view: Record<string, WorkerHealthView>; asking: Promise<void> | null } | null = null;
+let shared: { at: number; view: Record<string, WorkerHealthView>; asking: boolean } | null = null;
 const loads = new Map<string, WorkerLoad>();
 
 export function invalidateWorkerRegistry(): void {
@@ -82,23 +82,20 @@ export function markDown(env: Env, worker: WorkerEntry, waitUntil: (p: Promise<u
   waitUntil(fleet(env).reportFailure(targets([worker])[0]!).catch(() => undefined));
 }
 
-// Brings this isolate's copy of the shared health view up to date, in the background while it
-// knows every worker. A request with a worker the copy does not know yet (a new isolate, a
-// worker just registered) waits for the view, also when another request asked for it first, so
-// requests arriving together do not route on unknown health.
+// Brings this isolate's copy of the shared health view up to date: awaited the first time (so a
+// new isolate does not route blind), refreshed in the background after that.
 export async function refreshHealth(env: Env, workers: WorkerEntry[], waitUntil: (p: Promise<unknown>) => void): Promise<void> {
   if (workers.length === 0) return;
-  const current = (shared ??= { at: 0, view: {}, asking: null });
-  const unknown = workers.some((w) => !(w.id in current.view));
-  if (!current.asking && (unknown || Date.now() - current.at >= HEALTH_TTL_MS)) {
-    current.asking = fleet(env)
-      .view(targets(workers))
-      .then((view) => {
-        if (shared === current) Object.assign(current, { at: Date.now(), view });
-      })
-      .catch(() => undefined)
-      .finally(() => void (current.asking = null));
-    waitUntil(current.asking);
-  }
-  if (unknown) await current.asking;
+  if (shared && (shared.asking || Date.now() - shared.at < HEALTH_TTL_MS)) return;
+  const current = shared ?? { at: 0, view: {}, asking: false };
+  current.asking = true;
+  shared = current;
+  const asked = fleet(env)
+    .view(targets(workers))
+    .then((view) => {
+      if (shared === current) Object.assign(current, { at: Date.now(), view, asking: false });
+    })
+    .catch(() => void (current.asking = false));
+  if (current.at === 0) await asked;
+  else waitUntil(asked);
 }
